@@ -1,0 +1,13 @@
+"""perfmodel: predict neural-network training time = steps to converge x time per step.
+
+Map of the package (one concern per folder):
+
+* ``ops.py``, ``graph.py``         the op IR, FLOP/byte convention, backward rules
+* ``architectures/``               analytic op-graph builders per reference model
+* ``torchmodels/``                 the same models as real ``torch.nn.Module`` s
+* ``hardware/``                    hardware profiles (JSON, units in keys)
+* ``cost/``                        roofline, wave quantization, calibrated tables, memory
+* ``predict.py``, ``sweep.py``     time per step, one config or vectorized sweeps
+* ``cli/``                         thin click commands
+"""
+__version__ = "0.1.0"

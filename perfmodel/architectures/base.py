@@ -1,0 +1,54 @@
+"""What every architecture declares: its knobs (with defaults) and a builder."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import PerfmodelError
+from ..graph import ModelGraph
+
+
+@dataclass(frozen=True)
+class Knob:
+    default: Any
+    help: str
+    choices: tuple = ()
+    minimum: int = 1
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    name: str
+    description: str
+    build: Callable[..., ModelGraph]  # build(width, batch, seq_len, dtype, **knobs)
+    knobs: dict[str, Knob] = field(default_factory=dict)
+    torch_module: str = ""  # "perfmodel.torchmodels.charlm:CharLM"
+
+    def resolve(self, overrides: dict[str, Any]) -> dict[str, Any]:
+        """Defaults overlaid with ``overrides``, each checked; unknown knobs rejected."""
+        unknown = set(overrides) - set(self.knobs)
+        if unknown:
+            raise PerfmodelError(f"unknown option {sorted(unknown)[0]!r} for model {self.name!r}; "
+                                 f"allowed: {', '.join(self.knobs)}")
+        out = {}
+        for name, knob in self.knobs.items():
+            v = overrides.get(name, knob.default)
+            if v is None:
+                out[name] = v
+                continue
+            if knob.choices:
+                if v not in knob.choices:
+                    raise PerfmodelError(f"{name}={v!r} is not allowed for model {self.name!r}; "
+                                         f"allowed: {', '.join(map(str, knob.choices))}")
+            else:
+                try:
+                    iv = int(v)
+                except (TypeError, ValueError):
+                    raise PerfmodelError(f"{name}={v!r} for model {self.name!r} must be an integer "
+                                         f">= {knob.minimum}") from None
+                if iv != float(v) or iv < knob.minimum:
+                    raise PerfmodelError(f"{name}={v!r} for model {self.name!r} must be an integer "
+                                         f">= {knob.minimum}")
+                v = iv
+            out[name] = v
+        return out

@@ -1,0 +1,108 @@
+"""Option parsing shared by commands: integer lists, knob overrides, output formats."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import click
+import numpy as np
+
+
+def parse_int_list(text: str, what: str = "value") -> list[int]:
+    """``64,128,256`` or ``64..8192`` (doubling) or a mix: ``16,64..256``."""
+    out: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        try:
+            if ".." in part:
+                lo, hi = (int(x) for x in part.split(".."))
+                if lo <= 0 or hi < lo:
+                    raise ValueError
+                v = lo
+                while v <= hi:
+                    out.append(v)
+                    v *= 2
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise click.BadParameter(f"{what} list {text!r} is not allowed: use positive integers like "
+                                     "'64,128,256' or a doubling range like '64..8192'") from None
+    bad = [v for v in out if v <= 0]
+    if bad or not out:
+        raise click.BadParameter(f"{what} {bad[0] if bad else text!r} is not allowed; "
+                                 f"{what}s must be positive integers")
+    return out
+
+
+class IntList(click.ParamType):
+    name = "LIST"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        return parse_int_list(value, param.name if param else "value")
+
+
+class StrList(click.ParamType):
+    name = "LIST"
+
+    def convert(self, value, param, ctx):
+        return value if isinstance(value, list) else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def parse_sets(items) -> dict:
+    """``--set depth=20 --set vocab=256`` -> {"depth": "20", "vocab": "256"} (the model checks values)."""
+    out = {}
+    for it in items:
+        if "=" not in it:
+            raise click.BadParameter(f"--set {it!r} must look like NAME=VALUE")
+        k, v = it.split("=", 1)
+        out[k.strip().replace("-", "_")] = v.strip()
+    return out
+
+
+def knob_options(f):
+    """--batch, --seq-len and --set NAME=VALUE for model knobs."""
+    f = click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+                     help="other model knob, e.g. --set depth=20 (see `perfmodel models`)")(f)
+    f = click.option("--seq-len", type=int, default=None, help="sequence length (model default)")(f)
+    f = click.option("--batch", type=int, default=None, help="batch size (model default)")(f)
+    return f
+
+
+def collect_knobs(batch, seq_len, sets) -> dict:
+    knobs = parse_sets(sets)
+    if batch is not None:
+        knobs["batch"] = batch
+    if seq_len is not None:
+        knobs["seq_len"] = seq_len
+    return knobs
+
+
+def _plain(v):
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def to_json(obj) -> str:
+    return json.dumps(obj, indent=2, default=_plain)
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        w.writeheader()
+        w.writerows({k: _plain(v) for k, v in r.items()} for r in rows)
+    return buf.getvalue()
+
+
+def output_format(f):
+    f = click.option("--csv", "as_csv", is_flag=True, help="print CSV")(f)
+    f = click.option("--json", "as_json", is_flag=True, help="print JSON")(f)
+    return f

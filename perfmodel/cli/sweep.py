@@ -1,0 +1,36 @@
+"""``perfmodel sweep``: one row per (width, batch, hardware) configuration."""
+import click
+from tabulate import tabulate
+
+from .. import hardware
+from ..sweep import rows, sweep as run_sweep
+from ..units import fmt_bytes, fmt_seconds
+from .options import IntList, StrList, collect_knobs, knob_options, output_format, rows_to_csv, to_json
+
+
+@click.command()
+@click.option("--model", required=True, help="architecture (see `perfmodel models`)")
+@click.option("--widths", required=True, type=IntList(), help="e.g. 64,128,256 or 64..8192 (doubling)")
+@click.option("--batches", type=IntList(), default=None, help="batch sizes (default: the model's)")
+@click.option("--hardware", "hw_names", type=StrList(), default=hardware.DEFAULT_GPU, show_default=True,
+              help="comma-separated profile names or paths")
+@knob_options
+@click.option("--dtype", default="fp32", show_default=True)
+@click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "momentum", "adam"]))
+@output_format
+def sweep(model, widths, batches, hw_names, batch, seq_len, sets, dtype, optimizer, as_json, as_csv):
+    """Predict time per step over widths x batches x hardware."""
+    knobs = collect_knobs(None, seq_len, sets)
+    batches = batches or ([batch] if batch else [None])
+    cols = run_sweep(model, widths, [hardware.load(h) for h in hw_names], batches, dtype, optimizer, **knobs)
+    table = rows(cols)
+    if as_json:
+        click.echo(to_json(table))
+    elif as_csv:
+        click.echo(rows_to_csv(table), nl=False)
+    else:
+        click.echo(tabulate([[r["hardware"], r["width"], r["batch"], f"{r['params']:,}",
+                              fmt_seconds(r["time_per_step_s"]), fmt_bytes(r["memory_bytes"]),
+                              "yes" if r["fits_in_memory"] else "NO"] for r in table],
+                            headers=["hardware", "width", "batch", "params", "time/step", "memory", "fits"],
+                            disable_numparse=True))

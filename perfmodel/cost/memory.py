@@ -1,0 +1,38 @@
+"""Memory footprint of one training step on one device.
+
+weights    params x dtype bytes (+ a 4-byte fp32 master copy for 16/8-bit training)
+gradients  params x dtype bytes
+optimizer  params x 4 bytes x state tensors (0 sgd, 1 momentum, 2 adam: m and v)
+activations  forward outputs kept for backward (``ModelGraph.activation_bytes``)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..graph import ModelGraph
+from ..ops import DTYPE_BYTES, OPTIMIZER_STATE_TENSORS
+
+
+@dataclass(frozen=True)
+class MemoryFootprint:
+    weights_bytes: object
+    gradients_bytes: object
+    optimizer_bytes: object
+    activations_bytes: object
+
+    @property
+    def total_bytes(self):
+        return self.weights_bytes + self.gradients_bytes + self.optimizer_bytes + self.activations_bytes
+
+    def to_dict(self) -> dict:
+        return {"weights_bytes": self.weights_bytes, "gradients_bytes": self.gradients_bytes,
+                "optimizer_bytes": self.optimizer_bytes, "activations_bytes": self.activations_bytes,
+                "total_bytes": self.total_bytes}
+
+
+def memory_footprint(graph: ModelGraph, dtype: str, optimizer: str) -> MemoryFootprint:
+    b = DTYPE_BYTES[dtype]
+    p = graph.params
+    master = 4 if b < 4 else 0
+    return MemoryFootprint(p * (b + master), p * b, p * 4 * OPTIMIZER_STATE_TENSORS[optimizer],
+                           graph.activation_bytes())

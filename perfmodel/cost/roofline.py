@@ -1,0 +1,114 @@
+"""Op + hardware profile -> seconds.  The one place where time is computed.
+
+Per op execution::
+
+    compute_s  = flops / (peak_flops[dtype] * efficiency(op))
+    memory_s   = bytes / (bandwidth * memory_efficiency(bytes))
+    time_s     = overlap(compute_s, memory_s) + kernels * per_kernel_overhead
+
+``efficiency`` comes from the profile: a calibrated table when the profile
+has one (``perfmodel.cost.tables``), otherwise the datasheet fraction
+``efficiency.gemm_max`` times the GPU wave-quantization factor
+(``perfmodel.cost.waves``).  Every function accepts scalar or array dims.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..hardware import HardwareProfile
+from ..ops import Op, OpKind, conv_out_hw, rnn_components
+from . import tables
+from .waves import gemm_wave_efficiency
+
+BOUNDS = ("compute", "memory", "overhead")
+
+
+def overlap(compute_s, memory_s):
+    """Compute and memory traffic of one kernel overlap: the slower one sets the time."""
+    return np.maximum(compute_s, memory_s)
+
+
+@dataclass(frozen=True)
+class OpTime:
+    """Seconds for one execution of an op (arrays in vectorized sweeps)."""
+
+    compute_s: object
+    memory_s: object
+    overhead_s: object
+    time_s: object
+
+    @property
+    def bound(self):
+        """'compute', 'memory' or 'overhead': the largest of the three parts."""
+        parts = np.stack(np.broadcast_arrays(self.compute_s, self.memory_s, self.overhead_s))
+        return np.asarray(BOUNDS)[np.argmax(parts, axis=0)]
+
+
+def gemm_efficiency(hw: HardwareProfile, dtype, m, n, k, batch=1, trans_b=False):
+    """Fraction of the dtype's peak a GEMM reaches on ``hw``."""
+    cal = tables.gemm_efficiency(hw, dtype, m, n, k, batch, trans_b)
+    if cal is not None:
+        return cal
+    eff = hw.efficiency["gemm_max"]
+    if hw.kind == "gpu":
+        eff = eff * gemm_wave_efficiency(hw, m, n, batch)
+    return eff
+
+
+def memory_time(hw: HardwareProfile, nbytes):
+    bw = tables.bandwidth_Bps(hw, nbytes)
+    if bw is None:
+        bw = hw.memory_bandwidth_Bps * hw.efficiency["memory_max"]
+    return nbytes / bw
+
+
+def per_kernel_overhead_s(hw: HardwareProfile, kind: str):
+    cal = tables.overhead_s(hw, kind)
+    return hw.launch_overhead_s if cal is None else cal
+
+
+def _compute_time(op: Op, hw: HardwareProfile):
+    d, flops = op.dims, op.flops
+    if op.kind == OpKind.GEMM:
+        eff = gemm_efficiency(hw, op.dtype, d["m"], d["n"], d["k"], d.get("batch", 1), d.get("trans_b", False))
+        return flops / (hw.peak_flops(op.dtype) * eff)
+    if op.kind == OpKind.CONV2D:
+        cal = tables.conv_time_s(hw, op)
+        if cal is not None:
+            return cal
+        p, q = conv_out_hw(d)
+        # implicit GEMM view: M = n*p*q output pixels, N = k filters
+        eff = hw.efficiency["conv_max"]
+        if hw.kind == "gpu":
+            eff = eff * gemm_wave_efficiency(hw, d["n"] * p * q, d["k"], 1)
+        return flops / (hw.peak_flops(op.dtype) * eff)
+    # pointwise work runs on the vector units at the fp32 rate
+    return flops / (hw.peak_flops("fp32") * hw.efficiency["gemm_max"])
+
+
+def op_time(op: Op, hw: HardwareProfile) -> OpTime:
+    """Time of one execution of ``op`` on ``hw``."""
+    if op.kind == OpKind.RNN:
+        return _rnn_time(op, hw)
+    compute = _compute_time(op, hw)
+    memory = memory_time(hw, op.bytes)
+    kernels = op.meta.get("kernels", 1)
+    overhead = kernels * per_kernel_overhead_s(hw, op.kind) + 0 * compute
+    return OpTime(compute, memory, overhead, overlap(compute, memory) + overhead)
+
+
+def _rnn_time(op: Op, hw: HardwareProfile) -> OpTime:
+    """A fused RNN layer: a calibrated per-layer time if measured, else its GEMMs + cell math."""
+    cal = tables.rnn_time_s(hw, op)
+    parts = [(c, op_time(c, hw)) for c in rnn_components(op)]
+    compute = sum(t.compute_s * c.repeat for c, t in parts)
+    memory = sum(t.memory_s * c.repeat for c, t in parts)
+    overhead = sum(t.overhead_s * c.repeat for c, t in parts)
+    total = sum(t.time_s * c.repeat for c, t in parts)
+    if cal is not None:
+        # keep the analytic split, scaled to the measured total
+        scale = cal / total
+        return OpTime(compute * scale, memory * scale, overhead * scale, cal)
+    return OpTime(compute, memory, overhead, total)

@@ -1,0 +1,35 @@
+"""Kernel parallelism inside one GPU: wave quantization of tiled GEMMs.
+
+A GEMM's output C[m x n] is cut into tiles of ``gemm_tile.m x gemm_tile.n``;
+``sm_count * ctas_per_sm`` tiles run at once (one wave).  When the last wave
+is partial, or the tiles hang over the matrix edge, part of the device idles:
+
+    tiles      = ceil(m / tm) * ceil(n / tn) * batch
+    waves      = ceil(tiles / (sm_count * ctas_per_sm))
+    wave_eff   = tiles / (waves * sm_count * ctas_per_sm)
+    tile_eff   = (m * n) / (ceil(m / tm) * tm * ceil(n / tn) * tn)
+
+(NVIDIA, "Matrix Multiplication Background User's Guide", section on tile
+and wave quantization.)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def gemm_tiles(hw, m, n, batch=1):
+    return _ceil_div(m, hw.gemm_tile["m"]) * _ceil_div(n, hw.gemm_tile["n"]) * batch
+
+
+def gemm_wave_efficiency(hw, m, n, batch=1):
+    tm, tn = hw.gemm_tile["m"], hw.gemm_tile["n"]
+    slots = hw.sm_count * hw.gemm_tile["ctas_per_sm"]
+    tiles = gemm_tiles(hw, m, n, batch)
+    waves = _ceil_div(tiles, slots)
+    wave_eff = tiles / (waves * slots)
+    tile_eff = (m * n) / (_ceil_div(m, tm) * tm * _ceil_div(n, tn) * tn)
+    return np.asarray(wave_eff * tile_eff, dtype=float) if np.ndim(m) or np.ndim(n) else wave_eff * tile_eff

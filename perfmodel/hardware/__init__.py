@@ -1,0 +1,59 @@
+"""Shipped and user hardware profiles, by name or path."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import ProfileError
+from .profile import HardwareProfile, load_profile_file, profile_from_dict
+
+#: ``profiles/`` at the repository root (editable install) or the packaged copy.
+PROFILES_DIR = next((p for p in (Path(__file__).resolve().parents[2] / "profiles",
+                                 Path(__file__).resolve().parents[1] / "profiles") if p.is_dir()),
+                    Path(__file__).resolve().parents[2] / "profiles")
+DEFAULT_GPU = "H100-SXM5"
+DEFAULT_CPU = "cpu-generic"
+#: where ``perfmodel calibrate`` writes by default: local-cpu.json, local-gpu.json
+LOCAL_CPU, LOCAL_GPU = "local-cpu", "local-gpu"
+
+
+def user_profiles_dir() -> Path:
+    """``$PERFMODEL_HOME/profiles`` (default ``~/.perfmodel/profiles``): calibrated profiles."""
+    return Path(os.environ.get("PERFMODEL_HOME", Path.home() / ".perfmodel")) / "profiles"
+
+
+def _search_dirs() -> list[Path]:
+    return [PROFILES_DIR, user_profiles_dir()]
+
+
+def _by_name() -> dict[str, Path]:
+    out = {}
+    for d in _search_dirs():
+        for p in sorted(d.glob("*.json")):
+            out.setdefault(p.stem, p)
+    return out
+
+
+def available() -> list[str]:
+    return sorted(_by_name())
+
+
+def local_cpu_profile() -> str:
+    """The calibrated CPU profile if ``perfmodel calibrate --cpu`` has run, else the generic one."""
+    return LOCAL_CPU if LOCAL_CPU in _by_name() else DEFAULT_CPU
+
+
+def load(name_or_path: str) -> HardwareProfile:
+    """A shipped profile by name (case-insensitive) or any profile JSON by path."""
+    p = Path(name_or_path)
+    if p.suffix == ".json" or p.exists():
+        return load_profile_file(p)
+    by_lower = {n.lower(): p for n, p in _by_name().items()}
+    path = by_lower.get(name_or_path.lower())
+    if path is None:
+        raise ProfileError(f"unknown hardware {name_or_path!r}; allowed: {', '.join(available())} "
+                           "or a path to a profile .json")
+    return load_profile_file(path)
+
+
+__all__ = ["HardwareProfile", "available", "load", "load_profile_file", "profile_from_dict", "PROFILES_DIR"]

@@ -1,0 +1,161 @@
+"""Hardware profiles: JSON files with the unit in every key, loaded into frozen dataclasses.
+
+Schema (``profiles/*.json``)::
+
+    name, kind ("gpu" | "cpu"), description
+    peak_tflops            {dtype: dense TFLOP/s}  -- a dtype absent here is unsupported
+    memory_bandwidth_GBps  memory_capacity_GiB     sm_count   l2_cache_MiB
+    kernel_launch_overhead_us
+    register_file_KiB_per_sm  shared_memory_KiB_per_sm
+    devices_per_node
+    intra_node_bandwidth_GBps  intra_node_latency_us   (per direction, per device)
+    inter_node_bandwidth_GBps  inter_node_latency_us
+    efficiency             {gemm_max, memory_max, conv_max}  fractions of peak reached
+    gemm_tile              {m, n, ctas_per_sm}   output tile for wave quantization
+    sources                {key: citation}  -- every numeric key above needs one
+    calibration            (optional) measured tables + provenance, see perfmodel.cost.tables
+
+Rates use base 1000 (GB/s, TFLOP/s); sizes use base 1024 with "iB".
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from ..errors import ProfileError
+
+DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8")
+NUMERIC_KEYS = (
+    "memory_bandwidth_GBps", "memory_capacity_GiB", "sm_count", "l2_cache_MiB",
+    "kernel_launch_overhead_us", "register_file_KiB_per_sm", "shared_memory_KiB_per_sm",
+    "devices_per_node", "intra_node_bandwidth_GBps", "intra_node_latency_us",
+    "inter_node_bandwidth_GBps", "inter_node_latency_us",
+)
+REQUIRED_KEYS = ("name", "kind", "description", "peak_tflops", *NUMERIC_KEYS,
+                 "efficiency", "gemm_tile", "sources")
+OPTIONAL_KEYS = ("calibration",)
+EFFICIENCY_KEYS = ("gemm_max", "memory_max", "conv_max")
+TILE_KEYS = ("m", "n", "ctas_per_sm")
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    name: str
+    kind: str
+    description: str
+    peak_tflops: Mapping[str, float]
+    memory_bandwidth_GBps: float
+    memory_capacity_GiB: float
+    sm_count: int
+    l2_cache_MiB: float
+    kernel_launch_overhead_us: float
+    register_file_KiB_per_sm: float
+    shared_memory_KiB_per_sm: float
+    devices_per_node: int
+    intra_node_bandwidth_GBps: float
+    intra_node_latency_us: float
+    inter_node_bandwidth_GBps: float
+    inter_node_latency_us: float
+    efficiency: Mapping[str, float]
+    gemm_tile: Mapping[str, int]
+    sources: Mapping[str, str]
+    calibration: Mapping[str, Any] | None = None
+    path: str = field(default="", compare=False)
+
+    # convenience in SI units -------------------------------------------------
+    def peak_flops(self, dtype: str) -> float:
+        """Dense peak in FLOP/s for ``dtype``; raises if the device lacks it."""
+        try:
+            return self.peak_tflops[dtype] * 1e12
+        except KeyError:
+            raise ProfileError(f"dtype {dtype!r} is not supported on {self.name}; "
+                               f"allowed: {', '.join(self.peak_tflops)}") from None
+
+    @property
+    def memory_bandwidth_Bps(self) -> float:
+        return self.memory_bandwidth_GBps * 1e9
+
+    @property
+    def memory_capacity_bytes(self) -> float:
+        return self.memory_capacity_GiB * 2**30
+
+    @property
+    def launch_overhead_s(self) -> float:
+        return self.kernel_launch_overhead_us * 1e-6
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.calibration)
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in REQUIRED_KEYS}
+        d = json.loads(json.dumps(d))
+        if self.calibration:
+            d["calibration"] = json.loads(json.dumps(self.calibration))
+        return d
+
+
+def _positive(where: str, key: str, v) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        raise ProfileError(f"{where}: key {key!r} must be a positive number, got {v!r}")
+
+
+def _check_map(where, key, m, allowed, required, upper=None):
+    if not isinstance(m, dict):
+        raise ProfileError(f"{where}: key {key!r} must be an object")
+    for k in m:
+        if k not in allowed:
+            raise ProfileError(f"{where}: unknown key '{key}.{k}'; allowed: {', '.join(allowed)}")
+    for k in required:
+        if k not in m:
+            raise ProfileError(f"{where}: missing key '{key}.{k}'")
+    for k, v in m.items():
+        _positive(where, f"{key}.{k}", v)
+        if upper is not None and v > upper:
+            raise ProfileError(f"{where}: key '{key}.{k}' must be <= {upper}, got {v!r}")
+
+
+def profile_from_dict(d: dict, where: str = "<profile>") -> HardwareProfile:
+    """Validate ``d`` and build a profile; errors name ``where`` and the key."""
+    if not isinstance(d, dict):
+        raise ProfileError(f"{where}: a profile must be a JSON object")
+    for k in d:
+        if k not in REQUIRED_KEYS and k not in OPTIONAL_KEYS:
+            raise ProfileError(f"{where}: unknown key {k!r}")
+    for k in REQUIRED_KEYS:
+        if k not in d:
+            raise ProfileError(f"{where}: missing key {k!r}")
+    if d["kind"] not in ("gpu", "cpu"):
+        raise ProfileError(f"{where}: key 'kind' must be 'gpu' or 'cpu', got {d['kind']!r}")
+    for k in NUMERIC_KEYS:
+        _positive(where, k, d[k])
+    _check_map(where, "peak_tflops", d["peak_tflops"], DTYPES, ("fp32",))
+    _check_map(where, "efficiency", d["efficiency"], EFFICIENCY_KEYS, EFFICIENCY_KEYS, upper=1.0)
+    _check_map(where, "gemm_tile", d["gemm_tile"], TILE_KEYS, TILE_KEYS)
+    src = d["sources"]
+    if not isinstance(src, dict):
+        raise ProfileError(f"{where}: key 'sources' must be an object")
+    for k in ("peak_tflops", *NUMERIC_KEYS):
+        if not src.get(k):
+            raise ProfileError(f"{where}: missing source for key {k!r} in 'sources'")
+    cal = d.get("calibration")
+    if cal is not None:
+        from ..cost.tables import validate_calibration
+        validate_calibration(cal, where)
+    return HardwareProfile(**{k: d[k] for k in REQUIRED_KEYS}, calibration=cal, path=where)
+
+
+def load_profile_file(path) -> HardwareProfile:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ProfileError(f"cannot read profile {str(p)!r}: {e.strerror}") from None
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ProfileError(f"{p}: not valid JSON (line {e.lineno}: {e.msg})") from None
+    return profile_from_dict(d, str(p))

@@ -1,0 +1,314 @@
+"""The op IR: one vocabulary of ops, one cost table, one backward rule set.
+
+Counting convention (stated once, used everywhere)
+--------------------------------------------------
+* **1 FLOP = one floating-point add or multiply; a multiply-add is 2 FLOPs.**
+  A GEMM ``C[m x n] = A[m x k] @ B[k x n]`` therefore costs ``2*m*n*k`` FLOPs
+  (the DeepBench and PyTorch ``FlopCounterMode`` convention).  fvcore counts
+  one multiply-add as one FLOP, so fvcore's numbers are half of ours for GEMMs
+  and convolutions (see ``tests/test_flops_vs_torch.py``).
+* **Backward is derived from forward by** :data:`BACKWARD_RULES` **only.**  For
+  a GEMM ``Y = X @ W`` the data gradient ``dX = dY @ W^T`` and the weight
+  gradient ``dW = X^T @ dY`` are each one GEMM of the same FLOPs, so
+  fwd + bwd of a layer with weights is 3x its forward FLOPs.  Elementwise
+  and reduction backward passes cost ``BWD_ELEMENTWISE_FLOPS_FACTOR`` times
+  their forward FLOPs and read the saved inputs plus the upstream gradient.
+* Bytes are counted as each kernel's compulsory traffic: every input read
+  once and every output written once (no cache reuse across kernels).
+
+Shapes may be Python ints or NumPy integer arrays of one common length: a
+sweep over 10,000 widths is one graph whose dims are arrays, and every formula
+here is written with ``+ - * //`` and ``numpy`` ufuncs so it broadcasts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Mapping
+
+PHASES = ("fwd", "bwd_data", "bwd_weight", "optimizer")
+DTYPE_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
+BWD_ELEMENTWISE_FLOPS_FACTOR = 2  # d(out)/d(in) evaluation + chain-rule multiply
+
+#: Bytes of optimizer state per parameter element (fp32 master state),
+#: and tensors touched per update: sgd reads w, g and writes w; momentum adds
+#: one buffer (read+write); adam adds two (m, v).
+OPTIMIZER_STATE_TENSORS = {"sgd": 0, "momentum": 1, "adam": 2}
+OPTIMIZER_FLOPS_PER_PARAM = {"sgd": 2, "momentum": 4, "adam": 12}
+
+
+class OpKind:
+    GEMM = "gemm"              # dims: m, n, k, [batch], trans_b, weight ("b" | None)
+    CONV2D = "conv2d"          # dims: n, c, h, w, k, r, s, stride_h, stride_w, pad_h, pad_w
+    ELEMENTWISE = "elementwise"  # dims: numel, n_in, n_out, flops_per_elem
+    REDUCTION = "reduction"    # softmax / layernorm / sums: numel, n_in, n_out, flops_per_elem
+    EMBEDDING = "embedding"    # gather: tokens, dim, vocab
+    LOSS = "loss"              # cross-entropy / CTC: numel (logits), flops_per_elem
+    OPTIMIZER = "optimizer"    # numel, optimizer
+    COPY = "copy"              # numel
+    RNN = "rnn"                # fused recurrent layer: cell, hidden, input, batch, steps
+
+
+ALL_KINDS = tuple(v for k, v in vars(OpKind).items() if k.isupper())
+
+
+@dataclass(frozen=True)
+class Op:
+    """One kernel (or a fused layer) executed ``repeat`` times per training step."""
+
+    kind: str
+    path: str
+    dims: Mapping[str, Any]
+    dtype: str = "fp32"
+    phase: str = "fwd"
+    repeat: Any = 1
+    saved: bool = True  # fwd output kept for backward (activation memory)
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.kind not in ALL_KINDS:
+            raise ValueError(f"unknown op kind {self.kind!r}; allowed: {', '.join(ALL_KINDS)}")
+        if self.phase not in PHASES:
+            raise ValueError(f"unknown phase {self.phase!r}; allowed: {', '.join(PHASES)}")
+        if self.dtype not in DTYPE_BYTES:
+            raise ValueError(f"unknown dtype {self.dtype!r}; allowed: {', '.join(DTYPE_BYTES)}")
+
+    @property
+    def flops(self):
+        """FLOPs of one execution (2 per multiply-add)."""
+        return COST_TABLE[self.kind](self)[0]
+
+    @property
+    def bytes(self):
+        """Bytes read + written by one execution."""
+        c = COST_TABLE[self.kind](self)
+        return c[1] + c[2]
+
+    @property
+    def out_bytes(self):
+        return COST_TABLE[self.kind](self)[2]
+
+    @property
+    def total_flops(self):
+        return self.flops * self.repeat
+
+    @property
+    def total_bytes(self):
+        return self.bytes * self.repeat
+
+
+# --------------------------------------------------------------------------
+# Cost table: kind -> fn(op) -> (flops, bytes_read, bytes_written)
+# --------------------------------------------------------------------------
+CostFn = Callable[[Op], tuple]
+COST_TABLE: dict[str, CostFn] = {}
+
+
+def register_cost(kind: str):
+    def deco(fn: CostFn) -> CostFn:
+        if kind in COST_TABLE:
+            raise ValueError(f"cost function for {kind!r} registered twice")
+        COST_TABLE[kind] = fn
+        return fn
+    return deco
+
+
+def _b(op: Op) -> int:
+    return DTYPE_BYTES[op.dtype]
+
+
+@register_cost(OpKind.GEMM)
+def _gemm_cost(op):
+    d = op.dims
+    m, n, k, batch = d["m"], d["n"], d["k"], d.get("batch", 1)
+    flops = 2 * m * n * k * batch
+    read = (m * k + k * n) * batch
+    if d.get("bias"):  # addmm: C = bias + A @ B, one kernel
+        flops, read = flops + m * n * batch, read + n
+    return flops, read * _b(op), m * n * batch * _b(op)
+
+
+def conv_out_hw(d):
+    """Output height and width of a conv2d (PyTorch semantics, dilation 1)."""
+    p = (d["h"] + 2 * d["pad_h"] - d["r"]) // d["stride_h"] + 1
+    q = (d["w"] + 2 * d["pad_w"] - d["s"]) // d["stride_w"] + 1
+    return p, q
+
+
+@register_cost(OpKind.CONV2D)
+def _conv_cost(op):
+    d = op.dims
+    p, q = conv_out_hw(d)
+    macs = d["n"] * d["k"] * p * q * d["c"] * d["r"] * d["s"]
+    read = d["n"] * d["c"] * d["h"] * d["w"] + d["k"] * d["c"] * d["r"] * d["s"]
+    return 2 * macs, read * _b(op), d["n"] * d["k"] * p * q * _b(op)
+
+
+@register_cost(OpKind.ELEMENTWISE)
+def _elementwise_cost(op):
+    d = op.dims
+    return d["numel"] * d.get("flops_per_elem", 1), d["numel"] * d.get("n_in", 1) * _b(op), \
+        d["numel"] * d.get("n_out", 1) * _b(op)
+
+
+COST_TABLE[OpKind.REDUCTION] = _elementwise_cost
+
+
+@register_cost(OpKind.EMBEDDING)
+def _embedding_cost(op):
+    d = op.dims
+    # gather: read tokens ids (8 B each) and rows, write rows; bwd scatter-add counted as 1 FLOP/elem
+    rows = d["tokens"] * d["dim"]
+    flops = rows if op.phase != "fwd" else 0 * rows
+    return flops, rows * _b(op) + d["tokens"] * 8, rows * _b(op)
+
+
+@register_cost(OpKind.LOSS)
+def _loss_cost(op):
+    # fwd: log-softmax + gather (max, sub, exp, sum, log ~ 5 FLOPs/elem); bwd: softmax - onehot
+    d = op.dims
+    return d["numel"] * d.get("flops_per_elem", 5), d["numel"] * _b(op), d["numel"] * _b(op)
+
+
+@register_cost(OpKind.OPTIMIZER)
+def _optimizer_cost(op):
+    d = op.dims
+    opt = d["optimizer"]
+    state = OPTIMIZER_STATE_TENSORS[opt]
+    # master weights/state kept in fp32
+    return d["numel"] * OPTIMIZER_FLOPS_PER_PARAM[opt], d["numel"] * (2 + state) * 4, d["numel"] * (1 + state) * 4
+
+
+@register_cost(OpKind.COPY)
+def _copy_cost(op):
+    n = op.dims["numel"]
+    return 0 * n, n * _b(op), n * _b(op)
+
+
+#: gates per cell and elementwise FLOPs per hidden unit per step (forward)
+RNN_CELLS = {
+    "relu": {"gates": 1, "pointwise_flops": 2},
+    "tanh": {"gates": 1, "pointwise_flops": 2},
+    "lstm": {"gates": 4, "pointwise_flops": 18},
+    "gru": {"gates": 3, "pointwise_flops": 16},
+}
+
+
+def rnn_components(op: Op) -> list[Op]:
+    """A fused RNN layer as the GEMMs and elementwise kernels it performs.
+
+    Forward per layer (cuDNN-style): one input GEMM over all timesteps
+    ``[steps*batch x input] @ [input x gates*hidden]`` and, each step, one
+    recurrent GEMM ``[batch x hidden] @ [hidden x gates*hidden]`` plus the
+    cell's pointwise math.  Backward phases are derived by the usual rules.
+    """
+    d = op.dims
+    cell = RNN_CELLS[d["cell"]]
+    g, h, b, t, x = cell["gates"], d["hidden"], d["batch"], d["steps"], d["input"]
+    path = op.path
+    fwd = [
+        Op(OpKind.GEMM, f"{path}/input_gemm", {"m": t * b, "n": g * h, "k": x, "weight": "b", "trans_b": True,
+                                                "first_layer": d.get("first_layer", False)}, op.dtype),
+        Op(OpKind.GEMM, f"{path}/recurrent_gemm", {"m": b, "n": g * h, "k": h, "weight": "b", "trans_b": True},
+           op.dtype, repeat=t),
+        Op(OpKind.ELEMENTWISE, f"{path}/cell", {"numel": b * h, "n_in": g + 1, "n_out": 2,
+                                                 "flops_per_elem": cell["pointwise_flops"]}, op.dtype, repeat=t),
+    ]
+    if op.phase == "fwd":
+        return fwd
+    out = []
+    for f in fwd:
+        out += [o for o in derive_backward_op(f) if o.phase == op.phase]
+    return out
+
+
+@register_cost(OpKind.RNN)
+def _rnn_cost(op):
+    flops = rd = wr = 0
+    for c in rnn_components(op):
+        f, r, w = COST_TABLE[c.kind](c)
+        flops, rd, wr = flops + f * c.repeat, rd + r * c.repeat, wr + w * c.repeat
+    return flops, rd, wr
+
+
+# --------------------------------------------------------------------------
+# Backward rules: kind -> fn(fwd op) -> list of backward ops
+# --------------------------------------------------------------------------
+BACKWARD_RULES: dict[str, Callable[[Op], list]] = {}
+
+
+def _bwd(op: Op, phase: str, dims=None, path_suffix: str = "", **kw) -> Op:
+    return replace(op, phase=phase, dims=dict(op.dims if dims is None else dims),
+                   path=op.path + path_suffix, saved=False, **kw)
+
+
+def _gemm_bwd(op):
+    d = op.dims
+    m, n, k = d["m"], d["n"], d["k"]
+    base = {kk: v for kk, v in d.items() if kk not in ("m", "n", "k", "bias", "first_layer")}
+    out = []
+    if not d.get("first_layer"):  # no gradient w.r.t. the network's input
+        # dA = dC @ B^T : [m x n] @ [n x k]
+        out.append(_bwd(op, "bwd_data", {**base, "m": m, "n": k, "k": n}))
+    if d.get("weight") == "b":
+        # dB = A^T @ dC : [k x m] @ [m x n]
+        out.append(_bwd(op, "bwd_weight", {**base, "m": k, "n": n, "k": m}))
+        if d.get("bias"):  # db = sum over rows of dC
+            out.append(Op(OpKind.REDUCTION, op.path + "/bias_grad",
+                          {"numel": m * n * d.get("batch", 1), "n_in": 1, "n_out": 0, "flops_per_elem": 1},
+                          op.dtype, "bwd_weight", op.repeat, saved=False))
+    elif d.get("weight") is None and d.get("both_activations"):
+        out.append(_bwd(op, "bwd_data", {**base, "m": k, "n": n, "k": m}, "/grad_b"))
+    return out
+
+
+def _conv_bwd(op):
+    d = op.dims
+    out = [] if d.get("first_layer") else [_bwd(op, "bwd_data")]
+    return out + [_bwd(op, "bwd_weight")]
+
+
+def _pointwise_bwd(op):
+    d = dict(op.dims)
+    d["flops_per_elem"] = d.get("flops_per_elem", 1) * BWD_ELEMENTWISE_FLOPS_FACTOR
+    d["n_in"] = d.get("n_in", 1) + d.get("n_out", 1)  # saved inputs + upstream gradient
+    d["n_out"] = d.get("n_in", 1)
+    return [_bwd(op, "bwd_data", d)]
+
+
+def _embedding_bwd(op):
+    return [_bwd(op, "bwd_weight")]
+
+
+def _loss_bwd(op):
+    return [_bwd(op, "bwd_data", {**op.dims, "flops_per_elem": 2})]
+
+
+def _rnn_bwd(op):
+    return [_bwd(op, "bwd_data"), _bwd(op, "bwd_weight")]
+
+
+BACKWARD_RULES.update({
+    OpKind.GEMM: _gemm_bwd,
+    OpKind.CONV2D: _conv_bwd,
+    OpKind.ELEMENTWISE: _pointwise_bwd,
+    OpKind.REDUCTION: _pointwise_bwd,
+    OpKind.EMBEDDING: _embedding_bwd,
+    OpKind.LOSS: _loss_bwd,
+    OpKind.COPY: lambda op: [_bwd(op, "bwd_data")],
+    OpKind.RNN: _rnn_bwd,
+})
+
+
+def derive_backward_op(op: Op) -> list[Op]:
+    if op.meta.get("no_grad"):
+        return []
+    return BACKWARD_RULES[op.kind](op)
+
+
+def derive_backward(fwd_ops: list[Op]) -> list[Op]:
+    """All backward ops, in reverse forward order."""
+    out = []
+    for op in reversed(fwd_ops):
+        out.extend(derive_backward_op(op))
+    return out
+

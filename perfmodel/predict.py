@@ -1,0 +1,156 @@
+"""Time per training step: build a model's op graph, cost every op, return a tidy breakdown.
+
+One structure (:class:`Prediction`) with three views: the CLI table, ``--json``
+and ``--csv``, and the HTML report.  :func:`predict_arrays` is the vectorized
+path used by sweeps: widths as a NumPy array, one pass over the ops.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .architectures import build_graph
+from .cost.memory import MemoryFootprint, memory_footprint
+from .cost.roofline import op_time
+from .errors import PerfmodelError
+from .graph import OPTIMIZERS
+from .hardware import HardwareProfile
+
+
+@dataclass(frozen=True)
+class BreakdownRow:
+    name: str
+    kind: str
+    phase: str
+    repeat: int
+    flops: float
+    bytes: float
+    compute_s: float
+    memory_s: float
+    overhead_s: float
+    time_s: float
+    bound: str
+
+
+@dataclass(frozen=True)
+class Prediction:
+    model: str
+    width: int
+    config: dict
+    hardware: str
+    dtype: str
+    optimizer: str
+    params: int
+    flops_per_step: float
+    bytes_per_step: float
+    time_per_step_s: float
+    memory: MemoryFootprint
+    memory_capacity_bytes: float
+    peak_flops: float
+    breakdown: list[BreakdownRow] = field(default_factory=list)
+
+    @property
+    def fits_in_memory(self) -> bool:
+        return bool(self.memory.total_bytes <= self.memory_capacity_bytes)
+
+    @property
+    def achieved_flops(self) -> float:
+        return self.flops_per_step / self.time_per_step_s
+
+    @property
+    def utilization(self) -> float:
+        return self.achieved_flops / self.peak_flops
+
+    def group(self, key) -> dict[str, dict]:
+        """Sum time/flops/bytes of breakdown rows by ``key(row)`` (e.g. phase or layer)."""
+        out: dict[str, dict] = {}
+        for r in self.breakdown:
+            g = out.setdefault(key(r), {"flops": 0.0, "bytes": 0.0, "time_s": 0.0, "compute_s": 0.0,
+                                        "memory_s": 0.0, "overhead_s": 0.0})
+            g["flops"] += r.flops
+            g["bytes"] += r.bytes
+            g["time_s"] += r.time_s
+            g["compute_s"] += r.compute_s
+            g["memory_s"] += r.memory_s
+            g["overhead_s"] += r.overhead_s
+        return out
+
+    def by_phase(self):
+        return self.group(lambda r: r.phase)
+
+    def by_layer(self, depth: int = 2):
+        return self.group(lambda r: "/".join(r.name.split("/")[:depth]))
+
+    def by_bound(self):
+        return self.group(lambda r: r.bound)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model, "width": self.width, "config": self.config, "hardware": self.hardware,
+            "dtype": self.dtype, "optimizer": self.optimizer, "params": self.params,
+            "flops_per_step": self.flops_per_step, "bytes_per_step": self.bytes_per_step,
+            "time_per_step_s": self.time_per_step_s, "achieved_flops_per_s": self.achieved_flops,
+            "utilization": self.utilization, "memory_bytes": self.memory.total_bytes,
+            "memory": self.memory.to_dict(), "memory_capacity_bytes": self.memory_capacity_bytes,
+            "fits_in_memory": self.fits_in_memory,
+            "breakdown": [{"name": r.name, "kind": r.kind, "phase": r.phase, "repeat": r.repeat,
+                           "flops": r.flops, "bytes": r.bytes, "time_s": r.time_s, "bound": r.bound,
+                           "compute_s": r.compute_s, "memory_s": r.memory_s, "overhead_s": r.overhead_s}
+                          for r in self.breakdown],
+        }
+
+
+def _check(hw: HardwareProfile, dtype: str, optimizer: str) -> None:
+    if optimizer not in OPTIMIZERS:
+        raise PerfmodelError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+    hw.peak_flops(dtype)  # raises for a dtype the device lacks
+
+
+def predict(model: str, width: int, hw: HardwareProfile, dtype: str = "fp32", optimizer: str = "sgd",
+            **knobs) -> Prediction:
+    """Predict one configuration with a per-op breakdown."""
+    _check(hw, dtype, optimizer)
+    graph = build_graph(model, int(width) if np.ndim(width) == 0 else width, dtype, **knobs)
+    rows = []
+    for op in graph.step_ops(optimizer):
+        t = op_time(op, hw)
+        rep = op.repeat
+        rows.append(BreakdownRow(op.path, op.kind, op.phase, int(rep), float(op.flops * rep),
+                                 float(op.bytes * rep), float(t.compute_s * rep), float(t.memory_s * rep),
+                                 float(t.overhead_s * rep), float(t.time_s * rep), str(t.bound)))
+    mem = memory_footprint(graph, dtype, optimizer)
+    return Prediction(model, int(width), graph.config, hw.name, dtype, optimizer, int(graph.params),
+                      sum(r.flops for r in rows), sum(r.bytes for r in rows), sum(r.time_s for r in rows),
+                      MemoryFootprint(*(int(v) for v in (mem.weights_bytes, mem.gradients_bytes,
+                                                         mem.optimizer_bytes, mem.activations_bytes))),
+                      hw.memory_capacity_bytes, hw.peak_flops(dtype), rows)
+
+
+def predict_arrays(model: str, widths, hw: HardwareProfile, dtype: str = "fp32", optimizer: str = "sgd",
+                   **knobs) -> dict[str, np.ndarray]:
+    """Vectorized prediction over an array of widths: one op-graph pass, NumPy throughout.
+
+    Returns arrays keyed ``params, flops_per_step, bytes_per_step, time_per_step_s,
+    compute_s, memory_s, overhead_s, memory_bytes, fits_in_memory``.
+    """
+    _check(hw, dtype, optimizer)
+    w = np.asarray(widths, dtype=np.int64)
+    graph = build_graph(model, w, dtype, **knobs)
+    zero = np.zeros(w.shape)
+    acc = {k: zero.copy() for k in ("flops_per_step", "bytes_per_step", "time_per_step_s",
+                                    "compute_s", "memory_s", "overhead_s")}
+    for op in graph.step_ops(optimizer):
+        t = op_time(op, hw)
+        rep = op.repeat
+        acc["flops_per_step"] += op.flops * rep
+        acc["bytes_per_step"] += op.bytes * rep
+        acc["time_per_step_s"] += t.time_s * rep
+        acc["compute_s"] += t.compute_s * rep
+        acc["memory_s"] += t.memory_s * rep
+        acc["overhead_s"] += t.overhead_s * rep
+    mem = memory_footprint(graph, dtype, optimizer).total_bytes
+    acc["params"] = np.broadcast_to(graph.params, w.shape)
+    acc["memory_bytes"] = np.broadcast_to(mem, w.shape)
+    acc["fits_in_memory"] = acc["memory_bytes"] <= hw.memory_capacity_bytes
+    return acc
