@@ -134,6 +134,23 @@ def conv_out_hw(d):
     return p, q
 
 
+def conv_gemm_dims(op: "Op"):
+    """(m, n, k) of the implicit GEMM a conv2d phase performs (cuDNN's implicit-GEMM view).
+
+    fwd:        [n*p*q x c*r*s] @ [c*r*s x k]
+    bwd_data:   [n*h*w x k*r*s] @ [k*r*s x c]
+    bwd_weight: [k x n*p*q]     @ [n*p*q x c*r*s]
+    """
+    d = op.dims
+    p, q = conv_out_hw(d)
+    crs = d["c"] * d["r"] * d["s"]
+    if op.phase == "bwd_data":
+        return d["n"] * d["h"] * d["w"], d["c"], d["k"] * d["r"] * d["s"]
+    if op.phase == "bwd_weight":
+        return d["k"], crs, d["n"] * p * q
+    return d["n"] * p * q, d["k"], crs
+
+
 @register_cost(OpKind.CONV2D)
 def _conv_cost(op):
     d = op.dims
@@ -199,7 +216,10 @@ def rnn_components(op: Op) -> list[Op]:
     Forward per layer (cuDNN-style): one input GEMM over all timesteps
     ``[steps*batch x input] @ [input x gates*hidden]`` and, each step, one
     recurrent GEMM ``[batch x hidden] @ [hidden x gates*hidden]`` plus the
-    cell's pointwise math.  Backward phases are derived by the usual rules.
+    cell's pointwise math.  Backward phases are derived by the usual rules,
+    except that the fused library accumulates the recurrent weight gradient
+    of all steps in one GEMM ``[hidden x steps*batch] @ [steps*batch x
+    gates*hidden]`` (cuDNN's ``cudnnRNNBackwardWeights``; oneDNN likewise).
     """
     d = op.dims
     cell = RNN_CELLS[d["cell"]]
@@ -217,7 +237,12 @@ def rnn_components(op: Op) -> list[Op]:
         return fwd
     out = []
     for f in fwd:
-        out += [o for o in derive_backward_op(f) if o.phase == op.phase]
+        for o in derive_backward_op(f):
+            if o.phase != op.phase:
+                continue
+            if o.phase == "bwd_weight" and f.path.endswith("recurrent_gemm"):
+                o = replace(o, dims={**o.dims, "k": t * b}, repeat=1)
+            out.append(o)
     return out
 
 

@@ -15,6 +15,7 @@ from .cost.memory import MemoryFootprint, memory_footprint
 from .cost.roofline import op_time
 from .errors import PerfmodelError
 from .graph import OPTIMIZERS
+from .ops import COST_TABLE, Op
 from .hardware import HardwareProfile
 
 
@@ -127,6 +128,41 @@ def predict(model: str, width: int, hw: HardwareProfile, dtype: str = "fp32", op
                       hw.memory_capacity_bytes, hw.peak_flops(dtype), rows)
 
 
+def _same(a, b) -> bool:
+    if a is b:
+        return True
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.shape(a) == np.shape(b) and bool(np.array_equal(a, b))
+    return a == b
+
+
+def _fingerprint(op: Op) -> tuple:
+    """Cheap key: scalars as they are, arrays by shape and three samples (then checked in full)."""
+    def f(v):
+        if isinstance(v, np.ndarray) and v.ndim:
+            return (v.shape, v.flat[0].item(), v.flat[v.size // 2].item(), v.flat[-1].item())
+        return v.item() if isinstance(v, np.generic) else v
+    return (op.kind, op.phase, op.dtype, f(op.repeat), op.meta.get("kernels", 1),
+            tuple((k, f(v)) for k, v in sorted(op.dims.items())))
+
+
+def unique_ops(ops: list[Op]) -> list[tuple[Op, int]]:
+    """Ops with equal kind, phase, dtype, repeat, kernels and dims (checked element-wise)
+    merged into ``(op, count)``: identical layers are costed once."""
+    groups: dict[tuple, list[list]] = {}
+    for op in ops:
+        bucket = groups.setdefault(_fingerprint(op), [])
+        for entry in bucket:
+            rep = entry[0]
+            if _same(rep.repeat, op.repeat) and rep.dims.keys() == op.dims.keys() and \
+                    all(_same(rep.dims[k], op.dims[k]) for k in op.dims):
+                entry[1] += 1
+                break
+        else:
+            bucket.append([op, 1])
+    return [(op, n) for bucket in groups.values() for op, n in bucket]
+
+
 def predict_arrays(model: str, widths, hw: HardwareProfile, dtype: str = "fp32", optimizer: str = "sgd",
                    **knobs) -> dict[str, np.ndarray]:
     """Vectorized prediction over an array of widths: one op-graph pass, NumPy throughout.
@@ -140,11 +176,12 @@ def predict_arrays(model: str, widths, hw: HardwareProfile, dtype: str = "fp32",
     zero = np.zeros(w.shape)
     acc = {k: zero.copy() for k in ("flops_per_step", "bytes_per_step", "time_per_step_s",
                                     "compute_s", "memory_s", "overhead_s")}
-    for op in graph.step_ops(optimizer):
+    for op, count in unique_ops(graph.step_ops(optimizer)):
         t = op_time(op, hw)
-        rep = op.repeat
-        acc["flops_per_step"] += op.flops * rep
-        acc["bytes_per_step"] += op.bytes * rep
+        rep = op.repeat * count
+        flops, read, written = COST_TABLE[op.kind](op)
+        acc["flops_per_step"] += flops * rep
+        acc["bytes_per_step"] += (read + written) * rep
         acc["time_per_step_s"] += t.time_s * rep
         acc["compute_s"] += t.compute_s * rep
         acc["memory_s"] += t.memory_s * rep

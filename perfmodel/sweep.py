@@ -1,8 +1,9 @@
-"""Vectorized sweeps: every (hardware, batch) pair is one NumPy pass over all widths."""
+"""Vectorized sweeps: one NumPy pass over all (width, batch) pairs per hardware profile."""
 from __future__ import annotations
 
 import numpy as np
 
+from .architectures import get_spec
 from .hardware import HardwareProfile
 from .predict import predict_arrays
 
@@ -13,20 +14,17 @@ COLUMNS = ("model", "hardware", "width", "batch", "params", "flops_per_step", "b
 def sweep(model: str, widths, hardwares: list[HardwareProfile], batches=(None,), dtype="fp32",
           optimizer="sgd", **knobs) -> dict[str, np.ndarray]:
     """Columns (one entry per configuration) for widths x batches x hardwares."""
-    widths = np.asarray(widths, dtype=np.int64)
+    default_batch = get_spec(model).knobs["batch"].default
+    b_grid, w_grid = np.meshgrid([default_batch if b is None else b for b in batches],
+                                 np.asarray(widths, dtype=np.int64), indexing="ij")
+    w, b = w_grid.ravel(), b_grid.ravel().astype(np.int64)
     parts = []
     for hw in hardwares:
-        for b in batches:
-            kb = dict(knobs) if b is None else {**knobs, "batch": b}
-            cols = predict_arrays(model, widths, hw, dtype, optimizer, **kb)
-            n = widths.size
-            cols["model"] = np.full(n, model, dtype=object)
-            cols["hardware"] = np.full(n, hw.name, dtype=object)
-            cols["width"] = widths
-            from .architectures import get_spec
-            cols["batch"] = np.full(n, b if b is not None else get_spec(model).knobs["batch"].default)
-            parts.append(cols)
-    return {c: np.concatenate([np.broadcast_to(p[c], widths.shape) for p in parts]) for c in COLUMNS}
+        cols = predict_arrays(model, w, hw, dtype, optimizer, **{**knobs, "batch": b})
+        cols.update(model=np.full(w.size, model, dtype=object), hardware=np.full(w.size, hw.name, dtype=object),
+                    width=w, batch=b)
+        parts.append(cols)
+    return {c: np.concatenate([np.broadcast_to(p[c], w.shape) for p in parts]) for c in COLUMNS}
 
 
 def rows(columns: dict[str, np.ndarray]) -> list[dict]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+import numpy as np
+
 from ..errors import PerfmodelError
 from ..graph import ModelGraph
 
@@ -34,6 +36,14 @@ class ArchSpec:
         for name, knob in self.knobs.items():
             v = overrides.get(name, knob.default)
             if v is None:
+                out[name] = v
+                continue
+            if knob.choices:
+                pass
+            elif isinstance(v, np.ndarray):  # vectorized sweeps pass integer arrays
+                if v.dtype.kind not in "iu" or (v < knob.minimum).any():
+                    raise PerfmodelError(f"{name} values for model {self.name!r} must be integers "
+                                         f">= {knob.minimum}")
                 out[name] = v
                 continue
             if knob.choices:

@@ -11,10 +11,19 @@ is partial, or the tiles hang over the matrix edge, part of the device idles:
 
 (NVIDIA, "Matrix Multiplication Background User's Guide", section on tile
 and wave quantization.)
+
+When the tiles cannot fill one wave and the reduction dimension is long,
+cuBLAS and cuDNN split K across CTAs (split-K); each split still needs at
+least ``SPLIT_K_MIN`` of K to amortize its partial-sum write, so
+
+    split      = clip(min(slots // tiles, k // SPLIT_K_MIN), 1, None)
+    tiles     *= split
 """
 from __future__ import annotations
 
 import numpy as np
+
+SPLIT_K_MIN = 256  # smallest K slice worth a CTA of its own (cuBLAS split-K heuristic scale)
 
 
 def _ceil_div(a, b):
@@ -25,10 +34,17 @@ def gemm_tiles(hw, m, n, batch=1):
     return _ceil_div(m, hw.gemm_tile["m"]) * _ceil_div(n, hw.gemm_tile["n"]) * batch
 
 
-def gemm_wave_efficiency(hw, m, n, batch=1):
+def split_k(hw, tiles, k):
+    slots = hw.sm_count * hw.gemm_tile["ctas_per_sm"]
+    return np.maximum(np.minimum(slots // tiles, k // SPLIT_K_MIN), 1)
+
+
+def gemm_wave_efficiency(hw, m, n, batch=1, k=None):
     tm, tn = hw.gemm_tile["m"], hw.gemm_tile["n"]
     slots = hw.sm_count * hw.gemm_tile["ctas_per_sm"]
     tiles = gemm_tiles(hw, m, n, batch)
+    if k is not None:
+        tiles = tiles * split_k(hw, tiles, k)
     waves = _ceil_div(tiles, slots)
     wave_eff = tiles / (waves * slots)
     tile_eff = (m * n) / (_ceil_div(m, tm) * tm * _ceil_div(n, tn) * tn)

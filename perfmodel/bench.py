@@ -1,0 +1,61 @@
+"""Speed benchmark of the prediction core (a command that prints figures, not a test).
+
+    python -m perfmodel.bench [--configs 10000] [--repeats 5]
+
+Prints sweep throughput (configurations per second after start-up, median of
+repeats) per architecture and the wall time of ``perfmodel predict`` as a
+fresh process (median of repeats).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+
+def sweep_rate(model: str, n: int, repeats: int) -> float:
+    from .hardware import load
+    from .sweep import sweep
+
+    hw = [load("H100-SXM5"), load("V100-SXM2")]
+    batches = [16, 32, 64, 128]
+    step = 64 if model == "transformer" else 1  # transformer widths are multiples of the head size
+    widths = step * np.arange(1, n // (len(hw) * len(batches)) + 1, dtype=np.int64) + 15 * (step == 1)
+    sweep(model, widths[:10], hw, batches)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        cols = sweep(model, widths, hw, batches)
+        times.append(time.perf_counter() - t)
+    return len(cols["width"]) / statistics.median(times), len(cols["width"])
+
+
+def predict_wall(repeats: int) -> float:
+    cmd = [sys.executable, "-m", "perfmodel", "predict", "--model", "charlm", "--width", "4096"]
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--configs", type=int, default=10000)
+    ap.add_argument("--repeats", type=int, default=5)
+    a = ap.parse_args(argv)
+    from .architectures import MODELS
+    for model in MODELS:
+        rate, n = sweep_rate(model, a.configs, a.repeats)
+        print(f"sweep {model:12s} {n:6d} configurations: {rate:12,.0f} configurations/s")
+    print(f"perfmodel predict --model charlm --width 4096: {predict_wall(a.repeats):.3f} s wall (median of "
+          f"{a.repeats} fresh processes)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""``perfmodel kernels``: predicted vs measured kernel times, MAPE per kind."""
+import click
+from tabulate import tabulate
+
+from .. import hardware
+from ..kernels import mape, predict_rows, read_kernel_csv
+from ..units import fmt_seconds
+from .options import to_json
+
+
+@click.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--hardware", "hw_name", required=True, help="profile name or path (rows of its GPU are used)")
+@click.option("--gpu", default=None, help="use rows of this gpu column value instead of the profile's family")
+@click.option("--json", "as_json", is_flag=True, help="print {rows, mape, unmodelled}")
+def kernels(files, hw_name, gpu, as_json):
+    """Predict each kernel row of FILES (DeepBench gemm/rnn/conv layout) and report MAPE per kind."""
+    hw = hardware.load(hw_name)
+    preds, skipped = [], []
+    for f in files:
+        p, s = predict_rows(read_kernel_csv(f), hw, gpu)
+        preds += p
+        skipped += s
+    if not preds and not skipped:
+        raise click.UsageError(f"no rows for GPU {gpu or hw.name!r} in {', '.join(files)}; use --gpu NAME")
+    if as_json:
+        click.echo(to_json({"hardware": hw.name, "rows": preds, "mape": mape(preds), "unmodelled": skipped}))
+        return
+    click.echo(tabulate([[p["kind"], p["dtype"], p["shape"], p["phase"], fmt_seconds(p["measured_s"]),
+                          fmt_seconds(p["predicted_s"]), f"{100 * p['error']:+.1f}%"] for p in preds],
+                        headers=["kind", "dtype", "shape", "phase", "measured", "predicted", "error"],
+                        disable_numparse=True))
+    for s in skipped:
+        click.echo(f"not modelled: {s['kind']} row {s['row']} {s['phase']}: {s['reason']}")
+    for kind, v in mape(preds).items():
+        click.echo(f"MAPE {kind}: {v:.1f}% over {sum(p['kind'] == kind for p in preds)} measurements on {hw.name}")

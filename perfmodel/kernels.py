@@ -1,0 +1,184 @@
+"""Kernel-level predictions against published timings (DeepBench layout).
+
+A CSV's kind follows from its columns (see :data:`LAYOUTS`; the layout of
+Baidu DeepBench's results, https://github.com/baidu-research/DeepBench):
+
+* gemm: ``gpu, precision, M, N, K, transA, transB, time_ms``  (C = op(A)[MxK] op(B)[KxN])
+* rnn:  ``gpu, precision, cell, hidden, batch, timesteps, fwd_ms, bwd_in_ms, bwd_w_ms``
+* conv: ``gpu, precision, W, H, C, N, K, S, R, pad_w, pad_h, stride_w, stride_h, fwd_ms, bwd_in_ms, bwd_w_ms``
+
+Each measured phase of a row becomes one prediction: the row is turned into
+an :class:`~perfmodel.ops.Op` and costed by :func:`perfmodel.cost.roofline.op_time`.
+Rows that cannot be modelled are returned with the reason, never dropped.
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from .cost.roofline import op_time
+from .errors import PerfmodelError
+from .hardware import HardwareProfile
+from .ops import Op, OpKind, conv_out_hw
+
+LAYOUTS = {
+    "gemm": {"numeric": ("M", "N", "K", "time_ms"), "text": ("gpu", "precision", "transA", "transB")},
+    "rnn": {"numeric": ("hidden", "batch", "timesteps", "fwd_ms", "bwd_in_ms", "bwd_w_ms"),
+            "text": ("gpu", "precision", "cell")},
+    "conv": {"numeric": ("W", "H", "C", "N", "K", "S", "R", "pad_w", "pad_h", "stride_w", "stride_h",
+                         "fwd_ms", "bwd_in_ms", "bwd_w_ms"), "text": ("gpu", "precision")},
+}
+#: measured columns that may be empty ("not measured")
+OPTIONAL = {"bwd_in_ms", "bwd_w_ms"}
+PHASE_COLUMNS = {"gemm": {"fwd": "time_ms"},
+                 "rnn": {"fwd": "fwd_ms", "bwd_data": "bwd_in_ms", "bwd_weight": "bwd_w_ms"},
+                 "conv": {"fwd": "fwd_ms", "bwd_data": "bwd_in_ms", "bwd_weight": "bwd_w_ms"}}
+#: DeepBench's cell names -> perfmodel's (vanilla = ReLU RNN)
+CELL_NAMES = {"vanilla": "relu", "relu": "relu", "tanh": "tanh", "lstm": "lstm", "gru": "gru"}
+
+
+@dataclass(frozen=True)
+class KernelTable:
+    kind: str
+    path: str
+    rows: list[dict]
+
+
+def detect_kind(columns, path="<csv>") -> str:
+    cols = set(columns)
+    for kind in ("conv", "rnn", "gemm"):
+        need = set(LAYOUTS[kind]["numeric"]) | set(LAYOUTS[kind]["text"])
+        if need <= cols:
+            return kind
+    best = min(LAYOUTS, key=lambda k: len((set(LAYOUTS[k]["numeric"]) | set(LAYOUTS[k]["text"])) - cols))
+    missing = sorted((set(LAYOUTS[best]["numeric"]) | set(LAYOUTS[best]["text"])) - cols)
+    raise PerfmodelError(f"{path}: not a gemm, rnn or conv kernel table; closest is {best}, missing columns: "
+                         f"{', '.join(missing)}")
+
+
+def read_kernel_csv(path) -> KernelTable:
+    """Read and check a kernel CSV: missing columns or non-numeric values raise one-line errors."""
+    p = Path(path)
+    try:
+        with p.open(newline="") as f:
+            reader = csv.DictReader(f)
+            columns = reader.fieldnames or []
+            raw = list(reader)
+    except OSError as e:
+        raise PerfmodelError(f"cannot read {str(p)!r}: {e.strerror}") from None
+    kind = detect_kind(columns, str(p))
+    rows = []
+    for i, r in enumerate(raw, start=2):  # line 1 is the header
+        row = {c: (r[c] or "").strip() for c in LAYOUTS[kind]["text"]}
+        for c in LAYOUTS[kind]["numeric"]:
+            v = (r.get(c) or "").strip()
+            if v == "" and c in OPTIONAL:
+                row[c] = None
+                continue
+            try:
+                x = float(v)
+            except ValueError:
+                x = math.nan
+            if not math.isfinite(x) or x < 0:
+                raise PerfmodelError(f"{p}: line {i}, column {c!r}: {v!r} is not a non-negative number")
+            row[c] = x
+        rows.append(row)
+    if not rows:
+        raise PerfmodelError(f"{p}: no data rows")
+    return KernelTable(kind, str(p), rows)
+
+
+def matches_gpu(row_gpu: str, hw: HardwareProfile) -> bool:
+    """DeepBench names a GPU by its family ('V100'); profiles by model ('V100-SXM2')."""
+    return bool(row_gpu) and hw.name.lower().startswith(row_gpu.lower())
+
+
+def _dtype(row) -> str:
+    return row["precision"].lower()
+
+
+def row_op(kind: str, row: dict, phase: str) -> Op:
+    """The op a kernel row's phase measures."""
+    i = lambda c: int(row[c])  # noqa: E731
+    if kind == "gemm":
+        return Op(OpKind.GEMM, "gemm", {"m": i("M"), "n": i("N"), "k": i("K"),
+                                        "trans_a": row["transA"] == "T", "trans_b": row["transB"] == "T"},
+                  _dtype(row))
+    if kind == "rnn":
+        cell = CELL_NAMES.get(row["cell"].lower())
+        if cell is None:
+            raise PerfmodelError(f"unknown RNN cell {row['cell']!r}; allowed: {', '.join(CELL_NAMES)}")
+        # DeepBench's RNN benchmark feeds an input of the hidden size.
+        return Op(OpKind.RNN, f"rnn/{cell}", {"cell": cell, "hidden": i("hidden"), "input": i("hidden"),
+                                              "batch": i("batch"), "steps": i("timesteps")}, _dtype(row), phase)
+    return Op(OpKind.CONV2D, "conv", {"n": i("N"), "c": i("C"), "h": i("H"), "w": i("W"), "k": i("K"),
+                                      "r": i("R"), "s": i("S"), "stride_h": i("stride_h"),
+                                      "stride_w": i("stride_w"), "pad_h": i("pad_h"), "pad_w": i("pad_w")},
+              _dtype(row), phase)
+
+
+def suspect_reason(kind: str, row: dict, phase: str) -> str | None:
+    """Data-quality screen for conv backward columns that hold a tensor dimension, not a time.
+
+    In the extracted DeepBench V100 conv table some first-layer rows carry a
+    whole number equal to an input or output width/height in ``bwd_w_ms``
+    (e.g. 341 = (700 - 20) // 2 + 1): the backward columns of those rows are
+    shifted, so neither backward value of the row is trusted.
+    """
+    if kind != "conv" or phase == "fwd" or row["bwd_w_ms"] is None:
+        return None
+    v = row["bwd_w_ms"]
+    d = row_op(kind, row, "fwd").dims
+    p, q = conv_out_hw(d)
+    if float(v).is_integer() and int(v) in {int(p), int(q), d["h"], d["w"]}:
+        return f"bwd_w_ms={v:g} equals a tensor dimension; backward columns of this row look shifted"
+    return None
+
+
+def predict_rows(table: KernelTable, hw: HardwareProfile, gpu: str | None = None) -> tuple[list, list]:
+    """(predictions, unmodelled): one prediction per measured phase of each matching row."""
+    preds, skipped = [], []
+    for idx, row in enumerate(table.rows):
+        if gpu is not None and row["gpu"].lower() != gpu.lower():
+            continue
+        if gpu is None and not matches_gpu(row["gpu"], hw):
+            continue
+        for phase, col in PHASE_COLUMNS[table.kind].items():
+            measured = row[col]
+            base = {"kind": table.kind, "row": idx, "gpu": row["gpu"], "dtype": _dtype(row), "phase": phase}
+            if measured is None:
+                continue
+            reason = suspect_reason(table.kind, row, phase)
+            try:
+                if reason is None:
+                    t = op_time(row_op(table.kind, row, phase), hw)
+            except PerfmodelError as e:
+                reason = str(e)
+            if reason is not None:
+                skipped.append({**base, "reason": reason})
+                continue
+            predicted = float(t.time_s)
+            measured_s = measured * 1e-3
+            preds.append({**base, "shape": _shape(table.kind, row), "measured_s": measured_s,
+                          "predicted_s": predicted, "error": (predicted - measured_s) / measured_s,
+                          "bound": str(t.bound)})
+    return preds, skipped
+
+
+def _shape(kind, row) -> str:
+    if kind == "gemm":
+        return f"{int(row['M'])}x{int(row['N'])}x{int(row['K'])} {row['transA']}{row['transB']}"
+    if kind == "rnn":
+        return f"{row['cell']} h{int(row['hidden'])} b{int(row['batch'])} t{int(row['timesteps'])}"
+    return (f"{int(row['W'])}x{int(row['H'])}x{int(row['C'])} n{int(row['N'])} k{int(row['K'])} "
+            f"{int(row['R'])}x{int(row['S'])}/{int(row['stride_h'])}")
+
+
+def mape(preds: list[dict]) -> dict[str, float]:
+    """Mean absolute percentage error per kernel kind, in percent."""
+    out: dict[str, list] = {}
+    for p in preds:
+        out.setdefault(p["kind"], []).append(abs(p["error"]))
+    return {k: 100 * sum(v) / len(v) for k, v in out.items()}

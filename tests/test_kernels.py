@@ -1,0 +1,85 @@
+"""Kernel tables in the DeepBench layout: reading, checking, predicting, importing.
+
+Reference rows in tests/data/ are copied from Baidu DeepBench's published
+V100 results (https://github.com/baidu-research/DeepBench, results/train).
+"""
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from calibrate.deepbench import profile_from_csv
+from perfmodel.cli import main
+from perfmodel.errors import PerfmodelError
+from perfmodel.hardware import load, profile_from_dict
+from perfmodel.kernels import mape, predict_rows, read_kernel_csv, row_op
+
+DATA = Path(__file__).parent / "data"
+GEMM, RNN, CONV = (DATA / f"deepbench_{k}_v100_sample.csv" for k in ("gemm", "rnn", "conv"))
+
+
+def test_kind_follows_from_columns():
+    assert [read_kernel_csv(p).kind for p in (GEMM, RNN, CONV)] == ["gemm", "rnn", "conv"]
+
+
+def test_missing_columns_are_named(tmp_path):
+    f = tmp_path / "bad.csv"
+    f.write_text("gpu,precision,M,N,transA,transB,time_ms\nV100,fp32,1,2,N,N,0.1\n")
+    with pytest.raises(PerfmodelError, match=r"closest is gemm, missing columns: K"):
+        read_kernel_csv(f)
+
+
+def test_non_numeric_value_names_line_and_column(tmp_path):
+    f = tmp_path / "bad.csv"
+    f.write_text("gpu,precision,M,N,K,transA,transB,time_ms\nV100,fp32,1,2,3,N,N,0.1\nV100,fp32,1,x,3,N,N,0.1\n")
+    with pytest.raises(PerfmodelError, match=r"line 3, column 'N': 'x' is not a non-negative number"):
+        read_kernel_csv(f)
+
+
+def test_gemm_row_flops_follow_deepbench_convention():
+    # DeepBench README: a GEMM C[MxN] = A[MxK] B[KxN] performs 2*M*N*K floating point operations.
+    row = read_kernel_csv(GEMM).rows[0]
+    op = row_op("gemm", row, "fwd")
+    assert op.flops == 2 * row["M"] * row["N"] * row["K"]
+
+
+def test_every_measured_phase_is_predicted_or_listed():
+    hw = load("V100-SXM2")
+    table = read_kernel_csv(CONV)
+    preds, skipped = predict_rows(table, hw)
+    # 5 rows x 3 phases; rows 0 and 2 hold a tensor width (341, 480) in bwd_w_ms -> both backward phases listed
+    assert len(preds) + len(skipped) == 15
+    assert {(s["row"], s["phase"]) for s in skipped} == {(0, "bwd_data"), (0, "bwd_weight"),
+                                                          (2, "bwd_data"), (2, "bwd_weight")}
+    assert all(p["predicted_s"] > 0 for p in preds)
+    m = mape(preds)["conv"]
+    assert m == pytest.approx(100 * sum(abs(p["error"]) for p in preds) / len(preds))
+
+
+def test_rows_of_other_gpus_are_not_used():
+    assert predict_rows(read_kernel_csv(GEMM), load("P100-SXM2")) == ([], [])
+
+
+def test_import_makes_a_valid_calibrated_profile(tmp_path):
+    d = profile_from_csv([GEMM, RNN], load("V100-SXM2"))
+    prof = profile_from_dict(json.loads(json.dumps(d)), "imported")
+    cal = prof.calibration
+    assert len(cal["gemm"]) == 20 and len(cal["rnn"]) == 7
+    first = read_kernel_csv(GEMM).rows[0]
+    assert cal["gemm"][0]["time_s"] == pytest.approx(first["time_ms"] * 1e-3)
+    assert cal["rnn"][0]["bwd_s"] > cal["rnn"][0]["fwd_s"] * 0.1
+
+
+def test_import_without_matching_gpu_fails_clearly():
+    with pytest.raises(PerfmodelError, match=r"GPUs found: V100"):
+        profile_from_csv([GEMM], load("H100-SXM5"))
+
+
+def test_cli_json_shape():
+    r = CliRunner().invoke(main, ["kernels", str(GEMM), str(RNN), str(CONV), "--hardware", "V100-SXM2", "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert set(out["mape"]) == {"gemm", "rnn", "conv"}
+    assert len(out["unmodelled"]) == 4
+    assert len(out["rows"]) == 20 + 7 * 3 + 11
