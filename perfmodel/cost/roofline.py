@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..hardware import HardwareProfile
-from ..ops import Op, OpKind, conv_out_hw, rnn_components
+from ..ops import Op, OpKind, conv_gemm_dims, rnn_components
 from . import tables
 from .waves import gemm_wave_efficiency
 
@@ -53,7 +53,7 @@ def gemm_efficiency(hw: HardwareProfile, dtype, m, n, k, batch=1, trans_b=False)
         return cal
     eff = hw.efficiency["gemm_max"]
     if hw.kind == "gpu":
-        eff = eff * gemm_wave_efficiency(hw, m, n, batch)
+        eff = eff * gemm_wave_efficiency(hw, m, n, batch, k)
     return eff
 
 
@@ -78,11 +78,13 @@ def _compute_time(op: Op, hw: HardwareProfile):
         cal = tables.conv_time_s(hw, op)
         if cal is not None:
             return cal
-        p, q = conv_out_hw(d)
-        # implicit GEMM view: M = n*p*q output pixels, N = k filters
-        eff = hw.efficiency["conv_max"]
-        if hw.kind == "gpu":
-            eff = eff * gemm_wave_efficiency(hw, d["n"] * p * q, d["k"], 1)
+        m, n, k = conv_gemm_dims(op)
+        # implicit GEMM view: a measured GEMM table applies; else the datasheet conv fraction
+        eff = tables.gemm_efficiency(hw, op.dtype, m, n, k, 1, False)
+        if eff is None:
+            eff = hw.efficiency["conv_max"]
+            if hw.kind == "gpu":
+                eff = eff * gemm_wave_efficiency(hw, m, n, 1, k)
         return flops / (hw.peak_flops(op.dtype) * eff)
     # pointwise work runs on the vector units at the fp32 rate
     return flops / (hw.peak_flops("fp32") * hw.efficiency["gemm_max"])
