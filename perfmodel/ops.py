@@ -294,9 +294,10 @@ def _conv_bwd(op):
 
 def _pointwise_bwd(op):
     d = dict(op.dims)
+    n_in, n_out = d.get("n_in", 1), d.get("n_out", 1)
     d["flops_per_elem"] = d.get("flops_per_elem", 1) * BWD_ELEMENTWISE_FLOPS_FACTOR
-    d["n_in"] = d.get("n_in", 1) + d.get("n_out", 1)  # saved inputs + upstream gradient
-    d["n_out"] = d.get("n_in", 1)
+    d["n_in"] = n_in + n_out  # saved inputs + upstream gradient(s)
+    d["n_out"] = n_in         # one gradient per input
     return [_bwd(op, "bwd_data", d)]
 
 

@@ -166,3 +166,11 @@ def test_catalog_commands():
     assert r.exit_code == 0 and "charlm" in r.output and "seq_len" in r.output
     r = CliRunner().invoke(main, ["hardware"])
     assert r.exit_code == 0 and "H100-SXM5" in r.output and "INVALID" not in r.output
+
+
+def test_pointwise_backward_reads_saved_input_and_gradient_writes_one_gradient():
+    relu = Op(OpKind.ELEMENTWISE, "relu", {"numel": 1000, "n_in": 1, "n_out": 1, "flops_per_elem": 1})
+    (bwd,) = derive_backward([relu])
+    # reads x and dy (2 x 1000 x 4 B), writes dx (1000 x 4 B); 2 FLOPs per element
+    assert (bwd.dims["n_in"], bwd.dims["n_out"]) == (2, 1)
+    assert bwd.bytes == 3 * 1000 * 4 and bwd.flops == 2 * 1000
