@@ -1,0 +1,13 @@
+"""Microbenchmarks that calibrate a hardware profile on the user's device.
+
+``perfmodel calibrate --cpu | --gpu`` runs them (:func:`calibrate.run.calibrate`)
+and writes a profile JSON whose ``calibration`` section holds the raw measured
+points and their provenance; :mod:`perfmodel.cost.tables` turns those points
+into the interpolated tables the roofline reads.
+
+Modules, one benchmark each: :mod:`.gemm`, :mod:`.memory`, :mod:`.overhead`,
+:mod:`.rnn`, :mod:`.conv`; timing in :mod:`.timing`, what to measure in
+:mod:`.plan`, device facts in :mod:`.provenance`, atomic writes in
+:mod:`.atomic`.  ``deepbench`` (CSV import) and ``collectives`` are written
+by other engineers and imported lazily by the CLI.
+"""

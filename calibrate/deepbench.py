@@ -11,12 +11,12 @@ import sys
 
 from perfmodel.errors import PerfmodelError
 from perfmodel.hardware import HardwareProfile
-from perfmodel.kernels import CELL_NAMES, matches_gpu, read_kernel_csv
+from perfmodel.kernels import CELL_NAMES, gemm_dims, implausible_reason, matches_gpu, read_kernel_csv
 
 
 def _gemm_point(r):
-    return {"dtype": r["precision"].lower(), "m": int(r["M"]), "n": int(r["N"]), "k": int(r["K"]), "batch": 1,
-            "trans_a": r["transA"] == "T", "trans_b": r["transB"] == "T", "time_s": r["time_ms"] * 1e-3}
+    """One GEMM row as a calibration point in the IR's row-major convention (:func:`perfmodel.kernels.gemm_dims`)."""
+    return {"dtype": r["precision"].lower(), **gemm_dims(r), "batch": 1, "time_s": r["time_ms"] * 1e-3}
 
 
 def _rnn_point(r):
@@ -49,7 +49,13 @@ def calibration_from_csv(files, base: HardwareProfile, gpu: str | None = None) -
         for r in table.rows:
             seen.add(r["gpu"])
             if (gpu is None and matches_gpu(r["gpu"], base)) or (gpu is not None and r["gpu"].lower() == gpu.lower()):
-                cal.setdefault(table.kind, []).append(POINTS[table.kind](r))
+                point = POINTS[table.kind](r)
+                if table.kind == "rnn" and "bwd_s" in point and any(
+                        implausible_reason("rnn", r, ph, base) for ph in ("bwd_data", "bwd_weight")):
+                    del point["bwd_s"]  # a backward time faster than the device's peak allows
+                if table.kind == "gemm" and implausible_reason("gemm", r, "fwd", base):
+                    continue
+                cal.setdefault(table.kind, []).append(point)
     if not cal:
         raise PerfmodelError(f"no rows for GPU {gpu or base.name!r} in {', '.join(map(str, files))}; "
                              f"GPUs found: {', '.join(sorted(seen)) or 'none'} (use --gpu NAME or another --base)")

@@ -99,13 +99,25 @@ def _dtype(row) -> str:
     return row["precision"].lower()
 
 
+def gemm_dims(row: dict) -> dict:
+    """A DeepBench GEMM row in the op IR's convention.
+
+    DeepBench calls cuBLAS, which is column-major: ``C[MxN] = op(A)[MxK] op(B)[KxN]``.  The IR
+    follows torch (row-major), and torch runs a row-major ``C[mxn] = op(a) op(b)`` as the
+    column-major ``C^T = op(b)^T op(a)^T``, i.e. cuBLAS ``(M, N, K, transA, transB) = (n, m, k,
+    trans_b, trans_a)``.  So the row's kernel is the IR GEMM ``m = N, n = M, k = K, trans_a =
+    transB, trans_b = transA`` -- and DeepBench's RNN-shaped rows (``N`` = batch) land where the
+    IR's RNN GEMMs (``m`` = batch) look them up.
+    """
+    return {"m": int(row["N"]), "n": int(row["M"]), "k": int(row["K"]),
+            "trans_a": row["transB"] == "T", "trans_b": row["transA"] == "T"}
+
+
 def row_op(kind: str, row: dict, phase: str) -> Op:
     """The op a kernel row's phase measures."""
     i = lambda c: int(row[c])  # noqa: E731
     if kind == "gemm":
-        return Op(OpKind.GEMM, "gemm", {"m": i("M"), "n": i("N"), "k": i("K"),
-                                        "trans_a": row["transA"] == "T", "trans_b": row["transB"] == "T"},
-                  _dtype(row))
+        return Op(OpKind.GEMM, "gemm", gemm_dims(row), _dtype(row))
     if kind == "rnn":
         cell = CELL_NAMES.get(row["cell"].lower())
         if cell is None:
@@ -137,6 +149,34 @@ def suspect_reason(kind: str, row: dict, phase: str) -> str | None:
     return None
 
 
+#: a measured time faster than this fraction of the datasheet peak FLOP/s allows is not a measurement
+PEAK_SLACK = 1.1
+
+
+def implausible_reason(kind: str, row: dict, phase: str, hw: HardwareProfile) -> str | None:
+    """A time that would need more than the device's fastest peak FLOP/s (x PEAK_SLACK) is not a real timing.
+
+    The bound is the highest peak of any dtype (libraries may run fp32 on tensor cores, as
+    cuDNN 7's ``CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION`` does on V100), so only impossible rows go.
+    The published P100 fp16 GRU ``bwd_w_ms`` column, for instance, stays at ~1.3 ms from 187 to 1500
+    time steps: at 1500 steps that is hundreds of times the P100's fp16 peak.
+    """
+    if kind == "conv":  # Winograd and FFT algorithms do fewer multiplies than the direct count
+        return None
+    col = PHASE_COLUMNS[kind][phase]
+    measured = row.get(col)
+    if measured is None or _dtype(row) not in hw.peak_tflops:
+        return None
+    flops = row_op(kind, row, phase).flops
+    rate = flops / (measured * 1e-3)
+    best = max(hw.peak_tflops, key=hw.peak_tflops.get)
+    peak = hw.peak_flops(best)
+    if rate > PEAK_SLACK * peak:
+        return (f"{col}={measured:g} implies {rate / 1e12:.3g} TFLOP/s, above {hw.name}'s fastest peak "
+                f"({peak / 1e12:.3g} TFLOP/s {best}): not a plausible timing")
+    return None
+
+
 def predict_rows(table: KernelTable, hw: HardwareProfile, gpu: str | None = None) -> tuple[list, list]:
     """(predictions, unmodelled): one prediction per measured phase of each matching row."""
     preds, skipped = [], []
@@ -152,6 +192,7 @@ def predict_rows(table: KernelTable, hw: HardwareProfile, gpu: str | None = None
                 continue
             reason = suspect_reason(table.kind, row, phase)
             try:
+                reason = reason or implausible_reason(table.kind, row, phase, hw)
                 if reason is None:
                     t = op_time(row_op(table.kind, row, phase), hw)
             except PerfmodelError as e:

@@ -44,6 +44,29 @@ def test_gemm_row_flops_follow_deepbench_convention():
     assert op.flops == 2 * row["M"] * row["N"] * row["K"]
 
 
+def test_column_major_rows_become_row_major_ops():
+    # cuBLAS (DeepBench) is column-major; torch runs row-major C = op(a) op(b) as cuBLAS C^T = op(b)^T op(a)^T,
+    # so the row (M=2560, N=64, K=2560, T, N) is the IR GEMM m=64, n=2560, k=2560, trans_a=False, trans_b=True
+    # -- the shape of a batch-64 RNN step x @ W^T, where the IR's RNN GEMMs look it up.
+    row = read_kernel_csv(GEMM).rows[2]
+    assert row_op("gemm", row, "fwd").dims == {"m": 64, "n": 2560, "k": 2560, "trans_a": False, "trans_b": True}
+    point = profile_from_csv([GEMM], load("V100-SXM2"))["calibration"]["gemm"][2]
+    assert (point["m"], point["n"], point["trans_a"], point["trans_b"]) == (64, 2560, False, True)
+
+
+def test_timings_faster_than_any_peak_are_listed_not_predicted(tmp_path):
+    # P100 fp16 GRU bwd_w_ms as published: ~1.36 ms at h2816, b32, t1500.  The weight gradient is
+    # 2 GEMMs of 2 * 3h * h * (b*t) FLOPs = 4.57e12 FLOPs -> 3.4e15 FLOP/s, 160x the P100's fp16 peak.
+    f = tmp_path / "rnn.csv"
+    f.write_text("gpu,precision,cell,hidden,batch,timesteps,fwd_ms,bwd_in_ms,bwd_w_ms\n"
+                 "P100,fp16,gru,2816,32,1500,600.0,700.0,1.3573\n")
+    h, b, t = 2816, 32, 1500
+    assert row_op("rnn", read_kernel_csv(f).rows[0], "bwd_weight").flops == 2 * (2 * 3 * h * h * b * t)
+    preds, skipped = predict_rows(read_kernel_csv(f), load("P100-SXM2"))
+    assert [p["phase"] for p in preds] == ["fwd", "bwd_data"]
+    assert [s["phase"] for s in skipped] == ["bwd_weight"] and "not a plausible timing" in skipped[0]["reason"]
+
+
 def test_every_measured_phase_is_predicted_or_listed():
     hw = load("V100-SXM2")
     table = read_kernel_csv(CONV)

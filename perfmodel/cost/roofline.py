@@ -4,7 +4,8 @@ Per op execution::
 
     compute_s  = flops / (peak_flops[dtype] * efficiency(op))
     memory_s   = bytes / (bandwidth * memory_efficiency(bytes))
-    time_s     = overlap(compute_s, memory_s) + kernels * per_kernel_overhead
+    time_s     = overlap(compute_s, memory_s) + overhead_s
+    overhead_s = kernels * per_kernel_overhead (+ first-touch page faults of a fresh output)
 
 ``efficiency`` comes from the profile: a calibrated table when the profile
 has one (``perfmodel.cost.tables``), otherwise the datasheet fraction
@@ -46,9 +47,29 @@ class OpTime:
         return np.asarray(BOUNDS)[np.argmax(parts, axis=0)]
 
 
-def gemm_efficiency(hw: HardwareProfile, dtype, m, n, k, batch=1, trans_b=False):
+def gemm_layout(op: Op):
+    """``(m, n, k, trans_a, trans_b)`` of the kernel the framework launches for a GEMM op.
+
+    Forward ops carry their layout (``nn.Linear``: ``x @ W^T``, trans_b).  The
+    backward GEMMs autograd launches for ``C = A @ B`` (torch ``mm``/``bmm``
+    backward) are ``dA = dC @ B^T`` -- B's layout flipped -- and
+    ``dB = A^T @ dC`` -- A transposed; a weight stored transposed (``W = B^T``)
+    gets ``dW = dC^T @ A``, i.e. M and N of the IR's ``dB`` swapped.  Ops that
+    state ``trans_a`` themselves are taken as they are.
+    """
+    d = op.dims
+    m, n, k, tb = d["m"], d["n"], d["k"], bool(d.get("trans_b", False))
+    if "trans_a" in d or op.phase == "fwd":
+        return m, n, k, bool(d.get("trans_a", False)), tb
+    grad_of_b = op.phase == "bwd_weight" or op.path.endswith("/grad_b")
+    if not grad_of_b:
+        return m, n, k, False, not tb
+    return (n, m, k, True, False) if tb else (m, n, k, True, False)
+
+
+def gemm_efficiency(hw: HardwareProfile, dtype, m, n, k, batch=1, trans_b=False, trans_a=False):
     """Fraction of the dtype's peak a GEMM reaches on ``hw``."""
-    cal = tables.gemm_efficiency(hw, dtype, m, n, k, batch, trans_b)
+    cal = tables.gemm_efficiency(hw, dtype, m, n, k, batch, trans_b, trans_a)
     if cal is not None:
         return cal
     eff = hw.efficiency["gemm_max"]
@@ -57,8 +78,8 @@ def gemm_efficiency(hw: HardwareProfile, dtype, m, n, k, batch=1, trans_b=False)
     return eff
 
 
-def memory_time(hw: HardwareProfile, nbytes):
-    bw = tables.bandwidth_Bps(hw, nbytes)
+def memory_time(hw: HardwareProfile, nbytes, kind: str | None = None):
+    bw = tables.bandwidth_Bps(hw, nbytes, kind)
     if bw is None:
         bw = hw.memory_bandwidth_Bps * hw.efficiency["memory_max"]
     return nbytes / bw
@@ -72,7 +93,8 @@ def per_kernel_overhead_s(hw: HardwareProfile, kind: str):
 def _compute_time(op: Op, hw: HardwareProfile):
     d, flops = op.dims, op.flops
     if op.kind == OpKind.GEMM:
-        eff = gemm_efficiency(hw, op.dtype, d["m"], d["n"], d["k"], d.get("batch", 1), d.get("trans_b", False))
+        m, n, k, trans_a, trans_b = gemm_layout(op)
+        eff = gemm_efficiency(hw, op.dtype, m, n, k, d.get("batch", 1), trans_b, trans_a)
         return flops / (hw.peak_flops(op.dtype) * eff)
     if op.kind == OpKind.CONV2D:
         cal = tables.conv_time_s(hw, op)
@@ -95,20 +117,28 @@ def op_time(op: Op, hw: HardwareProfile) -> OpTime:
     if op.kind == OpKind.RNN:
         return _rnn_time(op, hw)
     compute = _compute_time(op, hw)
-    memory = memory_time(hw, op.bytes)
+    memory = memory_time(hw, op.bytes, op.kind)
     kernels = op.meta.get("kernels", 1)
     overhead = kernels * per_kernel_overhead_s(hw, op.kind) + 0 * compute
+    if op.kind != OpKind.OPTIMIZER and not op.meta.get("no_grad"):  # in-place updates allocate nothing
+        fresh = tables.first_touch_s(hw, op.out_bytes)
+        overhead = overhead if fresh is None else overhead + fresh
     return OpTime(compute, memory, overhead, overlap(compute, memory) + overhead)
 
 
+def rnn_components_time(op: Op, hw: HardwareProfile):
+    """Seconds of a fused RNN layer phase costed as its GEMMs and cell kernels (``ops.rnn_components``)."""
+    return sum(op_time(c, hw).time_s * c.repeat for c in rnn_components(op))
+
+
 def _rnn_time(op: Op, hw: HardwareProfile) -> OpTime:
-    """A fused RNN layer: a calibrated per-layer time if measured, else its GEMMs + cell math."""
-    cal = tables.rnn_time_s(hw, op)
+    """A fused RNN layer: its GEMMs + cell math, scaled to the measured layer time when calibrated."""
     parts = [(c, op_time(c, hw)) for c in rnn_components(op)]
     compute = sum(t.compute_s * c.repeat for c, t in parts)
     memory = sum(t.memory_s * c.repeat for c, t in parts)
     overhead = sum(t.overhead_s * c.repeat for c, t in parts)
     total = sum(t.time_s * c.repeat for c, t in parts)
+    cal = tables.rnn_time_s(hw, op, analytic_s=total)
     if cal is not None:
         # keep the analytic split, scaled to the measured total
         scale = cal / total

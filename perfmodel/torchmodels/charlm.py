@@ -18,7 +18,9 @@ class RHN(nn.Module):
         seq, batch, _ = x.shape
         if s is None:
             s = x.new_zeros(batch, self.hidden)
-        xin = self.input_proj(x)
+        # unbind (not xin[t]): its backward is one stack of the step gradients, where indexing
+        # would zero-fill a full [seq, batch, 2h] gradient per step
+        xin = self.input_proj(x).unbind(0)
         outs = []
         for t in range(seq):
             for l, lin in enumerate(self.recurrent):

@@ -1,0 +1,47 @@
+"""Fresh-allocation cost: an output written to pages the OS must first map and zero.
+
+On CPU, PyTorch allocates with glibc ``malloc``: a request at or above the
+mmap threshold gets fresh pages from the kernel, and every page is faulted in
+(and zeroed) on first write.  The threshold adapts to the sizes a program
+frees but never exceeds ``DEFAULT_MMAP_THRESHOLD_MAX`` -- 32 MiB on 64-bit
+glibc (``malloc/malloc.c``) -- so an output of 32 MiB or more is faulted in on
+every training step.  Measured here: writing a freshly allocated buffer minus
+writing a reused one, per byte (``first_touch_s_per_byte``).
+
+Smaller outputs are sometimes fresh too -- weight gradients freed in bulk by
+``zero_grad(set_to_none=True)`` and faulted in again after glibc trims its
+heap -- but how much depends on the allocation history (probes of different
+layer counts and sizes gave 0 to 60 % of the gradient bytes on the machine
+this was written on), so it is not modelled.  On GPU the caching allocator
+reuses device memory: nothing to measure.
+"""
+from __future__ import annotations
+
+import platform
+
+from .devices import Context
+from .tasks import Task
+from .timing import measure
+
+GLIBC_MMAP_THRESHOLD_MAX = 32 * 2**20  # bytes, 64-bit glibc
+
+
+def measure_first_touch(ctx: Context) -> dict | None:
+    import torch
+    if ctx.kind != "cpu":
+        return None
+    numel = ctx.plan.first_touch_bytes // 4
+    reused = torch.empty(numel)
+    reused.fill_(0.0)
+    t_reused = measure(lambda: reused.fill_(1.0), **ctx.timing).seconds
+    t_fresh = measure(lambda: torch.empty(numel).fill_(1.0), **ctx.timing).seconds
+    libc, version = platform.libc_ver()
+    out = {"first_touch_s_per_byte": max(t_fresh - t_reused, 0.0) / (numel * 4),
+           "measured_bytes": numel * 4, "libc": f"{libc} {version}".strip()}
+    if libc == "glibc":
+        out["always_fresh_bytes"] = GLIBC_MMAP_THRESHOLD_MAX
+    return out
+
+
+def tasks(ctx: Context) -> list[Task]:
+    return [Task("allocation", "first-touch cost", lambda: measure_first_touch(ctx))] if ctx.kind == "cpu" else []

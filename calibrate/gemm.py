@@ -1,0 +1,103 @@
+"""GEMM throughput over (M, N, K), every operand layout training uses, every dtype.
+
+Each point times the kernel ``C = op(A) @ op(B)`` into a preallocated ``C``
+(fresh-allocation costs are measured on their own, ``calibrate.allocation``):
+``A`` is ``[M x K]`` (stored
+``[K x M]`` and viewed transposed when ``trans_a``), ``B`` is ``[K x N]``
+(stored ``[N x K]`` when ``trans_b``, i.e. ``x @ W.T`` of ``nn.Linear``).
+Batched points (attention) use ``torch.bmm``.  fp8 uses ``torch._scaled_mm``,
+which takes only the ``x @ W.T`` layout.
+
+Cache state (CPU): in a training step the ``B`` operand of all three GEMM
+layouts -- the weight in ``x @ W^T`` and ``dY @ W``, the saved input in
+``dY^T @ X`` -- was last touched long before, while ``A`` was just produced.
+So ``A`` stays put (hot) and each call takes the next of several copies of
+``B`` laid out in a ``COLD_POOL_BYTES`` buffer, larger than a CPU's last-level
+cache: ``B`` comes from memory, as in training.  (On GPUs the operands are
+timed in place, as DeepBench does.)
+"""
+from __future__ import annotations
+
+from .devices import Context, matmul_precision, torch_dtype
+
+COLD_POOL_BYTES = 64 * 2**20
+MAX_COPIES = 256
+_POOLS: dict = {}
+from .tasks import Task
+from .timing import measure
+
+
+def _operand(rows, cols, transposed, batch, dtype, device):
+    import torch
+    shape = (cols, rows) if transposed else (rows, cols)
+    if batch > 1:
+        shape = (batch, *shape)
+    t = torch.randn(shape, device=device, dtype=torch.float32)
+    t = t.to(torch_dtype(dtype)) if dtype != "tf32" else t
+    return t.transpose(-1, -2) if transposed else t
+
+
+def gemm_callable(batch, m, n, k, trans_a, trans_b, dtype, device):
+    import torch
+    if dtype == "fp8":
+        if batch > 1 or trans_a or not trans_b:
+            raise ValueError("fp8 GEMMs are timed only as x @ W.T (torch._scaled_mm layout)")
+        a = _operand(m, k, False, 1, "fp8", device)
+        b = _operand(k, n, True, 1, "fp8", device)
+        one = torch.ones((), device=device)
+        return lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+    a = _operand(m, k, trans_a, batch, dtype, device)
+    c = torch.empty((batch, m, n) if batch > 1 else (m, n), device=device, dtype=a.dtype)
+    bs = _cold_copies(k, n, trans_b, batch, dtype, device) if device == "cpu" else [
+        _operand(k, n, trans_b, batch, dtype, device)]
+    mm = torch.bmm if batch > 1 else torch.mm
+    if len(bs) == 1:
+        b = bs[0]
+        return lambda: mm(a, b, out=c)
+    state = {"i": 0}
+
+    def call():
+        state["i"] = (state["i"] + 1) % len(bs)
+        return mm(a, bs[state["i"]], out=c)
+    return call
+
+
+def _cold_copies(rows, cols, transposed, batch, dtype, device):
+    """Views of ``B`` at successive offsets of one shared random pool of ``COLD_POOL_BYTES``."""
+    import torch
+    td = torch_dtype(dtype) if dtype != "tf32" else torch.float32
+    key = (device, td)
+    if key not in _POOLS:
+        _POOLS[key] = torch.randn(COLD_POOL_BYTES // 4, device=device).to(td)
+    pool = _POOLS[key]
+    numel = rows * cols * batch
+    copies = max(1, min(MAX_COPIES, pool.numel() // numel))
+    if numel > pool.numel():
+        return [_operand(rows, cols, transposed, batch, dtype, device)]
+    shape = (cols, rows) if transposed else (rows, cols)
+    shape = (batch, *shape) if batch > 1 else shape
+    views = [pool[i * numel:(i + 1) * numel].view(shape) for i in range(copies)]
+    return [v.transpose(-1, -2) if transposed else v for v in views]
+
+
+def _point(ctx: Context, dtype, batch, m, n, k, ta, tb):
+    """One measured point, or None where the library rejects the shape (e.g. fp8 needs multiples of 16)."""
+    try:
+        fn = gemm_callable(batch, m, n, k, ta, tb, dtype, ctx.device)
+        with matmul_precision(dtype, ctx.device):
+            t = measure(fn, **ctx.timing)
+    except (ValueError, RuntimeError):
+        return None
+    return {"dtype": dtype, "m": m, "n": n, "k": k, "batch": batch, "trans_a": ta, "trans_b": tb,
+            "time_s": t.seconds, "spread": round(t.spread, 4)}
+
+
+def tasks(ctx: Context) -> list[Task]:
+    out = []
+    for dtype in ctx.dtypes:
+        layouts = ((False, True),) if dtype == "fp8" else ctx.plan.layouts
+        for batch, m, n, k in ctx.plan.gemm_shapes():
+            for ta, tb in layouts:
+                out.append(Task("gemm", f"gemm {dtype} {batch}x{m}x{n}x{k}",
+                                lambda a=(dtype, batch, m, n, k, ta, tb): _point(ctx, *a)))
+    return out

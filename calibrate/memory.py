@@ -1,0 +1,44 @@
+"""Memory bandwidth vs bytes: copy, elementwise, reduction kernels.
+
+* ``copy``:        ``dst.copy_(src)``                          bytes = 2 x size
+* ``elementwise``: ``c = a * b``                                bytes = 3 x size
+* ``reduction``:   ``softmax`` over rows of ``ROW`` elements     bytes = 2 x size
+
+Outputs are preallocated: fresh-allocation (page fault) costs are measured on
+their own by :mod:`calibrate.allocation`.
+"""
+from __future__ import annotations
+
+from .devices import Context
+from .tasks import Task
+from .timing import measure
+
+ROW = 512
+BYTES_PER_ELEMENT_MOVED = {"copy": 2, "elementwise": 3, "reduction": 2}
+
+
+def memory_callable(op: str, numel: int, device: str):
+    import torch
+    a = torch.randn(numel, device=device)
+    if op == "copy":
+        dst = torch.empty_like(a)
+        return lambda: dst.copy_(a)
+    out = torch.empty_like(a)
+    if op == "elementwise":
+        b = torch.randn(numel, device=device)
+        return lambda: torch.mul(a, b, out=out)
+    rows = a.view(-1, ROW) if numel % ROW == 0 else a.view(1, -1)
+    out = out.view(rows.shape)
+    return lambda: torch._softmax(rows, -1, False, out=out)
+
+
+def _point(ctx: Context, op: str, nbytes: int):
+    numel = max(1, nbytes // (4 * BYTES_PER_ELEMENT_MOVED[op]))
+    t = measure(memory_callable(op, numel, ctx.device), **ctx.timing)
+    return {"op": op, "bytes": numel * 4 * BYTES_PER_ELEMENT_MOVED[op], "time_s": t.seconds,
+            "spread": round(t.spread, 4)}
+
+
+def tasks(ctx: Context) -> list[Task]:
+    return [Task("memory", f"memory {op} {nb} B", lambda op=op, nb=nb: _point(ctx, op, nb))
+            for op in ctx.plan.memory_ops for nb in ctx.plan.memory_bytes]

@@ -1,0 +1,102 @@
+"""What to measure: shape grids for the quick, full and custom (test) runs.
+
+One :class:`Plan` drives every microbenchmark.  GEMM shapes are a log-spaced
+cube over (M, N, K), extra density at the shapes recurrent training runs
+(batch x H times H x gH for g = 1..4 gates) and at small sizes, capped in FLOPs
+so one point never dominates the run.  Conv shapes are not listed here: they
+are taken from the reference architectures' own op graphs
+(``calibrate.conv.reference_shapes``), so they cannot drift from the models.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+
+#: operand layouts training launches (trans_a, trans_b): x @ W^T (nn.Linear forward),
+#: dY @ W (data gradient), dY^T @ X (weight gradient)
+LAYOUTS = ((False, True), (False, False), (True, False))
+
+
+@dataclass(frozen=True)
+class Plan:
+    name: str
+    gemm_cube: tuple = (16, 64, 256, 1024)
+    gemm_rnn_batch: tuple = (8, 32, 128)
+    gemm_rnn_hidden: tuple = (64, 256, 1024)
+    gemm_rnn_gates: tuple = (1, 2, 4)
+    gemm_small: tuple = (1, 4)
+    gemm_wide_n: tuple = (8192, 32768)  # vocabulary-sized outputs (softmax layers) ...
+    gemm_wide_mk: tuple = (16, 64, 256)  # ... for these M and K
+    max_wide_flops: float = 1e10
+    gemm_bmm: tuple = ()               # (batch, m, n, k) batched GEMMs (attention)
+    max_gemm_flops: float = 2e9
+    layouts: tuple = LAYOUTS
+    memory_bytes: tuple = tuple(4 * 4 ** i for i in range(3, 13))  # 256 B .. 64 MiB
+    memory_ops: tuple = ("copy", "elementwise", "reduction")
+    overhead_chain: int = 100
+    rnn_cells: tuple = ("lstm",)
+    rnn_hidden: tuple = (64, 128, 256, 512, 1024)
+    rnn_batch: tuple = (4, 16, 64)
+    rnn_steps: tuple = (4, 12)          # two lengths: a fused layer has per-call as well as per-step costs
+    rnn_max_flops: float = 4e10
+    first_touch_bytes: int = 64 * 2**20  # buffer size for the page-fault (first-touch) cost
+    conv_models: tuple = ()             # (model, width, knobs) whose conv shapes are measured
+    conv_max_flops: float = 2e10
+    warmup: int = 2
+    repeats: int = 5
+    min_block_s: float = 2e-3
+    sections: tuple = ("overhead", "gemm", "memory", "allocation", "rnn", "conv")
+    dtypes: tuple | None = None         # None: every dtype the base profile and the device support
+
+    def gemm_shapes(self) -> list[tuple]:
+        """Sorted unique (batch, m, n, k) under the FLOP cap."""
+        s = set()
+        for m, n, k in itertools.product(self.gemm_cube, repeat=3):
+            s.add((1, m, n, k))
+        for b, h, g in itertools.product(self.gemm_rnn_batch, self.gemm_rnn_hidden, self.gemm_rnn_gates):
+            s.add((1, b, g * h, h))      # recurrent step:   [batch x H] @ [H x gH]
+            s.add((1, b, h, g * h))      # its data gradient
+            s.add((1, g * h, h, b))      # its weight gradient dW = dY^T @ X
+        for v in self.gemm_small:
+            for m, n, k in itertools.product((v, 16), repeat=3):
+                s.add((1, m, n, k))
+        for b, m, n, k in self.gemm_bmm:
+            s.add((b, m, n, k))
+        s = {x for x in s if 2 * x[0] * x[1] * x[2] * x[3] <= self.max_gemm_flops}
+        for n in self.gemm_wide_n:
+            for m, k in itertools.product(self.gemm_wide_mk, repeat=2):
+                if 2 * m * n * k <= self.max_wide_flops:
+                    s.add((1, m, n, k))
+        return sorted(s)
+
+
+QUICK = Plan("quick", warmup=1, repeats=4, min_block_s=5e-4, rnn_batch=(4, 32), rnn_hidden=(64, 256, 512, 1024),
+             gemm_rnn_gates=(2, 4),
+             gemm_bmm=((64, 64, 64, 64), (16, 64, 64, 64), (64, 128, 128, 64), (16, 128, 64, 128)),
+             conv_models=(("speech", 64, {"batch": 2, "seq_len": 100}),
+                          ("resnet", 16, {"batch": 2, "image_size": 64})))
+FULL = Plan("full", warmup=1, repeats=4, min_block_s=1e-3, gemm_cube=(16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
+            gemm_rnn_batch=(4, 8, 16, 32, 64, 128), gemm_rnn_hidden=(64, 128, 256, 512, 1024, 2048),
+            gemm_small=(1, 2, 4, 8), gemm_wide_n=(8192, 32768, 65536), gemm_wide_mk=(16, 64, 256, 1024),
+            max_wide_flops=1e11,
+            gemm_bmm=tuple((b, t, t, d) for b in (16, 64, 256) for t in (64, 256, 1024) for d in (64, 128))
+            + tuple((b, t, d, t) for b in (16, 64, 256) for t in (64, 256, 1024) for d in (64, 128)),
+            max_gemm_flops=2e11, memory_bytes=tuple(4 * 2 ** i for i in range(6, 29)),
+            rnn_cells=("lstm", "gru", "tanh"), rnn_hidden=(64, 128, 256, 512, 1024, 2048),
+            rnn_batch=(2, 4, 8, 16, 32, 64, 128), rnn_steps=(10, 50), rnn_max_flops=4e11,
+            conv_models=(("speech", 64, {"batch": 2, "seq_len": 100}),
+                         ("resnet", 64, {"batch": 8, "image_size": 224})),
+            conv_max_flops=2e11)
+#: a full run on a CPU: the full grids, capped to what a CPU measures in minutes
+FULL_CPU = replace(FULL, name="full-cpu", max_gemm_flops=4e9, max_wide_flops=1e10, rnn_max_flops=4e10,
+                   rnn_batch=(4, 8, 16, 32, 64), rnn_hidden=(64, 128, 256, 512, 1024), rnn_steps=(4, 16),
+                   rnn_cells=("lstm", "gru"), memory_bytes=tuple(4 * 2 ** i for i in range(6, 27)),
+                   conv_models=(("speech", 64, {"batch": 2, "seq_len": 100}),
+                                ("resnet", 32, {"batch": 2, "image_size": 112})),
+                   conv_max_flops=2e10)
+PLANS = {"quick": QUICK, "full": FULL, "full-cpu": FULL_CPU}
+
+
+def plan_for(kind: str, quick: bool) -> Plan:
+    """``--quick`` on any device, else the full plan for a GPU or a CPU."""
+    return QUICK if quick else (FULL if kind == "gpu" else FULL_CPU)

@@ -1,0 +1,176 @@
+"""Run the microbenchmarks and build a calibrated profile (library side of ``perfmodel calibrate``).
+
+The calibrated profile is the base datasheet profile with its name changed
+and a ``calibration`` section added (raw points + provenance, see
+:mod:`perfmodel.cost.tables`).  Everything is measured into memory first and
+written at the end with :func:`calibrate.atomic.write_json_atomic`, so an
+interrupted run leaves any previous profile untouched.
+"""
+from __future__ import annotations
+
+import copy
+import re
+import time
+from pathlib import Path
+
+from perfmodel import hardware
+from perfmodel.errors import PerfmodelError
+from perfmodel.hardware.profile import profile_from_dict
+
+from . import allocation, conv, gemm, memory, overhead, provenance, rnn
+from .atomic import write_json_atomic
+from .devices import Context, free_cache, supported_dtypes
+from .plan import Plan
+from .timing import STATS
+
+SECTION_MODULES = {"overhead": overhead, "gemm": gemm, "memory": memory, "allocation": allocation, "rnn": rnn,
+                   "conv": conv}
+SECTION_KEYS = {"overhead": "overhead_us", "gemm": "gemm", "memory": "memory", "allocation": "allocation",
+                "rnn": "rnn", "conv": "conv"}
+#: sections whose single task returns the whole object (not a list of points)
+OBJECT_SECTIONS = ("overhead", "allocation")
+NO_GPU = ("--gpu needs a CUDA GPU, none found (torch.cuda.is_available() is False); use --cpu")
+
+
+class NoGpuError(PerfmodelError):
+    """``--gpu`` on a machine without CUDA."""
+
+
+def default_output(kind: str) -> Path:
+    """``user_profiles_dir()/local-cpu.json`` or ``local-gpu.json``: loadable as ``--hardware local-cpu``."""
+    return hardware.user_profiles_dir() / f"{hardware.LOCAL_CPU if kind == 'cpu' else hardware.LOCAL_GPU}.json"
+
+
+def _key(s: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", s.lower())
+
+
+def guess_gpu_base(device_name: str, names=None, fallback: str = hardware.DEFAULT_GPU) -> str:
+    """The shipped GPU profile whose model token appears in ``device_name`` (longest match), else ``fallback``.
+
+    ``"NVIDIA H100 80GB HBM3"`` -> ``H100-SXM5``; ``"Tesla V100-SXM2-16GB"`` -> ``V100-SXM2``;
+    ``"NVIDIA GeForce GTX TITAN X"`` -> ``TitanX-Maxwell``.
+    """
+    names = hardware.available() if names is None else names
+    dev = _key(device_name)
+    best, best_len = None, 0
+    for name in names:
+        if name.lower().startswith(("cpu", "local")):
+            continue
+        parts = name.split("-")
+        for i in range(len(parts), 0, -1):  # "A100-SXM4-80GB" tries A100SXM480GB, A100SXM4, A100
+            token = _key("".join(parts[:i]))
+            if token and token in dev:
+                if len(token) > best_len:
+                    best, best_len = name, len(token)
+                break
+    return best or fallback
+
+
+def resolve_device(gpu: bool, device: str | None) -> tuple[str, str]:
+    """``(kind, device)``; raises :class:`NoGpuError` for ``--gpu`` without CUDA."""
+    import torch
+    if not gpu:
+        return "cpu", "cpu"
+    if not torch.cuda.is_available():
+        raise NoGpuError(NO_GPU)
+    dev = device or "cuda:0"
+    if not dev.startswith("cuda"):
+        raise PerfmodelError(f"--device {dev!r} is not allowed with --gpu; use cuda or cuda:N")
+    if dev == "cuda":
+        dev = "cuda:0"
+    idx = torch.device(dev).index or 0
+    if idx >= torch.cuda.device_count():
+        raise PerfmodelError(f"--device {dev!r} is not allowed: {torch.cuda.device_count()} CUDA device(s) "
+                             f"visible (cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+    return "gpu", dev
+
+
+def default_base(kind: str, device: str) -> str:
+    if kind == "cpu":
+        return hardware.DEFAULT_CPU
+    import torch
+    return guess_gpu_base(torch.cuda.get_device_name(torch.device(device)))
+
+
+def run_tasks(task_list, progress: bool = True, desc: str = "calibrating") -> dict:
+    """Run tasks under one tqdm bar; returns {section: [points...]} (object sections: their dict).
+
+    ``results["_seconds"]`` holds the wall seconds spent per section.
+    """
+    from tqdm import tqdm
+    results: dict = {"_seconds": {}}
+    with tqdm(total=len(task_list), desc=desc, unit="pt", disable=not progress, dynamic_ncols=True,
+              leave=True) as bar:
+        for t in task_list:
+            bar.set_postfix_str(t.label, refresh=False)
+            t0 = time.perf_counter()
+            pt = t.run()
+            secs = results["_seconds"]
+            secs[t.section] = secs.get(t.section, 0.0) + time.perf_counter() - t0
+            if t.section in OBJECT_SECTIONS:
+                if pt is not None:
+                    results[t.section] = pt
+            elif pt is not None:
+                results.setdefault(t.section, []).extend(pt if isinstance(pt, list) else [pt])
+            bar.update(1)
+    return results
+
+
+def calibrate(base: hardware.HardwareProfile, plan: Plan, kind: str = "cpu", device: str = "cpu",
+              name: str | None = None, command: str = "", progress: bool = True,
+              threads: int | None = None, clock: str = "wall", stat: str = "median") -> tuple[dict, list[str]]:
+    """Measure ``plan`` on ``device``; return ``(profile dict, warnings)``.  Writes nothing.
+
+    ``threads`` sets ``torch.set_num_threads`` for a CPU run; ``clock`` is the
+    CPU clock and ``stat`` the statistic over repeats (:mod:`calibrate.timing`).
+    All three are recorded in the provenance, and ``perfmodel validate`` reuses them.
+    """
+    import torch
+    if clock not in ("wall", "cpu"):
+        raise PerfmodelError(f"clock {clock!r} is not allowed; allowed: wall, cpu")
+    if stat not in STATS:
+        raise PerfmodelError(f"statistic {stat!r} is not allowed; allowed: {', '.join(STATS)}")
+    if threads is not None and kind == "cpu":
+        torch.set_num_threads(threads)
+    if base.kind != kind:
+        raise PerfmodelError(f"--base {base.name!r} is a {base.kind} profile; a {kind} calibration needs a "
+                             f"{kind} profile")
+    nvml = None
+    if kind == "gpu":
+        nvml = provenance.Nvml(torch.device(device).index or 0)
+        torch.cuda.set_device(torch.device(device))
+        prov = provenance.gpu_provenance(command, device, nvml)
+    else:
+        prov = provenance.cpu_provenance(command)
+    dtypes = plan.dtypes or tuple(base.peak_tflops)
+    dtypes = supported_dtypes(dtypes, device)
+    prov["dtypes"] = list(dtypes)
+    prov["plan"] = plan.name
+    prov["base_profile"] = base.name
+    prov["clock"] = clock if kind == "cpu" else "cuda_events"
+    prov["stat"] = stat
+    ctx = Context(device, kind, dtypes, plan, clock if kind == "cpu" else "wall", stat)
+    task_list = [t for s in plan.sections for t in SECTION_MODULES[s].tasks(ctx)]
+    t0 = time.perf_counter()
+    results = run_tasks(task_list, progress)
+    free_cache(device)
+    prov["wall_time_s"] = round(time.perf_counter() - t0, 1)
+    prov["section_wall_s"] = {k: round(v, 1) for k, v in results.pop("_seconds").items()}
+    warnings = provenance.finish(prov, nvml)
+    cal = {"provenance": prov}
+    for section in plan.sections:
+        if section in results:
+            cal[SECTION_KEYS[section]] = results[section]
+    prof = copy.deepcopy(base.to_dict())
+    prof["name"] = name or (hardware.LOCAL_CPU if kind == "cpu" else hardware.LOCAL_GPU)
+    prof["description"] = f"{prov['device']} calibrated {prov['date']} ({plan.name} plan) on base {base.name}"
+    prof["calibration"] = cal
+    return prof, warnings
+
+
+def write_profile(prof: dict, path) -> Path:
+    """Check ``prof`` loads as a profile, then write it atomically."""
+    path = Path(path)
+    profile_from_dict(prof, str(path))
+    return write_json_atomic(path, prof)

@@ -1,0 +1,53 @@
+"""``perfmodel validate``: predicted vs measured training steps (library: ``perfmodel.validate``)."""
+import click
+
+from .options import IntList, collect_knobs, knob_options, to_json
+
+
+def _default_hardware(device: str) -> str:
+    from .. import hardware
+    if device == "cpu":
+        return hardware.local_cpu_profile()
+    return hardware.LOCAL_GPU if hardware.LOCAL_GPU in hardware.available() else hardware.DEFAULT_GPU
+
+
+@click.command()
+@click.option("--model", required=True, help="architecture (see `perfmodel models`)")
+@click.option("--widths", required=True, type=IntList(), help="e.g. 64,128,256 or 64..1024 (doubling)")
+@knob_options
+@click.option("--hardware", "hw_name", default=None,
+              help="profile (default: local-cpu if calibrated, else cpu-generic; local-gpu/H100-SXM5 on cuda)")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
+@click.option("--dtype", default="fp32", show_default=True, type=click.Choice(["fp32", "tf32"]))
+@click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "momentum", "adam"]))
+@click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0))
+@click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads (default: as the profile was calibrated)")
+@click.option("--clock", type=click.Choice(["wall", "cpu"]), default=None,
+              help="CPU clock (default: as the profile was calibrated, else wall)")
+@click.option("--stat", type=click.Choice(["median", "min"]), default=None,
+              help="statistic over repeats (default: as the profile was calibrated, else median)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def validate(model, widths, batch, seq_len, sets, hw_name, device, dtype, optimizer, warmup, repeats, threads,
+             clock, stat, as_json):
+    """Run real training steps, compare with the prediction: error per width and MAPE."""
+    from tabulate import tabulate
+
+    from .. import hardware
+    from ..units import fmt_seconds
+    from ..validate import validate as run_validate
+
+    hw = hardware.load(hw_name or _default_hardware(device))
+    v = run_validate(model, widths, hw, device, warmup, repeats, threads, clock, dtype, optimizer,
+                     progress=not as_json, stat=stat, **collect_knobs(batch, seq_len, sets))
+    if as_json:
+        click.echo(to_json(v.to_dict()))
+        return
+    click.echo(f"{model} on {v.device} ({v.threads or '-'} threads, {v.clock} clock, {v.stat} of {repeats}), "
+               f"hardware {v.hardware}, knobs {v.knobs or 'defaults'}")
+    rows = [[r.width, fmt_seconds(r.predicted_s),
+             r.note or fmt_seconds(r.measured_s), "" if r.error is None else f"{100 * r.error:+.1f}%"]
+            for r in v.rows]
+    click.echo(tabulate(rows, headers=["width", "predicted", "measured", "error"], disable_numparse=True))
+    click.echo("MAPE: " + ("n/a (nothing ran)" if v.mape is None else f"{100 * v.mape:.1f}%"))

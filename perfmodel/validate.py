@@ -1,0 +1,170 @@
+"""Proof against measured training steps: predicted vs measured time per step.
+
+For each width, the package's real ``torch.nn.Module`` of the model
+(:func:`perfmodel.torchmodels.build_module`) runs full training steps --
+forward, loss, backward, optimizer step, ``zero_grad(set_to_none=True)`` --
+after warm-up; the median over the repeats is compared with
+:func:`perfmodel.predict.predict` for the same configuration::
+
+    error = (predicted - measured) / measured        MAPE = mean |error|
+
+Timing uses :func:`calibrate.timing.measure` (CUDA events + synchronize on a
+GPU).  The statistic over repeats (median, or min) and, on a CPU, the thread
+count and clock default to the ones the profile was calibrated with
+(``calibration.provenance.stat`` / ``.threads`` / ``.clock``), so prediction
+and measurement describe the same execution.  A configuration that
+runs out of memory is reported as "does not fit" instead of failing the run.
+"""
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass, field
+
+from .errors import PerfmodelError
+from .hardware import HardwareProfile
+from .predict import predict
+
+OPTIMIZERS = {"sgd": {"momentum": 0.0}, "momentum": {"momentum": 0.9}}
+VALIDATE_DTYPES = ("fp32", "tf32")
+LEARNING_RATE = 1e-4  # small: random data must not drive weights to inf/denormals mid-measurement
+
+
+@dataclass(frozen=True)
+class ValidationRow:
+    width: int
+    predicted_s: float
+    measured_s: float | None   # None: did not run (see ``note``)
+    spread: float | None = None
+    note: str = ""
+
+    @property
+    def error(self) -> float | None:
+        """Signed relative error of the prediction, (predicted - measured) / measured."""
+        if self.measured_s is None:
+            return None
+        return (self.predicted_s - self.measured_s) / self.measured_s
+
+
+@dataclass(frozen=True)
+class Validation:
+    model: str
+    hardware: str
+    device: str
+    threads: int | None
+    clock: str
+    stat: str
+    knobs: dict
+    rows: list[ValidationRow] = field(default_factory=list)
+
+    @property
+    def mape(self) -> float | None:
+        """Mean absolute percentage error over the widths that ran, as a fraction (0.05 = 5 %)."""
+        errs = [abs(r.error) for r in self.rows if r.error is not None]
+        return sum(errs) / len(errs) if errs else None
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "hardware": self.hardware, "device": self.device, "threads": self.threads,
+                "clock": self.clock, "stat": self.stat, "knobs": self.knobs,
+                "rows": [{"width": r.width, "predicted_s": r.predicted_s, "measured_s": r.measured_s,
+                          "error": r.error, "spread": r.spread, "note": r.note} for r in self.rows],
+                "mape": self.mape}
+
+
+def is_out_of_memory(e: BaseException) -> bool:
+    """CUDA OOM, or a CPU allocation failure."""
+    if isinstance(e, MemoryError):
+        return True
+    try:
+        import torch
+        if isinstance(e, torch.cuda.OutOfMemoryError):
+            return True
+    except (ImportError, AttributeError):
+        pass
+    msg = str(e).lower()
+    return isinstance(e, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
+
+
+def execution_defaults(hw: HardwareProfile, device: str) -> tuple[int | None, str, str]:
+    """``(threads, clock, stat)`` the profile was calibrated with on this device kind.
+
+    Defaults without a matching calibration: torch's threads, wall clock, median.
+    """
+    prov = (hw.calibration or {}).get("provenance", {})
+    stat = prov.get("stat", "median")
+    if device == "cpu" and prov.get("kind") == "cpu":
+        return prov.get("threads"), prov.get("clock", "wall"), stat
+    return None, "wall", stat if prov.get("kind") == "gpu" else "median"
+
+
+def _precision(dtype: str, device: str):
+    import torch
+    if dtype not in VALIDATE_DTYPES:
+        raise PerfmodelError(f"dtype {dtype!r} is not allowed for validate; allowed: {', '.join(VALIDATE_DTYPES)}")
+    if dtype == "tf32" and not device.startswith("cuda"):
+        raise PerfmodelError("dtype 'tf32' needs a CUDA device")
+    if device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = dtype == "tf32"
+
+
+def time_training_step(model: str, width: int, device: str = "cpu", warmup: int = 2, repeats: int = 5,
+                       clock: str = "wall", optimizer: str = "sgd", stat: str = "median", **knobs):
+    """:class:`calibrate.timing.Timing` of one full training step of the torch module."""
+    import torch
+
+    from calibrate.timing import measure
+
+    from .torchmodels import build_module
+    if optimizer not in OPTIMIZERS and optimizer != "adam":
+        raise PerfmodelError(f"unknown optimizer {optimizer!r}; allowed: sgd, momentum, adam")
+    module = build_module(model, width, **knobs).to(device).train()
+    params = list(module.parameters())
+    opt = (torch.optim.Adam(params, lr=LEARNING_RATE) if optimizer == "adam"
+           else torch.optim.SGD(params, lr=LEARNING_RATE, **OPTIMIZERS[optimizer]))
+    gen = torch.Generator(device=device).manual_seed(0)
+    inputs, targets = module.example_batch(device, generator=gen)
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        module.loss(inputs, targets).backward()
+        opt.step()
+
+    try:
+        return measure(step, device, warmup=warmup, repeats=repeats, min_block_s=0.0, clock=clock, stat=stat)
+    finally:
+        del module, opt, params, inputs, targets
+        gc.collect()
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()
+
+
+def validate(model: str, widths, hw: HardwareProfile, device: str = "cpu", warmup: int = 2, repeats: int = 5,
+             threads: int | None = None, clock: str | None = None, dtype: str = "fp32", optimizer: str = "sgd",
+             progress: bool = True, stat: str | None = None, **knobs) -> Validation:
+    """Measure and predict ``model`` at each width; see the module docstring."""
+    import torch
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise PerfmodelError("--device cuda needs a CUDA GPU, none found (torch.cuda.is_available() is False); "
+                             "use --device cpu")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise PerfmodelError(f"device {device!r} is not allowed; allowed: cpu, cuda, cuda:N")
+    d_threads, d_clock, d_stat = execution_defaults(hw, device)
+    threads = threads if threads is not None else d_threads
+    clock = clock or d_clock
+    stat = stat or d_stat
+    if device == "cpu" and threads:
+        torch.set_num_threads(threads)
+    _precision(dtype, device)
+    preds = {w: predict(model, w, hw, dtype, optimizer, **knobs).time_per_step_s for w in widths}
+    from tqdm import tqdm
+    rows = []
+    for w in tqdm(widths, desc=f"validate {model}", unit="width", disable=not progress, leave=False):
+        try:
+            t = time_training_step(model, w, device, warmup, repeats, clock if device == "cpu" else "wall",
+                                   optimizer, stat, **knobs)
+            rows.append(ValidationRow(int(w), float(preds[w]), t.seconds, round(t.spread, 4)))
+        except Exception as e:  # noqa: BLE001 -- only out-of-memory is swallowed
+            if not is_out_of_memory(e):
+                raise
+            rows.append(ValidationRow(int(w), float(preds[w]), None, None, "does not fit"))
+    return Validation(model, hw.name, device, torch.get_num_threads() if device == "cpu" else None,
+                      clock if device == "cpu" else "cuda_events", stat, dict(knobs), rows)

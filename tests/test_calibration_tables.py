@@ -1,0 +1,272 @@
+"""Calibrated tables (perfmodel.cost.tables): validation, interpolation, lookups, speed.
+
+Expected values are formulas: the synthetic measurements are generated from
+a known law (a power law in log space, a constant bandwidth, a fixed ratio to
+the analytic model), and each lookup must give that law back.
+"""
+import copy
+
+import numpy as np
+import pytest
+
+from perfmodel import hardware
+from perfmodel.cost import roofline, tables
+from perfmodel.cost.waves import gemm_wave_efficiency
+from perfmodel.errors import ProfileError
+from perfmodel.hardware.profile import profile_from_dict
+from perfmodel.ops import Op, OpKind
+from perfmodel.predict import predict, predict_arrays
+
+SIZES = (8, 32, 128, 512, 2048)
+
+
+def base_dict(kind="cpu"):
+    return copy.deepcopy(hardware.load(hardware.DEFAULT_CPU if kind == "cpu" else hardware.DEFAULT_GPU).to_dict())
+
+
+def with_cal(cal, kind="cpu", where="test.json"):
+    d = base_dict(kind)
+    d["calibration"] = cal
+    return profile_from_dict(d, where)
+
+
+def law(m, n, k):
+    """A made-up efficiency law, linear in log space: 0.05 * m^0.3 * n^0.2 * k^0.1."""
+    return 0.05 * np.power(m, 0.3) * np.power(n, 0.2) * np.power(k, 0.1)
+
+
+def gemm_points(hw_peak, eff_fn, dispatch_s=0.0, layouts=((False, True),), dtype="fp32"):
+    pts = []
+    for ta, tb in layouts:
+        for m in SIZES:
+            for n in SIZES:
+                for k in SIZES:
+                    t = 2 * m * n * k / (hw_peak * eff_fn(m, n, k)) + dispatch_s
+                    pts.append({"dtype": dtype, "m": m, "n": n, "k": k, "batch": 1, "trans_a": ta, "trans_b": tb,
+                                "time_s": t})
+    return pts
+
+
+# -- validation --------------------------------------------------------------
+GOOD_GEMM = {"dtype": "fp32", "m": 8, "n": 8, "k": 8, "batch": 1, "trans_a": False, "trans_b": True, "time_s": 1e-6}
+
+
+@pytest.mark.parametrize("cal, key", [
+    ([], "calibration"),
+    ({"gemm": {}}, "calibration.gemm"),
+    ({"gemm": [{**GOOD_GEMM, "m": 0}]}, "calibration.gemm[0].m"),
+    ({"gemm": [GOOD_GEMM, {**GOOD_GEMM, "time_s": -1}]}, "calibration.gemm[1].time_s"),
+    ({"gemm": [{**GOOD_GEMM, "dtype": "fp64"}]}, "calibration.gemm[0].dtype"),
+    ({"gemm": [{**GOOD_GEMM, "trans_b": "yes"}]}, "calibration.gemm[0].trans_b"),
+    ({"gemm": [{k: v for k, v in GOOD_GEMM.items() if k != "k"}]}, "calibration.gemm[0].k"),
+    ({"memory": [{"op": "scatter", "bytes": 8, "time_s": 1e-6}]}, "calibration.memory[0].op"),
+    ({"memory": [{"op": "copy", "bytes": 8.5, "time_s": 1e-6}]}, "calibration.memory[0].bytes"),
+    ({"overhead_us": {"gemm": "fast"}}, "calibration.overhead_us.gemm"),
+    ({"overhead_us": [1.0]}, "calibration.overhead_us"),
+    ({"rnn": [{"dtype": "fp32", "cell": "lstm2", "hidden": 8, "batch": 2, "steps": 3, "input": 8, "fwd_s": 1e-3}]},
+     "calibration.rnn[0].cell"),
+    ({"rnn": [{"dtype": "fp32", "cell": "lstm", "hidden": 8, "batch": 2, "steps": 3, "input": 8}]},
+     "calibration.rnn[0].fwd_s"),
+    ({"conv": [{"dtype": "fp32", "n": 1, "c": 1, "h": 2, "w": 2, "k": 1, "r": 5, "s": 5, "stride_h": 1,
+                "stride_w": 1, "pad_h": 0, "pad_w": 0, "fwd_s": 1e-3}]}, "calibration.conv[0]"),
+    ({"provenance": {"kind": "tpu"}}, "calibration.provenance.kind"),
+    ({"gemms": []}, "calibration.gemms"),
+])
+def test_malformed_calibration_is_one_line_naming_file_and_key(cal, key):
+    with pytest.raises(ProfileError) as e:
+        with_cal(cal, where="my/profile.json")
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert msg.startswith("my/profile.json: ")
+    assert key in msg
+
+
+def test_every_section_optional_and_collectives_accepted():
+    hw = with_cal({"collectives": {"allreduce": [{"bytes": 8, "time_s": 1e-5}], "anything": "goes"}})
+    assert tables.gemm_efficiency(hw, "fp32", 64, 64, 64) is None
+    assert tables.bandwidth_Bps(hw, 1e6) is None
+    assert tables.overhead_s(hw, "gemm") is None
+    with_cal({})
+
+
+# -- datasheet-only profiles --------------------------------------------------
+def test_datasheet_profile_unchanged():
+    hw = hardware.load(hardware.DEFAULT_CPU)
+    op = Op(OpKind.GEMM, "x", {"m": 64, "n": 256, "k": 128, "weight": "b", "trans_b": True})
+    t = roofline.op_time(op, hw)
+    compute = 2 * 64 * 256 * 128 / (hw.peak_flops("fp32") * hw.efficiency["gemm_max"])
+    memory = op.bytes / (hw.memory_bandwidth_Bps * hw.efficiency["memory_max"])
+    assert t.time_s == pytest.approx(max(compute, memory) + hw.launch_overhead_s)
+    assert predict("mlp", 128, hw).time_per_step_s > 0
+
+
+# -- GEMM ---------------------------------------------------------------------
+def test_gemm_interpolation_recovers_log_linear_law_between_points():
+    hw0 = hardware.load(hardware.DEFAULT_CPU)
+    hw = with_cal({"gemm": gemm_points(hw0.peak_flops("fp32"), law)})
+    m = np.array([20, 100, 700, 1500])
+    n = np.array([300, 12, 64, 2000])
+    k = np.array([50, 900, 10, 256])
+    got = tables.gemm_efficiency(hw, "fp32", m, n, k, 1, True)
+    np.testing.assert_allclose(got, law(m, n, k), rtol=1e-6)
+    assert tables.gemm_efficiency(hw, "fp32", 100, 100, 100, 1, True) == pytest.approx(law(100, 100, 100), rel=1e-6)
+    assert tables.gemm_efficiency(hw, "bf16", 100, 100, 100) is None  # no bf16 points
+
+
+def test_gemm_clamps_outside_measured_box():
+    hw0 = hardware.load(hardware.DEFAULT_CPU)
+    hw = with_cal({"gemm": gemm_points(hw0.peak_flops("fp32"), law)})
+    # beyond the largest measured size the edge value is kept
+    assert tables.gemm_efficiency(hw, "fp32", 10**5, 2048, 2048, 1, True) == pytest.approx(law(2048, 2048, 2048),
+                                                                                             rel=1e-6)
+
+
+def test_gemm_layouts_kept_apart_and_dispatch_subtracted():
+    hw0 = hardware.load(hardware.DEFAULT_CPU)
+    peak = hw0.peak_flops("fp32")
+    nt = gemm_points(peak, law, dispatch_s=1e-8, layouts=((False, True),))
+    nn_ = gemm_points(peak, lambda m, n, k: 0.5 * law(m, n, k), dispatch_s=1e-8, layouts=((False, False),))
+    hw = with_cal({"gemm": nt + nn_, "overhead_us": {"dispatch": 0.01}})
+    assert tables.gemm_efficiency(hw, "fp32", 300, 300, 300, 1, True) == pytest.approx(law(300, 300, 300), rel=1e-5)
+    assert tables.gemm_efficiency(hw, "fp32", 300, 300, 300, 1, False) == pytest.approx(0.5 * law(300, 300, 300),
+                                                                                          rel=1e-5)
+    # a layout never measured falls back to the dtype's pooled points (between the two)
+    pooled = tables.gemm_efficiency(hw, "fp32", 300, 300, 300, 1, False, trans_a=True)
+    assert 0.5 * law(300, 300, 300) < pooled < law(300, 300, 300)
+
+
+def test_gpu_keeps_wave_quantization():
+    """Table stores eff / wave_eff; a query multiplies the smooth residual back by wave_eff."""
+    hw0 = hardware.load(hardware.DEFAULT_GPU)
+    peak = hw0.peak_flops("fp16")
+    pts = gemm_points(peak, lambda m, n, k: 0.8 * gemm_wave_efficiency(hw0, m, n, 1), dtype="fp16")
+    hw = with_cal({"gemm": pts}, kind="gpu")
+    m = np.array([1000, 1100, 1500, 2000])  # tile edges differ at every m
+    got = tables.gemm_efficiency(hw, "fp16", m, 1536, 1024)
+    np.testing.assert_allclose(got, 0.8 * gemm_wave_efficiency(hw0, m, 1536, 1), rtol=1e-6)
+
+
+def test_roofline_reproduces_a_measured_gemm_and_uses_backward_layouts():
+    hw0 = hardware.load(hardware.DEFAULT_CPU)
+    peak = hw0.peak_flops("fp32")
+    pts = gemm_points(peak, law, dispatch_s=2e-8, layouts=((False, True), (False, False), (True, False)))
+    for p in pts:  # make the weight-gradient layout twice as slow
+        if p["trans_a"]:
+            p["time_s"] = 2 * (p["time_s"] - 2e-8) + 2e-8
+    hw = with_cal({"gemm": pts, "overhead_us": {"dispatch": 0.02, "gemm": 7.0}})
+    fwd = Op(OpKind.GEMM, "l", {"m": 128, "n": 512, "k": 32, "weight": "b", "trans_b": True})
+    work = 2 * 128 * 512 * 32 / (peak * law(128, 512, 32))
+    assert roofline.op_time(fwd, hw).time_s == pytest.approx(max(work, roofline.memory_time(hw, fwd.bytes, "gemm"))
+                                                             + 7e-6, rel=1e-5)
+    bwd_weight = Op(OpKind.GEMM, "l", {"m": 32, "n": 512, "k": 128, "weight": "b", "trans_b": True},
+                    phase="bwd_weight")
+    # dW = dY^T @ X: M = 512, N = 32, K = 128 with A transposed
+    assert roofline.gemm_layout(bwd_weight) == (512, 32, 128, True, False)
+    assert roofline.op_time(bwd_weight, hw).compute_s == pytest.approx(2 * work, rel=1e-5)
+    bwd_data = Op(OpKind.GEMM, "l", {"m": 128, "n": 32, "k": 512, "weight": "b", "trans_b": True}, phase="bwd_data")
+    assert roofline.gemm_layout(bwd_data) == (128, 32, 512, False, False)
+
+
+def test_vectorized_lookup_matches_scalar_predict():
+    """Sweeps go through the calibrated tables in one vectorized pass; it must agree with predict() per width.
+    (Throughput is a figure printed by ``python -m perfmodel.bench``, not a timed test.)"""
+    hw0 = hardware.load(hardware.DEFAULT_CPU)
+    hw = with_cal({"gemm": gemm_points(hw0.peak_flops("fp32"), law),
+                   "memory": [{"op": "copy", "bytes": b, "time_s": b / 1e10} for b in (10**3, 10**6, 10**9)],
+                   "overhead_us": {"default": 5.0, "dispatch": 1.0}})
+    widths = np.arange(64, 64 + 2_000)
+    out = predict_arrays("mlp", widths, hw)
+    assert np.all(np.isfinite(out["time_per_step_s"]))
+    for i in (0, 137, 1999):
+        assert out["time_per_step_s"][i] == pytest.approx(predict("mlp", int(widths[i]), hw).time_per_step_s,
+                                                           rel=1e-9)
+
+
+# -- memory, overhead --------------------------------------------------------
+def test_bandwidth_curve_with_dispatch_removed():
+    bw = 2e10
+    pts = [{"op": "elementwise", "bytes": b, "time_s": 3e-8 + b / bw} for b in (2**10, 2**16, 2**22, 2**26)]
+    hw = with_cal({"memory": pts, "overhead_us": {"dispatch": 0.03}})
+    for nb in (2**10, 5e5, 2**26, 2**30, 100):
+        assert tables.bandwidth_Bps(hw, nb, OpKind.ELEMENTWISE) == pytest.approx(bw, rel=1e-6)
+    # no copy curve measured: copies use the elementwise one
+    assert tables.bandwidth_Bps(hw, 2**20, OpKind.COPY) == pytest.approx(bw, rel=1e-6)
+
+
+def test_overhead_lookup_and_default():
+    hw = with_cal({"overhead_us": {"gemm": 6.0, "default": 4.0, "dispatch": 1.0}})
+    assert tables.overhead_s(hw, "gemm") == pytest.approx(6e-6)
+    assert tables.overhead_s(hw, "loss") == pytest.approx(4e-6)
+    assert roofline.per_kernel_overhead_s(hw, "gemm") == pytest.approx(6e-6)
+    assert tables.dispatch_s(hw) == pytest.approx(1e-6)
+
+
+# -- RNN, conv -----------------------------------------------------------------
+def rnn_op(hidden, batch, steps=10, input_=None, phase="fwd"):
+    return Op(OpKind.RNN, "rnn", {"cell": "lstm", "hidden": hidden, "input": input_ or hidden, "batch": batch,
+                                  "steps": steps}, "fp32", phase)
+
+
+def test_rnn_ratio_to_components_interpolated_and_bwd_split():
+    hw0 = hardware.load(hardware.DEFAULT_CPU)
+    pts = []
+    for h in (64, 256, 1024):
+        for b in (4, 64):
+            analytic = roofline.rnn_components_time(rnn_op(h, b), hw0)
+            bwd = sum(roofline.rnn_components_time(rnn_op(h, b, phase=ph), hw0) for ph in ("bwd_data", "bwd_weight"))
+            pts.append({"dtype": "fp32", "cell": "lstm", "hidden": h, "batch": b, "steps": 10, "input": h,
+                        "fwd_s": 1.5 * analytic, "bwd_s": 2.0 * bwd})
+    hw = with_cal({"rnn": pts})
+    # another shape, another input size and step count: components x the measured ratio
+    op = rnn_op(512, 16, steps=35, input_=1312)
+    assert roofline.op_time(op, hw).time_s == pytest.approx(1.5 * roofline.rnn_components_time(op, hw), rel=1e-6)
+    for ph in ("bwd_data", "bwd_weight"):
+        o = rnn_op(512, 16, steps=35, input_=1312, phase=ph)
+        assert roofline.op_time(o, hw).time_s == pytest.approx(2.0 * roofline.rnn_components_time(o, hw), rel=1e-6)
+    gru = Op(OpKind.RNN, "g", {"cell": "gru", "hidden": 64, "input": 64, "batch": 4, "steps": 3})
+    assert tables.rnn_time_s(hw, gru) is None  # GRU never measured: components only
+
+
+def test_rnn_per_call_cost_from_two_lengths():
+    """time = F + r * components: points at 5 and 20 steps give F and r back; 50 steps extrapolates."""
+    hw0 = hardware.load(hardware.DEFAULT_CPU)
+    f_call, r = 3e-3, 1.25
+    pts = []
+    for h in (64, 256, 1024):
+        for b in (4, 32):
+            for steps in (5, 20):
+                comp = roofline.rnn_components_time(rnn_op(h, b, steps), hw0)
+                pts.append({"dtype": "fp32", "cell": "lstm", "hidden": h, "batch": b, "steps": steps, "input": h,
+                            "fwd_s": f_call + r * comp})
+    hw = with_cal({"rnn": pts})
+    op = rnn_op(512, 8, steps=50, input_=1312)
+    assert roofline.op_time(op, hw).time_s == pytest.approx(f_call + r * roofline.rnn_components_time(op, hw),
+                                                            rel=1e-3)
+
+
+def test_conv_efficiency_over_implicit_gemm_shape():
+    hw0 = hardware.load(hardware.DEFAULT_CPU)
+    peak = hw0.peak_flops("fp32")
+    pts = []
+    for n in (1, 4):
+        for c, k in ((16, 16), (32, 64), (64, 128)):
+            d = {"dtype": "fp32", "n": n, "c": c, "h": 16, "w": 16, "k": k, "r": 3, "s": 3, "stride_h": 1,
+                 "stride_w": 1, "pad_h": 1, "pad_w": 1}
+            mm, nn_, kk = tables.conv_gemm_shape(d)
+            t = 2 * mm * nn_ * kk / (peak * 0.4)
+            pts.append({**d, "fwd_s": t, "bwd_data_s": 2 * t})
+    hw = with_cal({"conv": pts})
+    dims = {"n": 2, "c": 32, "h": 16, "w": 16, "k": 32, "r": 3, "s": 3, "stride_h": 1, "stride_w": 1,
+            "pad_h": 1, "pad_w": 1}
+    flops = Op(OpKind.CONV2D, "c", dims).flops
+    assert tables.conv_time_s(hw, Op(OpKind.CONV2D, "c", dims)) == pytest.approx(flops / (peak * 0.4), rel=1e-6)
+    assert tables.conv_time_s(hw, Op(OpKind.CONV2D, "c", dims, phase="bwd_data")) == pytest.approx(
+        flops / (peak * 0.2), rel=1e-6)
+    # weight gradient not measured: the forward table stands in
+    assert tables.conv_time_s(hw, Op(OpKind.CONV2D, "c", dims, phase="bwd_weight")) == pytest.approx(
+        flops / (peak * 0.4), rel=1e-6)
+
+
+def test_tables_cached_per_profile():
+    hw = with_cal({"overhead_us": {"default": 1.0}, "memory": [{"op": "copy", "bytes": 10, "time_s": 1e-6}]})
+    assert tables._tables(hw) is tables._tables(hw)

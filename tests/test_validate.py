@@ -1,0 +1,114 @@
+"""``perfmodel validate`` machinery: real steps of a tiny model, MAPE arithmetic, OOM, JSON, CLI errors."""
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import perfmodel.validate as pv
+from perfmodel import hardware
+from perfmodel.cli import main
+from perfmodel.errors import PerfmodelError
+
+TINY_MLP = {"batch": 4, "depth": 1, "input_dim": 8, "classes": 3}
+
+
+@pytest.fixture
+def cpu_hw():
+    return hardware.load(hardware.DEFAULT_CPU)
+
+
+def test_rows_and_mape_arithmetic(cpu_hw):
+    v = pv.validate("mlp", [8, 16], cpu_hw, warmup=1, repeats=2, progress=False, **TINY_MLP)
+    assert [r.width for r in v.rows] == [8, 16]
+    for r in v.rows:
+        assert r.measured_s > 0 and r.predicted_s > 0
+        assert r.error == pytest.approx((r.predicted_s - r.measured_s) / r.measured_s)
+    assert v.mape == pytest.approx(sum(abs(r.error) for r in v.rows) / 2)
+    d = v.to_dict()
+    assert set(d["rows"][0]) >= {"width", "predicted_s", "measured_s", "error"}
+    assert d["mape"] == v.mape
+
+
+def test_out_of_memory_reported_as_does_not_fit(cpu_hw, monkeypatch):
+    real = pv.time_training_step
+
+    def fake(model, width, *a, **k):
+        if width == 16:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(model, width, *a, **k)
+    monkeypatch.setattr(pv, "time_training_step", fake)
+    v = pv.validate("mlp", [8, 16], cpu_hw, warmup=0, repeats=1, progress=False, **TINY_MLP)
+    assert v.rows[1].measured_s is None and v.rows[1].note == "does not fit" and v.rows[1].error is None
+    assert v.mape == pytest.approx(abs(v.rows[0].error))
+
+
+def test_other_errors_are_not_swallowed(cpu_hw, monkeypatch):
+    def fake(*a, **k):
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+    monkeypatch.setattr(pv, "time_training_step", fake)
+    with pytest.raises(RuntimeError, match="shapes"):
+        pv.validate("mlp", [8], cpu_hw, progress=False, **TINY_MLP)
+
+
+@pytest.mark.parametrize("exc, oom", [
+    (MemoryError(), True),
+    (RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried to allocate 1 bytes"), True),
+    (RuntimeError("CUDA error: an illegal memory access"), False),
+    (ValueError("out of range"), False),
+])
+def test_is_out_of_memory(exc, oom):
+    assert pv.is_out_of_memory(exc) is oom
+
+
+def test_threads_and_clock_follow_the_calibrated_profile(cpu_hw):
+    d = cpu_hw.to_dict()
+    d["calibration"] = {"provenance": {"kind": "cpu", "threads": 1, "clock": "cpu", "stat": "min"}}
+    from perfmodel.hardware.profile import profile_from_dict
+    hw = profile_from_dict(d)
+    assert pv.execution_defaults(hw, "cpu") == (1, "cpu", "min")
+    assert pv.execution_defaults(cpu_hw, "cpu") == (None, "wall", "median")
+    v = pv.validate("mlp", [8], hw, warmup=0, repeats=3, progress=False, **TINY_MLP)
+    assert v.threads == 1 and v.clock == "cpu" and v.stat == "min"
+
+
+def test_cli_json(cpu_hw):
+    res = CliRunner().invoke(main, ["validate", "--model", "mlp", "--widths", "8,16", "--batch", "4",
+                                    "--set", "depth=1", "--set", "input_dim=8", "--hardware", "cpu-generic",
+                                    "--warmup", "0", "--repeats", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    d = json.loads(res.output)
+    assert [r["width"] for r in d["rows"]] == [8, 16]
+    assert d["mape"] == pytest.approx(sum(abs(r["error"]) for r in d["rows"]) / 2)
+
+
+def test_cli_table():
+    res = CliRunner().invoke(main, ["validate", "--model", "mlp", "--widths", "8", "--batch", "4",
+                                    "--set", "depth=1", "--set", "input_dim=8", "--hardware", "cpu-generic",
+                                    "--warmup", "0", "--repeats", "1"])
+    assert res.exit_code == 0, res.output
+    assert "predicted" in res.output and "MAPE:" in res.output
+
+
+def test_cuda_device_without_gpu_is_one_line(monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    res = CliRunner().invoke(main, ["validate", "--model", "mlp", "--widths", "8", "--device", "cuda",
+                                    "--hardware", "cpu-generic"])
+    assert res.exit_code == 2
+    assert res.output.count("\n") == 1 and res.output.startswith("error: --device cuda needs a CUDA GPU")
+
+
+def test_bad_model_and_dtype(cpu_hw):
+    with pytest.raises(PerfmodelError, match="unknown model"):
+        pv.validate("nope", [8], cpu_hw, progress=False)
+    with pytest.raises(PerfmodelError, match="tf32"):
+        pv.validate("mlp", [8], cpu_hw, dtype="tf32", progress=False, **TINY_MLP)
+
+
+@pytest.mark.cuda
+def test_cuda_step_timing():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    t = pv.time_training_step("mlp", 64, "cuda", warmup=1, repeats=2, **TINY_MLP)
+    assert t.median_s > 0
