@@ -1,9 +1,10 @@
-"""``perfmodel predict``: time per step of one model at one width on one device."""
+"""``perfmodel predict``: time per step of one model at one width; with a layout or a step law, total time."""
 import click
 
 from .. import hardware
 from ..predict import predict as run_predict
 from .options import collect_knobs, knob_options, output_format, rows_to_csv, to_json
+from .plan import build_options, parallel_options
 
 
 @click.command()
@@ -14,14 +15,50 @@ from .options import collect_knobs, knob_options, output_format, rows_to_csv, to
               help="profile name (see `perfmodel hardware`) or path to a profile .json")
 @click.option("--dtype", default="fp32", show_default=True, type=click.Choice(["fp32", "tf32", "fp16", "bf16", "fp8"]))
 @click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "momentum", "adam"]))
+@click.option("--dataset-size", type=float, default=None, help="training-set size in the step law's unit")
+@click.option("--steps-law", "law_path", type=click.Path(dir_okay=False), default=None, help="fitted law.json")
+@click.option("--devices", type=click.IntRange(min=1), default=None, help="devices (the rest of tp x pp go to dp)")
+@click.option("--dp", type=click.IntRange(min=1), default=None, help="data-parallel degree")
+@click.option("--tp", type=click.IntRange(min=1), default=1, show_default=True, help="tensor-parallel degree")
+@click.option("--pp", type=click.IntRange(min=1), default=1, show_default=True, help="pipeline stages")
+@click.option("--micro-batches", type=click.IntRange(min=1), default=1, show_default=True,
+              help="micro-batches per step per data-parallel replica")
+@parallel_options
 @output_format
-def predict(model, width, batch, seq_len, sets, hw_name, dtype, optimizer, as_json, as_csv):
-    """Predict time per training step, with a per-layer and per-phase breakdown."""
-    p = run_predict(model, width, hardware.load(hw_name), dtype, optimizer, **collect_knobs(batch, seq_len, sets))
+def predict(model, width, batch, seq_len, sets, hw_name, dtype, optimizer, dataset_size, law_path, devices, dp, tp,
+            pp, micro_batches, persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib,
+            as_json, as_csv):
+    """Predict time per training step, with a per-layer and per-phase breakdown.
+
+    With --dp/--tp/--pp/--devices or --dataset-size + --steps-law it also predicts the parallel
+    layout's time per step, communication, bubble and memory per device, and total training time.
+    """
+    knobs = collect_knobs(batch, seq_len, sets)
+    hw = hardware.load(hw_name)
+    p = run_predict(model, width, hw, dtype, optimizer, **knobs)
+    extra = None
+    layout_given = any(v is not None for v in (dataset_size, law_path, devices, dp)) or \
+        max(tp, pp, micro_batches) > 1 or persistent_rnn or streams or recompute
+    if layout_given:
+        from ..parallel.layout import resolve_layout
+        from ..total import load_law, predict_total
+        opts = build_options(persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib)
+        global_batch = knobs.pop("batch", None)
+        extra = predict_total(model, width, hw, resolve_layout(devices, dp, tp, pp, micro_batches), dataset_size,
+                              load_law(law_path) if law_path else None, global_batch, dtype, optimizer, opts,
+                              devices, **knobs)
     if as_json:
-        click.echo(to_json(p.to_dict()))
+        out = p.to_dict()
+        if extra:
+            out["single_device"] = {k: out[k] for k in ("time_per_step_s", "memory_bytes", "fits_in_memory")}
+            out["breakdown_scope"] = "one device, whole batch, no parallelism"
+            out.update(extra)
+        click.echo(to_json(out))
     elif as_csv:
         click.echo(rows_to_csv(p.to_dict()["breakdown"]), nl=False)
     else:
-        from .tables import prediction_text
+        from .tables import parallel_text, prediction_text
         click.echo(prediction_text(p))
+        if extra:
+            click.echo()
+            click.echo(parallel_text(extra))

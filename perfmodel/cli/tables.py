@@ -31,3 +31,75 @@ def prediction_text(p: Prediction) -> str:
     ]
     return "\n".join(head + ["", _group_table(p.by_layer(), p.time_per_step_s, "layer"), "",
                              _group_table(p.by_phase(), p.time_per_step_s, "phase")])
+
+
+# -- parallel layouts, plans and what-if (perfmodel.parallel, perfmodel.total) ------------------
+def _opt_seconds(x) -> str:
+    return "-" if x is None else fmt_seconds(x)
+
+
+def parallel_text(d: dict) -> str:
+    """The layout part of ``perfmodel predict --dp/--tp/--pp``: a dict from :func:`perfmodel.total.predict_total`."""
+    lay = d["layout"]
+    lines = [
+        f"parallel layout   dp={lay['dp']} tp={lay['tp']} pp={lay['pp']} micro-batches={lay['micro_batches']} "
+        f"on {d['devices']} devices: global batch {d['batch']}, micro-batch {d['micro_batch']}",
+        f"  time per step     {fmt_seconds(d['time_per_step_s'])} (pipeline {fmt_seconds(d['pipeline_s'])}, "
+        f"bubble {100 * d['bubble_fraction']:.1f}%)",
+        f"  communication     {fmt_seconds(d['comm_time_s'])} on the critical path: tensor-parallel "
+        f"{fmt_seconds(d['tp_comm_s'])}, pipeline sends {fmt_seconds(d['pp_p2p_s'])}, gradient all-reduce "
+        f"{fmt_seconds(d['dp_allreduce_s'])} of which exposed {fmt_seconds(d['dp_exposed_s'])}",
+        f"  memory per device {fmt_bytes(d['per_device_memory_bytes'])} "
+        f"({'fits' if d['fits_in_memory'] else 'DOES NOT FIT'}): weights {fmt_bytes(d['memory_weights_bytes'])}, "
+        f"grads {fmt_bytes(d['memory_gradients_bytes'])}, optimizer {fmt_bytes(d['memory_optimizer_bytes'])}, "
+        f"activations {fmt_bytes(d['memory_activations_bytes'])}",
+        f"  stages            {' | '.join(','.join(s) for s in d['stage_units'])}",
+    ]
+    if d.get("persistent_rnn_active"):
+        lines.append("  persistent RNN    recurrent weights fit on chip: persistent kernels in use")
+    if "total_time_s" in d:
+        lines.append(f"  steps             {d['steps']:,.0f} (law for {d.get('steps_law_model')}, dataset "
+                     f"{d['dataset_size']:.4g})")
+        lines.append(f"  total time        {fmt_seconds(d['total_time_s'])}")
+        if d.get("steps_law_note"):
+            lines.append(f"  note              {d['steps_law_note']}")
+    return "\n".join(lines)
+
+
+def plan_text(p) -> str:
+    """A :class:`perfmodel.parallel.search.Plan` as a table, the fastest width, and DP's limit."""
+    rows = []
+    for r in p.rows:
+        if not r["fits"]:
+            rows.append([r["width"], f"{r['params']:,}", f"MARKED: {r['why']}", "", "", "", "", "", "", "", ""])
+            continue
+        rows.append([r["width"], f"{r['params']:,}", f"{r['dp']}x{r['tp']}x{r['pp']}", r["m"], r["micro_batch"],
+                     r["batch"], f"{r['steps']:,.0f}", fmt_seconds(r["time_per_step_s"]),
+                     fmt_seconds(r["total_time_s"]), _opt_seconds(r["best_dp_only_total_s"]),
+                     r["dp_stops_paying_at"] if r["dp_stops_paying_at"] is not None else "-"])
+    head = (f"{p.model} on {p.devices} x {p.hardware}, dataset {p.dataset_size:.4g}; every layout dp x tp x pp "
+            f"(m micro-batches) that fits, fastest per width")
+    table = tabulate(rows, headers=["width", "params", "dp x tp x pp", "m", "micro", "batch", "steps", "time/step",
+                                    "total", "DP-only total", "DP stops paying at dp"], disable_numparse=True)
+    best = p.fastest
+    tail = (f"fastest: width {best['width']} in {fmt_seconds(best['total_time_s'])} with dp={best['dp']} "
+            f"tp={best['tp']} pp={best['pp']} m={best['m']} batch={best['batch']}" if best
+            else "no width has a layout that fits")
+    note = p.law.get("steps_law_note")
+    return "\n".join([head, table, tail] + ([f"note: {note}"] if note else []))
+
+
+def whatif_text(r: dict) -> str:
+    """Break-even speedups from :func:`perfmodel.parallel.whatif.break_even`."""
+    res = list(r["break_even"])
+    rows = []
+    for i, w in enumerate(r["widths"]):
+        cells = []
+        for k in res:
+            f = r["break_even"][k][i]
+            cells.append("-" if i == 0 else ("already" if f == 1.0 else
+                                             (f"{f:.3g}x" if f is not None else f">{r['max_factor']:g}x")))
+        rows.append([w, _opt_seconds(r["baseline_total_s"][i]), *cells])
+    head = (f"{r['model']} on {r['devices']} x {r['hardware']}: speedup of one resource needed for each width "
+            f"to train faster than every smaller width (fastest now: width {r['fastest_width']})")
+    return "\n".join([head, tabulate(rows, headers=["width", "total now", *res], disable_numparse=True)])

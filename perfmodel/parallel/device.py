@@ -1,0 +1,179 @@
+"""One device's share of a training step, per layer unit, vectorized over configurations.
+
+A configuration is (width, micro-batch, tensor-parallel degree); all three
+are NumPy arrays of one common length L, so one pass over the op graph costs
+every configuration at once (the layout search calls this twice: T = 1 with
+the fused, possibly calibrated RNN ops, and all T > 1 together).
+
+Ops are grouped into *units* by the first two components of their path
+(``blocks/3``, ``lstm/l0``, ``rhn/depth4``, ``embedding``): a unit is what a
+pipeline stage boundary may not cut.  Per unit and configuration this gives
+forward and backward seconds, tensor-parallel collective seconds, optimizer
+seconds, saved activation bytes, the bytes of its output activation (what a
+pipeline stage sends on), and parameters per device.
+
+Recurrence structure, derived from the ops: consecutive forward ops executed
+once per timestep (``repeat > 1``, e.g. the RHN's recurrence depth) form a
+time loop; a fused RNN op is a time loop of its own.  ``steps`` is the loop
+length when every recurrence is unidirectional (a pipeline can then stream
+timesteps, the wavefront across layers and time), else 1; ``cyclic`` says a
+loop spans several units, so a stage boundary inside it closes a cycle.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..architectures import check_width, get_spec
+from ..cost.roofline import op_time
+from ..errors import PerfmodelError
+from ..hardware import HardwareProfile
+from ..ops import DTYPE_BYTES, Op, OpKind
+from . import collectives as coll
+from .kernel import KernelOptions, op_times
+from .tensor import split as tensor_split
+
+
+def unit_key(path: str) -> str:
+    return "/".join(path.split("/")[:2])
+
+
+def annotate_loops(fwd_ops: list[Op]) -> list[Op]:
+    """Mark consecutive per-timestep forward ops as one recurrence (``meta recurrence/role``)."""
+    out, loop = [], None
+    for op in fwd_ops:
+        per_step = op.kind != OpKind.RNN and bool(np.any(np.asarray(op.repeat) > 1))
+        if not per_step:
+            loop = None
+            out.append(op)
+            continue
+        loop = loop or f"loop:{op.path}"
+        role = "recurrent_gemm" if op.kind == OpKind.GEMM and op.dims.get("weight") == "b" else "cell"
+        out.append(replace(op, meta={**op.meta, "recurrence": loop, "role": role}))
+    return out
+
+
+@dataclass
+class UnitCosts:
+    """Arrays of shape (units, L) unless noted; seconds and bytes per micro-batch on one device."""
+
+    names: list
+    fwd_s: np.ndarray
+    bwd_s: np.ndarray
+    tp_fwd_s: np.ndarray
+    tp_bwd_s: np.ndarray
+    opt_s: np.ndarray
+    act_bytes: np.ndarray
+    out_bytes: np.ndarray
+    params: np.ndarray
+    flops: np.ndarray
+    fwd_flops: np.ndarray
+    params_total: np.ndarray   # (L,) the whole model's parameter count
+    valid: np.ndarray          # (L,) every tensor-parallel split dimension >= T
+    persistent: np.ndarray     # (L,) a persistent RNN kernel applies somewhere
+    steps: int = 1
+    cyclic: bool = False
+
+    @property
+    def size(self) -> int:
+        return self.fwd_s.shape[1]
+
+
+def _recurrence(fwd_ops: list[Op]):
+    """(steps, cyclic) from the loop annotation and fused RNN ops."""
+    loops: dict = {}
+    steps, bidirectional = 1, False
+    for op in fwd_ops:
+        if op.kind == OpKind.RNN:
+            steps = max(steps, int(np.max(op.dims["steps"])))
+            bidirectional |= op.meta.get("directions", 1) > 1
+        elif "recurrence" in op.meta:
+            loops.setdefault(op.meta["recurrence"], set()).add(unit_key(op.path))
+            steps = max(steps, int(np.max(op.repeat)))
+    cyclic = any(len(u) > 1 for u in loops.values())
+    return (1 if bidirectional else steps), cyclic
+
+
+def build_fwd(model: str, widths, micro_batch, dtype: str, knobs: dict):
+    """The model's graph at ``widths`` with the per-device ``micro_batch`` (arrays allowed)."""
+    spec = get_spec(model)
+    check_width(widths)
+    resolved = spec.resolve({k: v for k, v in knobs.items() if k != "batch"})
+    graph = spec.build(widths, dtype=dtype, **{**resolved, "batch": micro_batch})
+    return graph
+
+
+def device_pass(model: str, widths, micro_batch, tp, hw: HardwareProfile, dtype: str = "fp32",
+                optimizer: str = "sgd", knobs: dict | None = None,
+                kernel: KernelOptions = KernelOptions(), algorithm: str = "ring") -> UnitCosts:
+    """Cost every unit of ``model`` for each configuration (arrays ``widths, micro_batch, tp``)."""
+    widths = np.asarray(widths, dtype=np.int64)
+    mb = np.broadcast_to(np.asarray(micro_batch, dtype=np.int64), widths.shape)
+    tpa = np.broadcast_to(np.asarray(tp, dtype=np.int64), widths.shape)
+    if (mb < 1).any():
+        raise PerfmodelError(f"micro-batch {int(mb[mb < 1][0])} is not allowed; it must be >= 1")
+    graph = build_fwd(model, widths, mb, dtype, knobs or {})
+    fwd = annotate_loops(graph.fwd)
+    single = bool((tpa == 1).all())
+    ts = tensor_split(fwd, 1 if single else tpa, graph.config)
+    units: list[str] = []
+    for item in ts.items:
+        if unit_key(item.path) not in units:
+            units.append(unit_key(item.path))
+    for g in graph.param_groups:
+        if unit_key(g) not in units:
+            units.append(unit_key(g))
+    idx = {u: i for i, u in enumerate(units)}
+    shape = (len(units), widths.size)
+    acc = {k: np.zeros(shape) for k in ("fwd_s", "bwd_s", "tp_fwd_s", "tp_bwd_s", "opt_s", "act_bytes",
+                                        "out_bytes", "params", "flops", "fwd_flops")}
+    all_ops = [op for item in ts.items for op in item.ops]
+    times, fits = op_times(all_ops, hw, kernel)
+    tp_link = coll.link(hw, coll.spans_nodes(hw, tpa))
+    k = 0
+    for item, src in zip(ts.items, fwd):
+        u = idx[unit_key(item.path)]
+        for op in item.ops:
+            acc["fwd_s" if op.phase == "fwd" else "bwd_s"][u] += times[k]
+            acc["flops"][u] += op.flops * op.repeat
+            if op.phase == "fwd":
+                acc["fwd_flops"][u] += op.flops * op.repeat
+            if op.phase == "fwd" and op.saved:
+                acc["act_bytes"][u] += op.out_bytes * op.repeat
+            k += 1
+        for c in item.comm:
+            t = coll.collective_s(c.kind, c.nbytes, tpa, tp_link, algorithm) * c.repeat
+            acc["tp_fwd_s" if c.phase == "fwd" else "tp_bwd_s"][u] += t
+        if src.phase == "fwd":  # builders may list backward-only ops (autograd's extra kernels) too
+            acc["out_bytes"][u] = _output_bytes(src, item.out_sharded, tpa)
+    groups_per_unit: dict = {}
+    for g, count in graph.param_groups.items():
+        u = idx[unit_key(g)]
+        acc["params"][u] += _ceil_div(np.asarray(count), ts.param_divisor(g, tpa))
+        groups_per_unit[u] = groups_per_unit.get(u, 0) + 1
+    for u, n in groups_per_unit.items():
+        opt = Op(OpKind.OPTIMIZER, f"{units[u]}/optimizer", {"numel": acc["params"][u], "optimizer": optimizer},
+                 "fp32", "optimizer", saved=False, meta={"kernels": n})
+        acc["opt_s"][u] = op_time(opt, hw).time_s
+    steps, cyclic = _recurrence(fwd)
+    persistent = np.zeros(widths.shape, bool)
+    for f in fits.values():
+        persistent |= np.broadcast_to(f, widths.shape)
+    return UnitCosts(units, **acc, params_total=np.broadcast_to(graph.params, widths.shape),
+                     valid=np.broadcast_to(ts.valid, widths.shape), persistent=persistent,
+                     steps=steps, cyclic=cyclic)
+
+
+def _ceil_div(a, b):
+    return -(-a // b)
+
+
+def _output_bytes(op: Op, sharded, tp):
+    """Bytes of the activation a unit hands to the next one (a fused RNN: its hidden sequence)."""
+    if op.kind == OpKind.RNN:
+        d = op.dims
+        full = d["steps"] * d["batch"] * d["hidden"] * DTYPE_BYTES[op.dtype]
+    else:
+        full = op.out_bytes * op.repeat
+    return np.where(sharded, _ceil_div(full, tp), full)

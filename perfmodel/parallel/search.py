@@ -1,0 +1,223 @@
+"""Layout search: for every width, the (dp, tp, pp, micro-batches, batch) that trains fastest.
+
+The search is NumPy over configurations.  One axis enumerates every
+(tp, micro-batch, width) triple -- tp and micro-batch over powers of two;
+dp and pp over powers of two and the divisors of the device count --
+and is costed in two op-graph passes (:func:`.device.device_pass`: tp = 1
+with fused, calibrated RNN ops; every tp > 1 at once).  Then, per pipeline
+depth ``pp`` one vectorized stage partition, and per (dp, micro-batches) one
+vectorized evaluation of all remaining configurations:
+
+    B      = dp x micro_batches x micro_batch          (global batch)
+    total  = law.steps(M, D, B x seq_len / law.tokens_per_example) x time_per_step
+    valid  = dp x tp x pp <= devices, B allowed, tp splits every dimension, fits in memory
+
+Configurations are ordered tp-major, so ``dp x tp x pp <= devices`` keeps a
+prefix of the axis (layouts that need too many devices are never costed),
+and a pipeline depth larger than the number of layer units is skipped.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import PerfmodelError
+from ..hardware import HardwareProfile
+from ..predict import _check
+from ..total import check_dataset_size, law_batch_factor, law_fields
+from .device import UnitCosts, device_pass
+from .layout import degrees, powers_of_two
+from .pipeline import partition, slice_stages
+from .step import ParallelOptions, comm_time, evaluate
+
+#: doubling the data-parallel degree "stops paying" when it cuts total time by less than this
+DP_PAYING_GAIN = 0.10
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    devices: int
+    batches: tuple | None = None        # allowed global batches (None: any power of two <= max_batch)
+    max_batch: int = 2**16
+    max_micro_batch: int = 1024
+    max_micro_batches: int = 128
+    max_tp: int | None = None
+    max_pp: int | None = None
+
+    def check(self) -> None:
+        if self.devices < 1:
+            raise PerfmodelError(f"--devices {self.devices} is not allowed; it must be >= 1")
+        if self.batches is not None and (not self.batches or min(self.batches) < 1):
+            raise PerfmodelError(f"batches {self.batches!r} are not allowed; give positive integers")
+
+
+def _concat(a: UnitCosts, b: UnitCosts) -> UnitCosts:
+    if a.names != b.names:
+        raise RuntimeError(f"layer units differ between passes: {a.names} vs {b.names}")
+    arrays = {f: np.concatenate([getattr(a, f), getattr(b, f)], axis=-1)
+              for f in a.__dataclass_fields__ if isinstance(getattr(a, f), np.ndarray)}
+    return UnitCosts(a.names, **arrays, steps=a.steps, cyclic=a.cyclic)
+
+
+def cost_configurations(model, widths, micro_batches, tps, hw, dtype, optimizer, knobs, opts: ParallelOptions):
+    """UnitCosts over the tp-major grid (tp, micro_batch, width), flattened; plus the grid."""
+    tp_g, mb_g, w_g = (x.ravel() for x in np.meshgrid(tps, micro_batches, widths, indexing="ij"))
+    one = tp_g == 1
+    units = device_pass(model, w_g[one], mb_g[one], 1, hw, dtype, optimizer, knobs, opts.kernel, opts.algorithm)
+    if (~one).any():
+        units = _concat(units, device_pass(model, w_g[~one], mb_g[~one], tp_g[~one], hw, dtype, optimizer, knobs,
+                                           opts.kernel, opts.algorithm))
+    return units, tp_g, mb_g, w_g
+
+
+@dataclass
+class Plan:
+    model: str
+    hardware: str
+    devices: int
+    dataset_size: float
+    widths: list
+    rows: list                 # one dict per width: the fastest layout (or why none)
+    dp_curve: dict             # width -> {dp: best total with tp = pp = 1}
+    devices_curve: dict        # width -> {devices used: best total over all layouts}
+    law: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)
+
+    @property
+    def fastest(self) -> dict | None:
+        ok = [r for r in self.rows if r["fits"]]
+        return min(ok, key=lambda r: r["total_time_s"]) if ok else None
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "hardware": self.hardware, "devices": self.devices,
+                "dataset_size": self.dataset_size, "rows": self.rows, "fastest": self.fastest,
+                "dp_curve": {str(w): {str(d): t for d, t in c.items()} for w, c in self.dp_curve.items()},
+                "devices_curve": {str(w): {str(d): t for d, t in c.items()} for w, c in self.devices_curve.items()},
+                "law": self.law, "options": self.options}
+
+
+def dp_stops_paying(curve: dict, gain: float = DP_PAYING_GAIN):
+    """The data-parallel degree past which doubling it cuts total time by less than ``gain``."""
+    ds = sorted(d for d, t in curve.items() if np.isfinite(t) and d & (d - 1) == 0)
+    for d, d2 in zip(ds, ds[1:]):
+        if curve[d2] > (1 - gain) * curve[d]:
+            return d
+    return None
+
+
+#: per-width fields of the fastest layout, in the order rows report them
+BEST_FIELDS = ("total_time_s", "dp", "tp", "pp", "m", "micro_batch", "batch", "steps", "time_per_step_s",
+               "comm_time_s", "bubble_fraction", "per_device_memory_bytes")
+INT_FIELDS = ("dp", "tp", "pp", "m", "micro_batch", "batch")
+
+
+class _Best:
+    """Running minimum of total time per width, with the layout that reached it, and the curves."""
+
+    def __init__(self, n_w: int):
+        self.n_w = n_w
+        self.best = {k: np.full(n_w, np.inf if k == "total_time_s" else np.nan) for k in BEST_FIELDS}
+        self.dp_curve: dict = {}     # dp -> best total per width with tp = pp = 1
+        self.dev_curve: dict = {}    # devices used -> best total per width
+        self.valid_any = np.zeros(n_w, bool)
+        self.fits_any = np.zeros(n_w, bool)
+
+    def update(self, total, valid, fits, tps, n_mb: int, dp: int, pp: int, fields: dict) -> None:
+        """``total`` etc. over the tp-major grid (tp, micro-batch, width) of one (dp, pp, m)."""
+        n_w = self.n_w
+        self.valid_any |= valid.reshape(-1, n_w).any(0)
+        self.fits_any |= fits.reshape(-1, n_w).any(0)
+        total = np.where(fits, total, np.inf).reshape(-1, n_w)
+        per_tp = total.reshape(len(tps), n_mb, n_w).min(1)
+        if pp == 1:
+            self.dp_curve[dp] = np.minimum(self.dp_curve.get(dp, np.inf), per_tp[0])
+        for k, tpv in enumerate(tps):
+            used = int(dp * tpv * pp)
+            self.dev_curve[used] = np.minimum(self.dev_curve.get(used, np.inf), per_tp[k])
+        i = total.argmin(0)
+        t_best = total[i, np.arange(n_w)]
+        better = t_best < self.best["total_time_s"]
+        if better.any():
+            flat = i * n_w + np.arange(n_w)
+            vals = {"total_time_s": t_best, "dp": dp, "pp": pp,
+                    **{k: np.broadcast_to(v, total.size)[flat] for k, v in fields.items()}}
+            for k, v in vals.items():
+                self.best[k] = np.where(better, v, self.best[k])
+
+
+def plan(model: str, widths, hw: HardwareProfile, space: SearchSpace, dataset_size, law,
+         dtype: str = "fp32", optimizer: str = "sgd", opts: ParallelOptions = ParallelOptions(),
+         **knobs) -> Plan:
+    """Search every valid layout for every width; see the module docstring."""
+    _check(hw, dtype, optimizer)
+    opts.check()
+    space.check()
+    dataset = check_dataset_size(dataset_size)
+    if "batch" in knobs:
+        raise PerfmodelError("plan searches the batch: give allowed global batches as SearchSpace(batches=...) "
+                             "(--batches), not the batch knob")
+    widths = np.asarray(sorted(set(int(w) for w in widths)), dtype=np.int64)
+    n_dev, n_w = space.devices, widths.size
+    max_b = max(space.batches) if space.batches else space.max_batch
+    allowed = None if space.batches is None else np.asarray(sorted(space.batches))
+    mbs = np.asarray(powers_of_two(min(space.max_micro_batch, max_b)))
+    tps = np.asarray(powers_of_two(min(n_dev, space.max_tp or n_dev)))
+    units, tp_g, mb_g, w_g = cost_configurations(model, widths, mbs, tps, hw, dtype, optimizer, knobs, opts)
+    factor = law_batch_factor(law, model, knobs)
+    acc = _Best(n_w)
+    max_pp = min(n_dev, len(units.names), space.max_pp or n_dev)
+    for pp in [x for x in degrees(n_dev) if x <= max_pp]:
+        stages_all = partition(units, pp, opts.recompute)
+        for dp in degrees(n_dev // pp):
+            n_tp = int(np.searchsorted(tps, n_dev // (dp * pp), side="right"))   # tp-major prefix
+            n = n_tp * mbs.size * n_w
+            if n == 0:
+                continue
+            st, tp_s, mb_s = slice_stages(stages_all, n), tp_g[:n], mb_g[:n]
+            for m in powers_of_two(space.max_micro_batches):
+                b = dp * m * mb_s
+                if (b > max_b).all():
+                    break
+                ok_b = b <= max_b if allowed is None else np.isin(b, allowed)
+                if not ok_b.any():
+                    continue
+                r = evaluate(st, hw, dp, tp_s, m, dtype, optimizer, opts, units.steps, units.cyclic)
+                steps = np.asarray(law.steps(units.params_total[:n], dataset, b * factor), dtype=float)
+                valid = ok_b & units.valid[:n]
+                acc.update(steps * r["time_per_step_s"], valid, valid & r["fits_in_memory"], tps[:n_tp],
+                           mbs.size, dp, pp,
+                           {"tp": tp_s, "m": m, "micro_batch": mb_s, "batch": b, "steps": steps,
+                            "time_per_step_s": r["time_per_step_s"], "comm_time_s": comm_time(r),
+                            "bubble_fraction": r["bubble_fraction"],
+                            "per_device_memory_bytes": r["per_device_memory_bytes"]})
+    params = units.params_total[:n_w]          # tp = 1, micro-batch 1: one entry per width
+    dp_curve = {int(w): {k: float(c[j]) for k, c in sorted(acc.dp_curve.items())} for j, w in enumerate(widths)}
+    dev_curve = {int(w): {k: float(c[j]) for k, c in sorted(acc.dev_curve.items())} for j, w in enumerate(widths)}
+    rows = _rows(widths, params, acc, dp_curve)
+    options = {"dtype": dtype, "optimizer": optimizer, "recompute": opts.recompute, "schedule": opts.schedule,
+               "persistent_rnn": opts.kernel.persistent_rnn, "streams": opts.kernel.streams,
+               "allreduce": opts.algorithm, "overlap": opts.overlap, "max_batch": max_b,
+               "batches": list(space.batches or [])}
+    return Plan(model, hw.name, n_dev, dataset, [int(w) for w in widths], rows, dp_curve, dev_curve,
+                law_fields(law, model, factor), options)
+
+
+def _rows(widths, params, acc: _Best, dp_curve) -> list:
+    rows = []
+    for j, w in enumerate(widths):
+        ok = bool(np.isfinite(acc.best["total_time_s"][j]))
+        row = {"width": int(w), "params": int(params[j]), "fits": ok}
+        if ok:
+            for k, v in acc.best.items():
+                row[k] = int(v[j]) if k in INT_FIELDS else float(v[j])
+            row["devices_used"] = row["dp"] * row["tp"] * row["pp"]
+        else:
+            row["why"] = ("no valid layout (batch, device count or split constraints)" if not acc.valid_any[j]
+                          else "no layout fits in memory")
+        curve = dp_curve[int(w)]
+        dp_only = min((t for t in curve.values() if np.isfinite(t)), default=np.inf)
+        row["best_dp_only_total_s"] = float(dp_only) if np.isfinite(dp_only) else None
+        row["dp_stops_paying_at"] = dp_stops_paying(curve)
+        rows.append(row)
+    return rows

@@ -1,0 +1,60 @@
+"""Total time to train = steps(M, D, B) x time per step(M, B, hardware, layout)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from perfmodel import hardware
+from perfmodel.errors import PerfmodelError
+from perfmodel.parallel.layout import Layout
+from perfmodel.steps.law import StepLaw
+from perfmodel.total import check_dataset_size, load_law, predict_total, total_time_s
+
+LAW_PATH = Path(__file__).parent / "data" / "steplaw_synthetic_charlm.json"   # synthetic fixture, not a fit
+H100 = hardware.load("H100-SXM5")
+
+
+def test_total_is_steps_times_time_per_step():
+    law = load_law(LAW_PATH)
+    d = predict_total("charlm", 512, H100, Layout(dp=4), 1e9, law, batch=128)
+    # the law (tests/data/steplaw_synthetic_charlm.json): (a D^gamma M^-k + b)(1 + B_noise/B)/(1 + B_noise/B_ref),
+    # at least e_min D / (B * 150)
+    m, b = d["params"], 128
+    s = (2e4 * 1e9 ** 0.35 * m ** -0.15 + 500) * (1 + 256 / b) / (1 + 256 / 32)
+    s = max(s, 1.0 * 1e9 / (b * 150))
+    assert d["steps"] == pytest.approx(s)
+    assert d["total_time_s"] == pytest.approx(s * d["time_per_step_s"])
+    assert d["steps_law_model"] == "charlm" and "steps_law_note" not in d
+    assert np.allclose(total_time_s([2, 3], [10.0, 1.0]), [20.0, 3.0])
+
+
+def test_past_the_critical_batch_more_devices_stop_reducing_steps():
+    # S(B) = S_min (1 + B_noise / B): with B_noise = 256, going from B = 4096 to 8192 saves only
+    # (1 + 256/4096) / (1 + 256/8192) = 1.0303x steps although it doubles the devices
+    law = StepLaw(model="charlm", a=1e4, k=0.1, gamma=0.3, b=0.0, batch_ref=256, b_noise=256.0)
+    s = law.steps(1e7, 1e9, np.array([4096, 8192]))
+    assert s[0] / s[1] == pytest.approx((1 + 256 / 4096) / (1 + 256 / 8192))
+
+
+def test_law_batch_is_converted_at_equal_tokens_per_step():
+    # the fixture law was "measured" on 150-token examples; wordlm runs 80-token sequences, so a global
+    # batch of 64 sequences is 64 x 80 / 150 = 34.13 of the law's examples
+    law = load_law(LAW_PATH)
+    d = predict_total("wordlm", 256, H100, Layout(), 1e9, law, batch=64)
+    assert d["law_examples_per_model_example"] == pytest.approx(80 / 150)
+    assert d["steps"] == pytest.approx(float(law.steps(d["params"], 1e9, 64 * 80 / 150)))
+    assert d["critical_batch_model_examples"] == pytest.approx(256 / (80 / 150))
+    d = predict_total("wordlm", 256, H100, Layout(), 1e9, law, batch=64, seq_len=150)
+    assert d["law_examples_per_model_example"] == 1.0
+
+
+def test_law_for_another_model_is_flagged_and_inputs_checked():
+    law = load_law(LAW_PATH)
+    d = predict_total("wordlm", 256, H100, Layout(), 1e9, law, batch=32)
+    assert d["steps_law_note"] == "step law fitted for 'charlm' applied to 'wordlm'"
+    with pytest.raises(PerfmodelError, match="go together"):
+        predict_total("wordlm", 256, H100, Layout(), 1e9, None)
+    with pytest.raises(PerfmodelError, match="dataset size 0 is not allowed"):
+        check_dataset_size(0)
+    with pytest.raises(PerfmodelError, match="cannot read law file"):
+        load_law("/nonexistent/law.json")
