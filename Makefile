@@ -23,4 +23,4 @@ test: setup
 	$(PY) -m pytest -q -n 2 --durations=10
 
 clean:
-	rm -rf $(VENV) reports/*.html
+	rm -rf $(VENV) reports/*.html reports/*.png

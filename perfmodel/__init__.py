@@ -8,6 +8,12 @@ Map of the package (one concern per folder):
 * ``hardware/``                    hardware profiles (JSON, units in keys)
 * ``cost/``                        roofline, wave quantization, calibrated tables, memory
 * ``predict.py``, ``sweep.py``     time per step, one config or vectorized sweeps
+* ``validate.py``, ``kernels.py``  prediction vs real training steps / published kernel timings
+* ``steps/``                       step-law measurement, gradient statistics, fitting
+* ``parallel/``                    data, tensor, pipeline and kernel parallelism; layout search
+* ``total.py``                     total time = steps x time per step
+* ``report/``                      self-contained HTML reports
+* ``diagnostics/``                 why wider models need fewer steps
 * ``cli/``                         thin click commands
 """
 __version__ = "0.1.0"
