@@ -8,13 +8,7 @@ from perfmodel.steps.gradstats import (gradient_diversity, noise_scale, noise_sc
                                        per_example_grads)
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest, and steadiest on a shared machine, on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def test_diversity_of_orthogonal_gradients_is_one():

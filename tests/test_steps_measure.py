@@ -19,13 +19,7 @@ from perfmodel.steps.train import train
 LM = {"seq_len": 16, "depth": 2, "val_size": 800}
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models run fastest, and steadiest on a shared machine, on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 
 
 def test_markov_source_prefix_and_determinism():

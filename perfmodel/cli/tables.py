@@ -80,13 +80,16 @@ def plan_text(p) -> str:
     head = (f"{p.model} on {p.devices} x {p.hardware}, dataset {p.dataset_size:.4g}; every layout dp x tp x pp "
             f"(m micro-batches) that fits, fastest per width")
     table = tabulate(rows, headers=["width", "params", "dp x tp x pp", "m", "micro", "batch", "steps", "time/step",
-                                    "total", "DP-only total", "DP stops paying at dp"], disable_numparse=True)
+                                    "total", "DP-only total", "DP stops paying at dp*"], disable_numparse=True)
     best = p.fastest
     tail = (f"fastest: width {best['width']} in {fmt_seconds(best['total_time_s'])} with dp={best['dp']} "
             f"tp={best['tp']} pp={best['pp']} m={best['m']} batch={best['batch']}" if best
             else "no width has a layout that fits")
     note = p.law.get("steps_law_note")
-    return "\n".join([head, table, tail] + ([f"note: {note}"] if note else []))
+    from ..parallel.search import DP_PAYING_GAIN
+    foot = (f"* the data-parallel degree past which doubling it (tp = pp = 1) cuts total time by less than "
+            f"{100 * DP_PAYING_GAIN:.0f}%: more steps past the critical batch eat the shorter steps")
+    return "\n".join([head, table, tail, foot] + ([f"note: {note}"] if note else []))
 
 
 def whatif_text(r: dict) -> str:

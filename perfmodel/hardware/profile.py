@@ -149,13 +149,5 @@ def profile_from_dict(d: dict, where: str = "<profile>") -> HardwareProfile:
 
 
 def load_profile_file(path) -> HardwareProfile:
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise ProfileError(f"cannot read profile {str(p)!r}: {e.strerror}") from None
-    try:
-        d = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ProfileError(f"{p}: not valid JSON (line {e.lineno}: {e.msg})") from None
-    return profile_from_dict(d, str(p))
+    from ..jsonfile import read_json_object
+    return profile_from_dict(read_json_object(path, "profile", ProfileError), str(Path(path)))

@@ -7,13 +7,13 @@ what is wrong, never a bare traceback.
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import PerfmodelError
 from ..hardware import DEFAULT_GPU
+from ..jsonfile import read_json_object
 
 #: widths swept when none are given: 64, 128, ..., 8192
 DEFAULT_WIDTHS = tuple(64 * 2**i for i in range(8))
@@ -48,18 +48,7 @@ class ReportInputs:
 
 
 def read_json(path, what: str) -> dict:
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise PerfmodelError(f"cannot read {what} file {str(p)!r}: {e.strerror}") from None
-    try:
-        d = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise PerfmodelError(f"{p}: {what} file is not valid JSON (line {e.lineno}: {e.msg})") from None
-    if not isinstance(d, dict):
-        raise PerfmodelError(f"{p}: {what} file must hold a JSON object")
-    return d
+    return read_json_object(path, what)
 
 
 def _number(v):

@@ -113,15 +113,9 @@ def _file_mode(path: Path) -> int:
 
 
 def load_law(path: str | Path) -> StepLaw:
+    from ..jsonfile import read_json_object
     path = Path(path)
-    try:
-        d = json.loads(path.read_text())
-    except OSError as e:
-        raise PerfmodelError(f"cannot read law file {str(path)!r}: {e.strerror}") from None
-    except json.JSONDecodeError as e:
-        raise PerfmodelError(f"law file {str(path)!r} is not valid JSON: {e.msg} (line {e.lineno})") from None
-    if not isinstance(d, dict):
-        raise PerfmodelError(f"law file {str(path)!r} must hold a JSON object")
+    d = read_json_object(path, "law")
     return StepLaw.from_dict(d, where=f"law file {str(path)!r}")
 
 
