@@ -175,15 +175,19 @@ def _embedding_cost(op):
     d = op.dims
     # gather: read tokens ids (8 B each) and rows, write rows; bwd scatter-add counted as 1 FLOP/elem
     rows = d["tokens"] * d["dim"]
-    flops = rows if op.phase != "fwd" else 0 * rows
-    return flops, rows * _b(op) + d["tokens"] * 8, rows * _b(op)
+    if op.phase == "fwd":
+        return 0 * rows, rows * _b(op) + d["tokens"] * 8, rows * _b(op)
+    # bwd (torch ``embedding_dense_backward``): zero-fill the whole [vocab x dim] weight gradient,
+    # then scatter-add the token rows into it (1 FLOP/elem)
+    return rows, rows * _b(op) + d["tokens"] * 8, (rows + d["vocab"] * d["dim"]) * _b(op)
 
 
 @register_cost(OpKind.LOSS)
 def _loss_cost(op):
     # fwd: log-softmax + gather (max, sub, exp, sum, log ~ 5 FLOPs/elem); bwd: softmax - onehot
     d = op.dims
-    return d["numel"] * d.get("flops_per_elem", 5), d["numel"] * _b(op), d["numel"] * _b(op)
+    return (d["numel"] * d.get("flops_per_elem", 5), d["numel"] * d.get("n_in", 1) * _b(op),
+            d["numel"] * d.get("n_out", 1) * _b(op))
 
 
 @register_cost(OpKind.OPTIMIZER)
@@ -302,11 +306,15 @@ def _pointwise_bwd(op):
 
 
 def _embedding_bwd(op):
-    return [_bwd(op, "bwd_weight")]
+    return [_bwd(op, "bwd_weight", meta={**op.meta, "kernels": 2})]  # zero-fill + index_add
 
 
 def _loss_bwd(op):
-    return [_bwd(op, "bwd_data", {**op.dims, "flops_per_elem": 2})]
+    """softmax - onehot, as torch runs it for ``F.cross_entropy``: ``nll_loss_backward`` zero-fills a
+    gradient of the logits' size and scatters -1 into it, then ``_log_softmax_backward`` reads that
+    and the saved output and writes the input gradient: 2 passes written, 2 read, 3 kernels."""
+    return [_bwd(op, "bwd_data", {**op.dims, "flops_per_elem": 2, "n_in": 2, "n_out": 2},
+                 meta={**op.meta, "kernels": op.meta.get("kernels", 1) + 1})]
 
 
 def _rnn_bwd(op):

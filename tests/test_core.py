@@ -174,3 +174,18 @@ def test_pointwise_backward_reads_saved_input_and_gradient_writes_one_gradient()
     # reads x and dy (2 x 1000 x 4 B), writes dx (1000 x 4 B); 2 FLOPs per element
     assert (bwd.dims["n_in"], bwd.dims["n_out"]) == (2, 1)
     assert bwd.bytes == 3 * 1000 * 4 and bwd.flops == 2 * 1000
+
+
+def test_cross_entropy_and_embedding_backward_write_what_torch_writes():
+    # Seen in torch.profiler on a CPU training step (transformer, 1024 tokens x vocab 8192):
+    # nll_loss_backward zero-fills a [tokens x vocab] gradient (aten::zero_ [1024, 8192], 13.8 ms) before
+    # _log_softmax_backward writes the input gradient; embedding_dense_backward zero-fills the whole
+    # [vocab x dim] weight gradient (aten::zero_ [8192, 128]) before scatter-adding the token rows.
+    tokens, vocab, dim, b = 1024, 8192, 128, 4
+    loss = Op(OpKind.LOSS, "loss", {"numel": tokens * vocab, "flops_per_elem": 5}, meta={"kernels": 2})
+    (lb,) = derive_backward([loss])
+    assert (lb.flops, lb.bytes, lb.meta["kernels"]) == (2 * tokens * vocab, 4 * tokens * vocab * b, 3)
+    emb = Op(OpKind.EMBEDDING, "wte", {"tokens": tokens, "dim": dim, "vocab": vocab})
+    (eb,) = derive_backward([emb])
+    read, written = tokens * dim * b + tokens * 8, (tokens * dim + vocab * dim) * b
+    assert (eb.phase, eb.flops, eb.bytes, eb.meta["kernels"]) == ("bwd_weight", tokens * dim, read + written, 2)
