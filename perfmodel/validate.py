@@ -14,6 +14,12 @@ count and clock default to the ones the profile was calibrated with
 (``calibration.provenance.stat`` / ``.threads`` / ``.clock``), so prediction
 and measurement describe the same execution.  A configuration that
 runs out of memory is reported as "does not fit" instead of failing the run.
+
+``rounds`` > 1 repeats the whole pass over the widths (a fresh module each
+time): a width's measured time is the median over rounds, and the MAPE of
+each round alone is reported too, so the run-to-run noise of the machine is
+visible next to the model's error (on a shared 2-core VM the same step was
+timed 1.5x apart minutes apart).
 """
 from __future__ import annotations
 
@@ -36,6 +42,7 @@ class ValidationRow:
     measured_s: float | None   # None: did not run (see ``note``)
     spread: float | None = None
     note: str = ""
+    rounds_s: tuple = ()         # measured seconds of each round (rounds > 1)
 
     @property
     def error(self) -> float | None:
@@ -62,12 +69,23 @@ class Validation:
         errs = [abs(r.error) for r in self.rows if r.error is not None]
         return sum(errs) / len(errs) if errs else None
 
+    @property
+    def mape_by_round(self) -> list[float]:
+        """The MAPE each round alone would have reported (empty with one round)."""
+        n = min((len(r.rounds_s) for r in self.rows if r.measured_s is not None), default=0)
+        out = []
+        for i in range(n if n > 1 else 0):
+            errs = [abs(r.predicted_s - r.rounds_s[i]) / r.rounds_s[i] for r in self.rows if r.measured_s is not None]
+            out.append(sum(errs) / len(errs))
+        return out
+
     def to_dict(self) -> dict:
         return {"model": self.model, "hardware": self.hardware, "device": self.device, "threads": self.threads,
                 "clock": self.clock, "stat": self.stat, "knobs": self.knobs,
                 "rows": [{"width": r.width, "predicted_s": r.predicted_s, "measured_s": r.measured_s,
-                          "error": r.error, "spread": r.spread, "note": r.note} for r in self.rows],
-                "mape": self.mape}
+                          "error": r.error, "spread": r.spread, "note": r.note,
+                          **({"rounds_s": list(r.rounds_s)} if len(r.rounds_s) > 1 else {})} for r in self.rows],
+                "mape": self.mape, **({"mape_by_round": self.mape_by_round} if self.mape_by_round else {})}
 
 
 def is_out_of_memory(e: BaseException) -> bool:
@@ -139,7 +157,7 @@ def time_training_step(model: str, width: int, device: str = "cpu", warmup: int 
 
 def validate(model: str, widths, hw: HardwareProfile, device: str = "cpu", warmup: int = 2, repeats: int = 5,
              threads: int | None = None, clock: str | None = None, dtype: str = "fp32", optimizer: str = "sgd",
-             progress: bool = True, stat: str | None = None, **knobs) -> Validation:
+             progress: bool = True, stat: str | None = None, rounds: int = 1, **knobs) -> Validation:
     """Measure and predict ``model`` at each width; see the module docstring."""
     import torch
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -155,16 +173,32 @@ def validate(model: str, widths, hw: HardwareProfile, device: str = "cpu", warmu
         torch.set_num_threads(threads)
     _precision(dtype, device)
     preds = {w: predict(model, w, hw, dtype, optimizer, **knobs).time_per_step_s for w in widths}
+    if rounds < 1:
+        raise PerfmodelError(f"rounds {rounds!r} is not allowed; it must be >= 1")
+    from statistics import median
+
     from tqdm import tqdm
-    rows = []
-    for w in tqdm(widths, desc=f"validate {model}", unit="width", disable=not progress, leave=False):
-        try:
-            t = time_training_step(model, w, device, warmup, repeats, clock if device == "cpu" else "wall",
-                                   optimizer, stat, **knobs)
-            rows.append(ValidationRow(int(w), float(preds[w]), t.seconds, round(t.spread, 4)))
-        except Exception as e:  # noqa: BLE001 -- only out-of-memory is swallowed
-            if not is_out_of_memory(e):
-                raise
-            rows.append(ValidationRow(int(w), float(preds[w]), None, None, "does not fit"))
+    timed: dict = {w: [] for w in widths}
+    spreads: dict = {w: [] for w in widths}
+    oom = set()
+    with tqdm(total=rounds * len(widths), desc=f"validate {model}", unit="width", disable=not progress,
+              leave=False) as bar:
+        for _ in range(rounds):
+            for w in widths:
+                bar.update()
+                if w in oom:
+                    continue
+                try:
+                    t = time_training_step(model, w, device, warmup, repeats, clock if device == "cpu" else "wall",
+                                           optimizer, stat, **knobs)
+                    timed[w].append(t.seconds)
+                    spreads[w].append(t.spread)
+                except Exception as e:  # noqa: BLE001 -- only out-of-memory is swallowed
+                    if not is_out_of_memory(e):
+                        raise
+                    oom.add(w)
+    rows = [ValidationRow(int(w), float(preds[w]), None, None, "does not fit") if w in oom else
+            ValidationRow(int(w), float(preds[w]), median(timed[w]), round(max(spreads[w]), 4),
+                          rounds_s=tuple(timed[w])) for w in widths]
     return Validation(model, hw.name, device, torch.get_num_threads() if device == "cpu" else None,
                       clock if device == "cpu" else "cuda_events", stat, dict(knobs), rows)

@@ -29,6 +29,23 @@ def test_rows_and_mape_arithmetic(cpu_hw):
     assert d["mape"] == v.mape
 
 
+def test_rounds_take_the_median_and_report_each_rounds_mape(cpu_hw, monkeypatch):
+    # width 8 is timed 1, 3, 2 ms in three rounds -> median 2 ms; width 16: 4, 4, 10 ms -> median 4 ms
+    times = {8: iter([1e-3, 3e-3, 2e-3]), 16: iter([4e-3, 4e-3, 10e-3])}
+    monkeypatch.setattr(pv, "time_training_step",
+                        lambda model, width, *a, **k: type("T", (), {"seconds": next(times[width]), "spread": 0.1}))
+    monkeypatch.setattr(pv, "predict", lambda model, width, *a, **k: type("P", (), {"time_per_step_s": 2e-3 * (width // 8)}))
+    v = pv.validate("mlp", [8, 16], cpu_hw, rounds=3, progress=False, **TINY_MLP)
+    assert [r.measured_s for r in v.rows] == [2e-3, 4e-3]
+    assert [r.rounds_s for r in v.rows] == [(1e-3, 3e-3, 2e-3), (4e-3, 4e-3, 10e-3)]
+    assert v.mape == 0.0  # predictions 2 and 4 ms equal the medians
+    # round 1: |2-1|/1, |4-4|/4 -> 0.5; round 2: |2-3|/3, 0 -> 1/6; round 3: 0, |4-10|/10 -> 0.3
+    assert v.mape_by_round == pytest.approx([0.5, 1 / 6, 0.3])
+    assert v.to_dict()["mape_by_round"] == pytest.approx([0.5, 1 / 6, 0.3])
+    with pytest.raises(PerfmodelError, match="rounds 0 is not allowed"):
+        pv.validate("mlp", [8], cpu_hw, rounds=0, progress=False, **TINY_MLP)
+
+
 def test_out_of_memory_reported_as_does_not_fit(cpu_hw, monkeypatch):
     real = pv.time_training_step
 

@@ -22,6 +22,8 @@ def _default_hardware(device: str) -> str:
 @click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "momentum", "adam"]))
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0))
 @click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1))
+@click.option("--rounds", default=1, show_default=True, type=click.IntRange(min=1),
+              help="whole passes over the widths; median per width, and each round's MAPE")
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads (default: as the profile was calibrated)")
 @click.option("--clock", type=click.Choice(["wall", "cpu"]), default=None,
@@ -29,8 +31,8 @@ def _default_hardware(device: str) -> str:
 @click.option("--stat", type=click.Choice(["median", "min"]), default=None,
               help="statistic over repeats (default: as the profile was calibrated, else median)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def validate(model, widths, batch, seq_len, sets, hw_name, device, dtype, optimizer, warmup, repeats, threads,
-             clock, stat, as_json):
+def validate(model, widths, batch, seq_len, sets, hw_name, device, dtype, optimizer, warmup, repeats, rounds,
+             threads, clock, stat, as_json):
     """Run real training steps, compare with the prediction: error per width and MAPE."""
     from tabulate import tabulate
 
@@ -40,7 +42,7 @@ def validate(model, widths, batch, seq_len, sets, hw_name, device, dtype, optimi
 
     hw = hardware.load(hw_name or _default_hardware(device))
     v = run_validate(model, widths, hw, device, warmup, repeats, threads, clock, dtype, optimizer,
-                     progress=not as_json, stat=stat, **collect_knobs(batch, seq_len, sets))
+                     progress=not as_json, stat=stat, rounds=rounds, **collect_knobs(batch, seq_len, sets))
     if as_json:
         click.echo(to_json(v.to_dict()))
         return
@@ -51,3 +53,6 @@ def validate(model, widths, batch, seq_len, sets, hw_name, device, dtype, optimi
             for r in v.rows]
     click.echo(tabulate(rows, headers=["width", "predicted", "measured", "error"], disable_numparse=True))
     click.echo("MAPE: " + ("n/a (nothing ran)" if v.mape is None else f"{100 * v.mape:.1f}%"))
+    if v.mape_by_round:
+        click.echo(f"MAPE of each of the {rounds} rounds alone: "
+                   + ", ".join(f"{100 * m:.1f}%" for m in v.mape_by_round) + " (the machine's run-to-run noise)")
