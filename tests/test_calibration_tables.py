@@ -207,41 +207,52 @@ def rnn_op(hidden, batch, steps=10, input_=None, phase="fwd"):
                                   "steps": steps}, "fp32", phase)
 
 
+def _rnn_parts(op, hw):
+    return (roofline.rnn_components_time(op, hw, "input"), roofline.rnn_components_time(op, hw, "recurrent"))
+
+
 def test_rnn_ratio_to_components_interpolated_and_bwd_split():
+    """Measured = input GEMM (GEMM tables) + r * recurrent components; r = 1.5 fwd, 2.0 bwd everywhere."""
     hw0 = hardware.load(hardware.DEFAULT_CPU)
     pts = []
     for h in (64, 256, 1024):
         for b in (4, 64):
-            analytic = roofline.rnn_components_time(rnn_op(h, b), hw0)
-            bwd = sum(roofline.rnn_components_time(rnn_op(h, b, phase=ph), hw0) for ph in ("bwd_data", "bwd_weight"))
+            i_f, r_f = _rnn_parts(rnn_op(h, b), hw0)
+            bwd = [_rnn_parts(rnn_op(h, b, phase=ph), hw0) for ph in ("bwd_data", "bwd_weight")]
             pts.append({"dtype": "fp32", "cell": "lstm", "hidden": h, "batch": b, "steps": 10, "input": h,
-                        "fwd_s": 1.5 * analytic, "bwd_s": 2.0 * bwd})
+                        "fwd_s": i_f + 1.5 * r_f, "bwd_s": sum(i + 2.0 * r for i, r in bwd)})
     hw = with_cal({"rnn": pts})
-    # another shape, another input size and step count: components x the measured ratio
+    # another shape, another step count, and an input 2.6x the hidden size (DS2's first layer): the
+    # input GEMM is costed as a GEMM, only the recurrent part takes the measured ratio
     op = rnn_op(512, 16, steps=35, input_=1312)
-    assert roofline.op_time(op, hw).time_s == pytest.approx(1.5 * roofline.rnn_components_time(op, hw), rel=1e-6)
+    i_f, r_f = _rnn_parts(op, hw)
+    assert i_f > 0 and r_f > 0
+    assert roofline.op_time(op, hw).time_s == pytest.approx(i_f + 1.5 * r_f, rel=1e-6)
     for ph in ("bwd_data", "bwd_weight"):
-        o = rnn_op(512, 16, steps=35, input_=1312, phase=ph)
-        assert roofline.op_time(o, hw).time_s == pytest.approx(2.0 * roofline.rnn_components_time(o, hw), rel=1e-6)
+        i_b, r_b = _rnn_parts(rnn_op(512, 16, steps=35, input_=1312, phase=ph), hw)
+        assert roofline.op_time(rnn_op(512, 16, steps=35, input_=1312, phase=ph), hw).time_s == \
+            pytest.approx(i_b + 2.0 * r_b, rel=1e-6)
+    # the parts add up to the whole components time
+    assert sum(_rnn_parts(op, hw)) == pytest.approx(roofline.rnn_components_time(op, hw), rel=1e-12)
     gru = Op(OpKind.RNN, "g", {"cell": "gru", "hidden": 64, "input": 64, "batch": 4, "steps": 3})
     assert tables.rnn_time_s(hw, gru) is None  # GRU never measured: components only
 
 
 def test_rnn_per_call_cost_from_two_lengths():
-    """time = F + r * components: points at 5 and 20 steps give F and r back; 50 steps extrapolates."""
+    """time = F + input + r * recurrent: points at 5 and 20 steps give F and r back; 50 steps extrapolates."""
     hw0 = hardware.load(hardware.DEFAULT_CPU)
     f_call, r = 3e-3, 1.25
     pts = []
     for h in (64, 256, 1024):
         for b in (4, 32):
             for steps in (5, 20):
-                comp = roofline.rnn_components_time(rnn_op(h, b, steps), hw0)
+                i_f, r_f = _rnn_parts(rnn_op(h, b, steps), hw0)
                 pts.append({"dtype": "fp32", "cell": "lstm", "hidden": h, "batch": b, "steps": steps, "input": h,
-                            "fwd_s": f_call + r * comp})
+                            "fwd_s": f_call + i_f + r * r_f})
     hw = with_cal({"rnn": pts})
     op = rnn_op(512, 8, steps=50, input_=1312)
-    assert roofline.op_time(op, hw).time_s == pytest.approx(f_call + r * roofline.rnn_components_time(op, hw),
-                                                            rel=1e-3)
+    i_f, r_f = _rnn_parts(op, hw)
+    assert roofline.op_time(op, hw).time_s == pytest.approx(f_call + i_f + r * r_f, rel=1e-3)
 
 
 def test_conv_efficiency_over_implicit_gemm_shape():
@@ -265,6 +276,30 @@ def test_conv_efficiency_over_implicit_gemm_shape():
     # weight gradient not measured: the forward table stands in
     assert tables.conv_time_s(hw, Op(OpKind.CONV2D, "c", dims, phase="bwd_weight")) == pytest.approx(
         flops / (peak * 0.4), rel=1e-6)
+
+
+def test_conv_measured_geometry_keeps_its_efficiency_at_another_batch():
+    """DS2's second conv measured at batch 2 (efficiency 0.3); ResNet-like convs at 0.6.  At batch 8
+    the same conv has 4x the output rows, beyond the measured box in M: it keeps its own 0.3, where
+    the interpolator, clamped to the box, would mix in the other convs."""
+    hw0 = hardware.load(hardware.DEFAULT_CPU)
+    peak = hw0.peak_flops("fp32")
+
+    def point(d, eff):
+        mm, nn_, kk = tables.conv_gemm_shape(d)
+        return {"dtype": "fp32", **d, "fwd_s": 2 * mm * nn_ * kk / (peak * eff)}
+    ds2 = {"n": 2, "c": 32, "h": 81, "w": 50, "k": 32, "r": 21, "s": 11, "stride_h": 2, "stride_w": 1,
+           "pad_h": 10, "pad_w": 5}
+    pts = [point(ds2, 0.3)] + [point({"n": 2, "c": c, "h": 28, "w": 28, "k": c, "r": 3, "s": 3, "stride_h": 1,
+                                      "stride_w": 1, "pad_h": 1, "pad_w": 1}, 0.6) for c in (32, 64, 128, 256)]
+    hw = with_cal({"conv": pts})
+    big = Op(OpKind.CONV2D, "c", {**ds2, "n": 8, "w": 100})
+    assert tables.conv_time_s(hw, big) == pytest.approx(big.flops / (peak * 0.3), rel=1e-6)
+    # 8 images x 2 widths = 8x the output rows of the measured point: exactly 8x its time
+    assert tables.conv_time_s(hw, big) == pytest.approx(8 * pts[0]["fwd_s"], rel=1e-6)
+    # a geometry never measured still goes through the interpolator
+    other = Op(OpKind.CONV2D, "c", {**ds2, "c": 16})
+    assert tables.conv_time_s(hw, other) != pytest.approx(other.flops / (peak * 0.3), rel=1e-3)
 
 
 def test_tables_cached_per_profile():

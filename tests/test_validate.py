@@ -59,6 +59,24 @@ def test_out_of_memory_reported_as_does_not_fit(cpu_hw, monkeypatch):
     assert v.mape == pytest.approx(abs(v.rows[0].error))
 
 
+def test_fresh_process_times_in_a_spawned_worker(cpu_hw):
+    v = pv.validate("mlp", [8], cpu_hw, warmup=0, repeats=2, progress=False, fresh_process=True, **TINY_MLP)
+    assert v.rows[0].measured_s > 0 and v.to_dict()["fresh_process"] is True
+
+
+def test_killed_worker_reported_as_does_not_fit(cpu_hw, monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    def killed(threads, dtype, args, knobs):
+        if args[1] == 16:    # (model, width, ...): the OOM killer took the width-16 worker
+            raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+        return 1e-3, 0.0
+    monkeypatch.setattr(pv, "_time_in_fresh_process", killed)
+    v = pv.validate("mlp", [8, 16], cpu_hw, progress=False, fresh_process=True, **TINY_MLP)
+    assert v.rows[0].measured_s == 1e-3
+    assert v.rows[1].measured_s is None and v.rows[1].note == "does not fit"
+
+
 def test_other_errors_are_not_swallowed(cpu_hw, monkeypatch):
     def fake(*a, **k):
         raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")

@@ -29,7 +29,8 @@ def steps():
               help="examples for gradient statistics at each probe point (0: none)")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1), help="worker processes")
 @click.option("--threads", type=click.IntRange(min=1), help="torch threads per run [cpu count / jobs]")
-@click.option("--ray-address", help="run on a Ray cluster instead (needs `pip install ray`)")
+@click.option("--ray-address", help="run on a Ray cluster instead: its address, or 'local' to start one here "
+              "(needs `pip install 'perfmodel[ray]'`)")
 @click.option("--no-progress", is_flag=True, help="no progress bars")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="runs CSV (appended, resumable)")
 def measure(model, widths, data_sizes, batches, optimizer, lr, corpus, seeds, max_epochs, eval_every,

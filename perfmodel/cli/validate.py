@@ -30,9 +30,11 @@ def _default_hardware(device: str) -> str:
               help="CPU clock (default: as the profile was calibrated, else wall)")
 @click.option("--stat", type=click.Choice(["median", "min"]), default=None,
               help="statistic over repeats (default: as the profile was calibrated, else median)")
+@click.option("--fresh-process/--same-process", default=True, show_default=True,
+              help="time each width in a new process, as a training job starts (CPU malloc state carries over)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def validate(model, widths, batch, seq_len, sets, hw_name, device, dtype, optimizer, warmup, repeats, rounds,
-             threads, clock, stat, as_json):
+             threads, clock, stat, fresh_process, as_json):
     """Run real training steps, compare with the prediction: error per width and MAPE."""
     from tabulate import tabulate
 
@@ -42,11 +44,13 @@ def validate(model, widths, batch, seq_len, sets, hw_name, device, dtype, optimi
 
     hw = hardware.load(hw_name or _default_hardware(device))
     v = run_validate(model, widths, hw, device, warmup, repeats, threads, clock, dtype, optimizer,
-                     progress=not as_json, stat=stat, rounds=rounds, **collect_knobs(batch, seq_len, sets))
+                     progress=not as_json, stat=stat, rounds=rounds, fresh_process=fresh_process,
+                     **collect_knobs(batch, seq_len, sets))
     if as_json:
         click.echo(to_json(v.to_dict()))
         return
-    click.echo(f"{model} on {v.device} ({v.threads or '-'} threads, {v.clock} clock, {v.stat} of {repeats}), "
+    click.echo(f"{model} on {v.device} ({v.threads or '-'} threads, {v.clock} clock, {v.stat} of {repeats}, "
+               f"{'a fresh process' if fresh_process else 'one process'} per width), "
                f"hardware {v.hardware}, knobs {v.knobs or 'defaults'}")
     rows = [[r.width, fmt_seconds(r.predicted_s),
              r.note or fmt_seconds(r.measured_s), "" if r.error is None else f"{100 * r.error:+.1f}%"]

@@ -126,9 +126,21 @@ def op_time(op: Op, hw: HardwareProfile) -> OpTime:
     return OpTime(compute, memory, overhead, overlap(compute, memory) + overhead)
 
 
-def rnn_components_time(op: Op, hw: HardwareProfile):
-    """Seconds of a fused RNN layer phase costed as its GEMMs and cell kernels (``ops.rnn_components``)."""
-    return sum(op_time(c, hw).time_s * c.repeat for c in rnn_components(op))
+def is_rnn_input_gemm(component: Op) -> bool:
+    """The input GEMM over all steps (or one of its gradients) among ``ops.rnn_components``."""
+    return component.path.endswith("/input_gemm")
+
+
+def rnn_components_time(op: Op, hw: HardwareProfile, part: str = "all"):
+    """Seconds of a fused RNN layer phase costed as its GEMMs and cell kernels (``ops.rnn_components``).
+
+    ``part``: ``"all"``, ``"input"`` (the input GEMM over all steps, one ordinary GEMM) or
+    ``"recurrent"`` (everything else: per-step GEMMs and cell math).
+    """
+    comps = rnn_components(op)
+    if part != "all":
+        comps = [c for c in comps if is_rnn_input_gemm(c) == (part == "input")]
+    return sum(op_time(c, hw).time_s * c.repeat for c in comps)
 
 
 def _rnn_time(op: Op, hw: HardwareProfile) -> OpTime:

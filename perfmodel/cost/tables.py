@@ -36,12 +36,18 @@ Conventions
   so tile and wave quantization stay exact.
 * Memory: ``log(pure time)`` vs ``log(bytes)``, piecewise linear per op; beyond
   the measured range the bandwidth of the nearest end is kept.
-* RNN (fused ``nn.LSTM``/``nn.GRU`` layer): the measured/analytic ratio
-  layer time is ``F + r * components``: ``components`` is the op costed as
-  its GEMMs and cell kernels (``ops.rnn_components``, linear in steps, any
-  input size), ``r`` the measured per-step ratio to it and ``F`` the
-  measured per-call cost (weight re-layout, workspaces), both interpolated
-  over ``(log2 hidden, log2 batch)``.  ``F`` and ``r`` come from points of one
+* RNN (fused ``nn.LSTM``/``nn.GRU`` layer): layer time is
+  ``F + input + r * recurrent``: ``input`` is the input GEMM over all steps
+  ``[steps*batch x input] @ [input x gates*hidden]`` and its gradients, costed
+  from the GEMM tables like any GEMM (so a first layer whose input is much
+  wider than its hidden size -- DS2's 1312 conv features into 64 hidden -- is
+  not scaled by a ratio measured at input = hidden); ``recurrent`` is the rest
+  of ``ops.rnn_components`` (per-step GEMMs and cell kernels, linear in
+  steps), ``r`` the measured ratio to it and ``F`` the measured per-call cost
+  (weight re-layout, workspaces), both interpolated over
+  ``(log2 hidden, log2 batch)``.  Where the GEMM tables already account for
+  more than ``1 - RNN_MIN_RECURRENT_SHARE`` of a measured point, the recurrent
+  part is kept at that share.  ``F`` and ``r`` come from points of one
   shape at two sequence lengths (a straight-line fit of time vs steps); a
   single length gives ``F = 0``.  Phase ``fwd`` uses ``fwd_s``; ``bwd_s`` (data
   + weight gradients together) is split between ``bwd_data`` and
@@ -55,7 +61,11 @@ Conventions
   are timed into preallocated outputs, so nothing is counted twice.
 * Conv2d: efficiency per phase over the implicit-GEMM shape
   ``(M = n*p*q, N = k, K = c*r*s)``, like GEMMs; an unmeasured backward phase
-  uses the forward table.
+  uses the forward table.  A conv whose geometry (channels, height, filter,
+  stride, padding) was measured at another batch or width takes that point's
+  efficiency (nearest in log M): more images or frames add output rows to the
+  same kernel, whereas the interpolator, clamped to the measured box, would
+  borrow a different conv's efficiency.
 """
 from __future__ import annotations
 
@@ -89,6 +99,8 @@ _GEMM_INT = ("m", "n", "k")
 _CONV_INT = ("n", "c", "h", "w", "k", "r", "s", "stride_h", "stride_w")
 _CONV_NONNEG = ("pad_h", "pad_w")
 _RNN_INT = ("hidden", "batch", "steps", "input")
+#: smallest share of a measured RNN point's per-step time attributed to the recurrent part
+RNN_MIN_RECURRENT_SHARE = 0.1
 
 
 # --------------------------------------------------------------------------
@@ -407,10 +419,11 @@ class _Tables:
                         f_call, slope = 0.0, None
                 per_steps = slope * ref["steps"] if slope is not None else ref[col]
                 dims = {"cell": ref["cell"], "hidden": h, "input": ref["input"], "batch": b, "steps": ref["steps"]}
-                analytic = sum(rnn_components_time(Op(OpKind.RNN, "calibration", dims, ref.get("dtype", "fp32"), ph),
-                                                   self.hw) for ph in phases)
+                ops = [Op(OpKind.RNN, "calibration", dims, ref.get("dtype", "fp32"), ph) for ph in phases]
+                input_s = sum(rnn_components_time(o, self.hw, "input") for o in ops)
+                recurrent_s = sum(rnn_components_time(o, self.hw, "recurrent") for o in ops)
                 coords.append((h, b))
-                ratios.append(per_steps / analytic)
+                ratios.append(max(per_steps - input_s, RNN_MIN_RECURRENT_SHARE * per_steps) / recurrent_s)
                 fixed.append(max(f_call, 1e-12))
             out[direction] = (LogInterpolator(coords, ratios), LogInterpolator(coords, fixed))
         return out
@@ -427,8 +440,9 @@ class _Tables:
         return self._conv[key]
 
     def _build_conv(self, pts, col):
+        """(interpolator over the implicit-GEMM shape, {geometry: [(M, efficiency), ...]})."""
         hw = self.hw
-        coords, effs = [], []
+        coords, effs, by_geometry = [], [], {}
         for p in pts:
             mm, nn_, kk = conv_gemm_shape(p)
             flops = 2 * mm * nn_ * kk
@@ -437,7 +451,16 @@ class _Tables:
                 eff = eff / float(gemm_wave_efficiency(hw, mm, nn_, 1))
             coords.append((mm, nn_, kk))
             effs.append(eff)
-        return LogInterpolator(coords, effs)
+            by_geometry.setdefault(conv_geometry(p), []).append((mm, eff))
+        return LogInterpolator(coords, effs), by_geometry
+
+
+#: what fixes a conv's kernel and data layout; batch ``n`` and width ``w`` only add output rows
+CONV_GEOMETRY = ("c", "h", "k", "r", "s", "stride_h", "stride_w", "pad_h", "pad_w")
+
+
+def conv_geometry(d) -> tuple:
+    return tuple(int(d[k]) for k in CONV_GEOMETRY)
 
 
 def conv_gemm_shape(d):
@@ -542,15 +565,15 @@ def rnn_time_s(hw, op, analytic_s=None):
     if analytic_s is None:
         from .roofline import rnn_components_time
         analytic_s = rnn_components_time(op, hw)
+    from .roofline import rnn_components_time
     ratio, fixed = fit
     h, b = op.dims["hidden"], op.dims["batch"]
     f_call = fixed(h, b)
     if op.phase != "fwd":  # the per-call part of bwd_s, split like the rest (see module docstring)
-        from .roofline import rnn_components_time
         other = "bwd_weight" if op.phase == "bwd_data" else "bwd_data"
         both = analytic_s + rnn_components_time(Op(op.kind, op.path, op.dims, op.dtype, other), hw)
         f_call = f_call * analytic_s / both
-    return analytic_s * ratio(h, b) + f_call
+    return rnn_components_time(op, hw, "input") + rnn_components_time(op, hw, "recurrent") * ratio(h, b) + f_call
 
 
 def conv_time_s(hw, op):
@@ -558,11 +581,16 @@ def conv_time_s(hw, op):
     t = _tables(hw)
     if t is None or not t.cal.get("conv"):
         return None
-    interp = t.conv(op.dtype, op.phase) or t.conv(op.dtype, "fwd")
-    if interp is None:
+    table = t.conv(op.dtype, op.phase) or t.conv(op.dtype, "fwd")
+    if table is None:
         return None
+    interp, by_geometry = table
     mm, nn_, kk = conv_gemm_shape(op.dims)
-    eff = interp(mm, nn_, kk)
+    same = by_geometry.get(conv_geometry(op.dims))
+    if same:  # this very conv was measured, at another batch or width: its efficiency, nearest in log M
+        eff = min(same, key=lambda p: abs(np.log(p[0] / mm)))[1]
+    else:
+        eff = interp(mm, nn_, kk)
     if hw.kind == "gpu":
         eff = eff * gemm_wave_efficiency(hw, mm, nn_, 1)
     return 2 * mm * nn_ * kk / (hw.peak_flops(op.dtype) * eff)

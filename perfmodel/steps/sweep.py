@@ -254,7 +254,8 @@ def _run_ray(todo, address, record, grad_probe):
         import ray
     except ImportError:
         raise PerfmodelError("--ray-address needs Ray, which is not installed (pip install 'ray[default]')") from None
-    ray.init(address=address, ignore_reinit_error=True)
+    # "local" starts a throwaway one-machine cluster: no dashboard to serve
+    ray.init(address=address, ignore_reinit_error=True, **({"include_dashboard": False} if address == "local" else {}))
     remote = ray.remote(num_cpus=1)(_run_one_single_thread)
     pending = [remote.remote(spec, grad_probe) for spec in todo]
     while pending:
