@@ -103,3 +103,15 @@ def test_trends_and_plots_do_not_import_torch():
     code = ("import sys, perfmodel.diagnostics.trends, perfmodel.diagnostics.plots; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_default_knobs_are_the_step_law_study_models():
+    # the models `steps measure` fits laws on (perfmodel/steps/sweep.py DEFAULTS): charlm is an RHN of
+    # depth 2 on sequences of 32, not the reference depth 10 x 150, whose 4 widths x 3 seeds take hours
+    assert run.study_knobs("charlm") == {"seq_len": 32, "depth": 2}
+    res = run.diagnose("charlm", [8], seeds=1, steps=2, batch=2, probe=2, knobs={"val_size": 64}, progress=False)
+    assert res["rows"][0]["depth"] == 2
+    # a knob given wins over the default
+    res = run.diagnose("charlm", [8], seeds=1, steps=2, batch=2, probe=2, knobs={"val_size": 64, "depth": 1},
+                       progress=False)
+    assert res["rows"][0]["depth"] == 1

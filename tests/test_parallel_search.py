@@ -56,6 +56,25 @@ def test_plan_respects_allowed_batches(law):
     assert p.rows[0]["batch"] == 64
 
 
+def test_plan_holds_the_batch_of_a_law_without_batch_law(law):
+    """A law fitted at one batch says nothing about others: searching the batch would take the smallest
+    (shortest steps, same step count).  The plan keeps the law's batch at equal tokens per step:
+    32 law examples x 150 tokens / 80 tokens per wordlm sequence = 60 sequences -> 64, the nearest
+    power of two in log, and says so."""
+    from dataclasses import replace
+    assert law.b_noise and law.batch_ref == 32 and law.tokens_per_example == 150
+    one_batch = replace(law, b_noise=None)
+    p = plan("wordlm", [256, 1024], H100, SearchSpace(64), 1e9, one_batch)
+    assert {r["batch"] for r in p.rows} == {64}
+    assert "global batch held at 64" in p.law["batch_note"]
+    # with its batch law (B_noise = 256) the same plan searches the batch and goes far past 64
+    searched = plan("wordlm", [256, 1024], H100, SearchSpace(64), 1e9, law)
+    assert "batch_note" not in searched.law and min(r["batch"] for r in searched.rows) > 64
+    # an explicit --batches wins over the held batch
+    given = plan("wordlm", [256], H100, SearchSpace(64, batches=(128,)), 1e9, one_batch)
+    assert given.rows[0]["batch"] == 128 and "batch_note" not in given.law
+
+
 def test_dp_stops_paying():
     # doubling 1 -> 2 -> 4 devices halves the time, 4 -> 8 gains only 5 %: stops paying at dp = 4
     assert dp_stops_paying({1: 100.0, 2: 50.0, 4: 25.0, 8: 23.75, 16: 23.0}) == 4

@@ -28,8 +28,10 @@ def _int_list(text, what):
 @click.option("--probe", default=16, show_default=True, type=int,
               help="examples whose per-example gradients give confusion and diversity")
 @click.option("--depths", metavar="LIST", help="also measure confusion at init versus depth")
-@click.option("--seq-len", type=int, help="sequence length (language models)")
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="model or data knob, e.g. --set depth=4")
+@click.option("--seq-len", type=int, help="sequence length (language models; default: as `steps measure`, charlm 32)")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="model or data knob, e.g. --set depth=4 (default: the small models of `steps measure`, "
+                   "charlm depth 2)")
 @click.option("--json", "as_json", is_flag=True, help='print {"rows": [...], "trends": {...}, ...}')
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="rows CSV (rewritten after every run)")
 @click.option("--threads", default=1, show_default=True, type=int, help="torch intra-op threads")

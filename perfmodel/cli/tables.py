@@ -89,7 +89,8 @@ def plan_text(p) -> str:
     from ..parallel.search import DP_PAYING_GAIN
     foot = (f"* the data-parallel degree past which doubling it (tp = pp = 1) cuts total time by less than "
             f"{100 * DP_PAYING_GAIN:.0f}%: more steps past the critical batch eat the shorter steps")
-    return "\n".join([head, table, tail, foot] + ([f"note: {note}"] if note else []))
+    notes = [f"note: {n}" for n in (note, p.law.get("batch_note")) if n]
+    return "\n".join([head, table, tail, foot] + notes)
 
 
 def whatif_text(r: dict) -> str:

@@ -189,6 +189,14 @@ def write_csv(rows: list[dict], path) -> None:
         raise
 
 
+def study_knobs(model: str) -> dict:
+    """Model knobs a diagnose run uses unless given: the small models of ``steps measure``
+    (charlm: RHN depth 2, sequences of 32), so that its findings speak about the runs the step law
+    was fitted on, and a 4-width x 3-seed run takes minutes, not hours, on a laptop CPU."""
+    from ..steps.sweep import DEFAULTS
+    return dict(DEFAULTS.get(model, {}).get("knobs", {}))
+
+
 def diagnose(model: str, widths, seeds: int = 3, corpus=None, steps: int = 300, batch: int = 32,
              lr: float | None = None, optimizer: str = "sgd", probe: int = 16, knobs: dict | None = None,
              depths=(), dataset_size: int | None = None, progress: bool = True, csv_path=None,
@@ -217,7 +225,7 @@ def diagnose(model: str, widths, seeds: int = 3, corpus=None, steps: int = 300, 
         lr = DEFAULT_LR[optimizer]
     elif not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
         raise PerfmodelError(f"lr={lr!r} must be a positive number")
-    knobs = dict(knobs or {})
+    knobs = {**study_knobs(model), **dict(knobs or {})}
     size = dataset_size or _default_dataset_size(model, steps, batch, knobs)
     saved_threads = torch.get_num_threads()
     if threads is not None:

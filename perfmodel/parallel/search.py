@@ -159,12 +159,14 @@ def plan(model: str, widths, hw: HardwareProfile, space: SearchSpace, dataset_si
                              "(--batches), not the batch knob")
     widths = np.asarray(sorted(set(int(w) for w in widths)), dtype=np.int64)
     n_dev, n_w = space.devices, widths.size
-    max_b = max(space.batches) if space.batches else space.max_batch
-    allowed = None if space.batches is None else np.asarray(sorted(space.batches))
+    factor = law_batch_factor(law, model, knobs)
+    held = held_batch(law, factor) if space.batches is None else None
+    batches = space.batches if held is None else (held,)
+    max_b = max(batches) if batches else space.max_batch
+    allowed = None if batches is None else np.asarray(sorted(batches))
     mbs = np.asarray(powers_of_two(min(space.max_micro_batch, max_b)))
     tps = np.asarray(powers_of_two(min(n_dev, space.max_tp or n_dev)))
     units, tp_g, mb_g, w_g = cost_configurations(model, widths, mbs, tps, hw, dtype, optimizer, knobs, opts)
-    factor = law_batch_factor(law, model, knobs)
     acc = _Best(n_w)
     max_pp = min(n_dev, len(units.names), space.max_pp or n_dev)
     for pp in [x for x in degrees(n_dev) if x <= max_pp]:
@@ -198,9 +200,29 @@ def plan(model: str, widths, hw: HardwareProfile, space: SearchSpace, dataset_si
     options = {"dtype": dtype, "optimizer": optimizer, "recompute": opts.recompute, "schedule": opts.schedule,
                "persistent_rnn": opts.kernel.persistent_rnn, "streams": opts.kernel.streams,
                "allreduce": opts.algorithm, "overlap": opts.overlap, "max_batch": max_b,
-               "batches": list(space.batches or [])}
+               "batches": list(batches or [])}
+    fields = law_fields(law, model, factor)
+    if held is not None:
+        fields["batch_note"] = (f"the step law has no batch law (its runs used one batch), so steps are known at "
+                                f"its batch only: global batch held at {held}, nearest to its {law.batch_ref:g} "
+                                f"examples at equal tokens per step; measure runs at several --batch values, or "
+                                f"give --batches, to search the batch")
     return Plan(model, hw.name, n_dev, dataset, [int(w) for w in widths], rows, dp_curve, dev_curve,
-                law_fields(law, model, factor), options)
+                fields, options)
+
+
+def held_batch(law, factor: float) -> int | None:
+    """The global batch a plan must keep when ``law`` says nothing about other batches.
+
+    Without a batch law (``b_noise``) the law's steps hold at its own batch only; searching the batch
+    would pick the smallest one (shortest steps, same step count).  Returns the power of two nearest
+    in log to the law's batch in model examples (``batch_ref / factor``), or None when the law has a
+    batch law.
+    """
+    if getattr(law, "b_noise", None):
+        return None
+    ref = float(law.batch_ref) / factor
+    return int(2 ** max(0, round(np.log2(ref))))
 
 
 def _rows(widths, params, acc: _Best, dp_curve) -> list:
