@@ -208,7 +208,7 @@ def rnn_op(hidden, batch, steps=10, input_=None, phase="fwd"):
 
 
 def _rnn_parts(op, hw):
-    return (roofline.rnn_components_time(op, hw, "input"), roofline.rnn_components_time(op, hw, "recurrent"))
+    return roofline.rnn_components_split(op, hw)  # (input GEMM, recurrent part) seconds
 
 
 def test_rnn_ratio_to_components_interpolated_and_bwd_split():

@@ -131,16 +131,23 @@ def is_rnn_input_gemm(component: Op) -> bool:
     return component.path.endswith("/input_gemm")
 
 
-def rnn_components_time(op: Op, hw: HardwareProfile, part: str = "all"):
-    """Seconds of a fused RNN layer phase costed as its GEMMs and cell kernels (``ops.rnn_components``).
+def _input_recurrent(timed) -> tuple[float, float]:
+    """Sum ``(component, seconds)`` pairs into (input GEMM, everything else), repeats included."""
+    split = [0.0, 0.0]
+    for c, seconds in timed:
+        split[0 if is_rnn_input_gemm(c) else 1] += seconds * c.repeat
+    return split[0], split[1]
 
-    ``part``: ``"all"``, ``"input"`` (the input GEMM over all steps, one ordinary GEMM) or
-    ``"recurrent"`` (everything else: per-step GEMMs and cell math).
-    """
-    comps = rnn_components(op)
-    if part != "all":
-        comps = [c for c in comps if is_rnn_input_gemm(c) == (part == "input")]
-    return sum(op_time(c, hw).time_s * c.repeat for c in comps)
+
+def rnn_components_split(op: Op, hw: HardwareProfile) -> tuple[float, float]:
+    """Seconds of a fused RNN layer phase costed as its GEMMs and cell kernels (``ops.rnn_components``),
+    as (input GEMM over all steps -- one ordinary GEMM --, recurrent part: per-step GEMMs and cell math)."""
+    return _input_recurrent((c, op_time(c, hw).time_s) for c in rnn_components(op))
+
+
+def rnn_components_time(op: Op, hw: HardwareProfile) -> float:
+    """Seconds of a fused RNN layer phase costed as its GEMMs and cell kernels, both parts."""
+    return sum(rnn_components_split(op, hw))
 
 
 def _rnn_time(op: Op, hw: HardwareProfile) -> OpTime:
@@ -149,8 +156,9 @@ def _rnn_time(op: Op, hw: HardwareProfile) -> OpTime:
     compute = sum(t.compute_s * c.repeat for c, t in parts)
     memory = sum(t.memory_s * c.repeat for c, t in parts)
     overhead = sum(t.overhead_s * c.repeat for c, t in parts)
-    total = sum(t.time_s * c.repeat for c, t in parts)
-    cal = tables.rnn_time_s(hw, op, analytic_s=total)
+    split = _input_recurrent((c, t.time_s) for c, t in parts)
+    total = sum(split)
+    cal = tables.rnn_time_s(hw, op, split=split)
     if cal is not None:
         # keep the analytic split, scaled to the measured total
         scale = cal / total

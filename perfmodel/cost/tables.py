@@ -397,7 +397,7 @@ class _Tables:
         ``r = S * steps / components(steps)`` at the longest one; a single
         length gives ``F = 0`` and ``r = time / components``.
         """
-        from .roofline import rnn_components_time  # the analytic model the ratio is taken against
+        from .roofline import rnn_components_split  # the analytic model the ratio is taken against
         out = {}
         for direction, col, phases in (("fwd", "fwd_s", ("fwd",)), ("bwd", "bwd_s", ("bwd_data", "bwd_weight"))):
             groups: dict[tuple, list] = {}
@@ -420,8 +420,7 @@ class _Tables:
                 per_steps = slope * ref["steps"] if slope is not None else ref[col]
                 dims = {"cell": ref["cell"], "hidden": h, "input": ref["input"], "batch": b, "steps": ref["steps"]}
                 ops = [Op(OpKind.RNN, "calibration", dims, ref.get("dtype", "fp32"), ph) for ph in phases]
-                input_s = sum(rnn_components_time(o, self.hw, "input") for o in ops)
-                recurrent_s = sum(rnn_components_time(o, self.hw, "recurrent") for o in ops)
+                input_s, recurrent_s = map(sum, zip(*(rnn_components_split(o, self.hw) for o in ops)))
                 coords.append((h, b))
                 ratios.append(max(per_steps - input_s, RNN_MIN_RECURRENT_SHARE * per_steps) / recurrent_s)
                 fixed.append(max(f_call, 1e-12))
@@ -547,11 +546,11 @@ def first_touch_s(hw, out_bytes):
     return t if t.ndim else float(t)
 
 
-def rnn_time_s(hw, op, analytic_s=None):
+def rnn_time_s(hw, op, split=None):
     """Seconds of one fused RNN layer phase, from measured cells; None if that cell is unmeasured.
 
-    ``analytic_s`` is the components time of ``op`` (the roofline passes it to
-    avoid costing the components twice).
+    ``split`` is ``roofline.rnn_components_split(op, hw)``, the (input GEMM, recurrent) components
+    time of ``op`` (the roofline passes it to avoid costing the components twice).
     """
     t = _tables(hw)
     if t is None or not t.cal.get("rnn"):
@@ -562,18 +561,17 @@ def rnn_time_s(hw, op, analytic_s=None):
     fit = table["fwd"] if op.phase == "fwd" else table["bwd"]
     if fit is None:
         return None
-    if analytic_s is None:
-        from .roofline import rnn_components_time
-        analytic_s = rnn_components_time(op, hw)
-    from .roofline import rnn_components_time
+    from .roofline import rnn_components_split, rnn_components_time
+    input_s, recurrent_s = split if split is not None else rnn_components_split(op, hw)
     ratio, fixed = fit
     h, b = op.dims["hidden"], op.dims["batch"]
     f_call = fixed(h, b)
     if op.phase != "fwd":  # the per-call part of bwd_s, split like the rest (see module docstring)
         other = "bwd_weight" if op.phase == "bwd_data" else "bwd_data"
+        analytic_s = input_s + recurrent_s
         both = analytic_s + rnn_components_time(Op(op.kind, op.path, op.dims, op.dtype, other), hw)
         f_call = f_call * analytic_s / both
-    return rnn_components_time(op, hw, "input") + rnn_components_time(op, hw, "recurrent") * ratio(h, b) + f_call
+    return input_s + recurrent_s * ratio(h, b) + f_call
 
 
 def conv_time_s(hw, op):
