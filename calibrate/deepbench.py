@@ -23,6 +23,7 @@ def _rnn_point(r):
     bwd = None if r["bwd_in_ms"] is None or r["bwd_w_ms"] is None else (r["bwd_in_ms"] + r["bwd_w_ms"]) * 1e-3
     return {"dtype": r["precision"].lower(), "cell": CELL_NAMES[r["cell"].lower()], "hidden": int(r["hidden"]),
             "batch": int(r["batch"]), "steps": int(r["timesteps"]), "input": int(r["hidden"]),
+            "input_mode": "skip",  # DeepBench's rnn_bench runs cuDNN with CUDNN_SKIP_INPUT
             "fwd_s": r["fwd_ms"] * 1e-3, **({} if bwd is None else {"bwd_s": bwd})}
 
 

@@ -122,9 +122,11 @@ def row_op(kind: str, row: dict, phase: str) -> Op:
         cell = CELL_NAMES.get(row["cell"].lower())
         if cell is None:
             raise PerfmodelError(f"unknown RNN cell {row['cell']!r}; allowed: {', '.join(CELL_NAMES)}")
-        # DeepBench's RNN benchmark feeds an input of the hidden size.
+        # DeepBench's rnn_bench (code/nvidia/rnn_bench.cu) builds its cuDNN RNN descriptor with
+        # CUDNN_SKIP_INPUT: an input of the hidden size enters the cell with no input GEMM.
         return Op(OpKind.RNN, f"rnn/{cell}", {"cell": cell, "hidden": i("hidden"), "input": i("hidden"),
-                                              "batch": i("batch"), "steps": i("timesteps")}, _dtype(row), phase)
+                                              "batch": i("batch"), "steps": i("timesteps"), "input_mode": "skip"},
+                  _dtype(row), phase)
     return Op(OpKind.CONV2D, "conv", {"n": i("N"), "c": i("C"), "h": i("H"), "w": i("W"), "k": i("K"),
                                       "r": i("R"), "s": i("S"), "stride_h": i("stride_h"),
                                       "stride_w": i("stride_w"), "pad_h": i("pad_h"), "pad_w": i("pad_w")},

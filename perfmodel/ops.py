@@ -45,7 +45,7 @@ class OpKind:
     LOSS = "loss"              # cross-entropy / CTC: numel (logits), flops_per_elem
     OPTIMIZER = "optimizer"    # numel, optimizer
     COPY = "copy"              # numel
-    RNN = "rnn"                # fused recurrent layer: cell, hidden, input, batch, steps
+    RNN = "rnn"                # fused recurrent layer: cell, hidden, input, batch, steps [, input_mode]
 
 
 ALL_KINDS = tuple(v for k, v in vars(OpKind).items() if k.isupper())
@@ -224,14 +224,19 @@ def rnn_components(op: Op) -> list[Op]:
     except that the fused library accumulates the recurrent weight gradient
     of all steps in one GEMM ``[hidden x steps*batch] @ [steps*batch x
     gates*hidden]`` (cuDNN's ``cudnnRNNBackwardWeights``; oneDNN likewise).
+
+    ``input_mode="skip"`` is cuDNN's ``CUDNN_SKIP_INPUT``: the input (of the
+    hidden size) enters the cell as it is, so there is no input GEMM and no
+    input weight -- what DeepBench's ``rnn_bench`` times.
     """
     d = op.dims
     cell = RNN_CELLS[d["cell"]]
     g, h, b, t, x = cell["gates"], d["hidden"], d["batch"], d["steps"], d["input"]
     path = op.path
-    fwd = [
+    input_gemm = [] if d.get("input_mode") == "skip" else [
         Op(OpKind.GEMM, f"{path}/input_gemm", {"m": t * b, "n": g * h, "k": x, "weight": "b", "trans_b": True,
-                                                "first_layer": d.get("first_layer", False)}, op.dtype),
+                                                "first_layer": d.get("first_layer", False)}, op.dtype)]
+    fwd = input_gemm + [
         Op(OpKind.GEMM, f"{path}/recurrent_gemm", {"m": b, "n": g * h, "k": h, "weight": "b", "trans_b": True},
            op.dtype, repeat=t),
         Op(OpKind.ELEMENTWISE, f"{path}/cell", {"numel": b * h, "n_in": g + 1, "n_out": 2,

@@ -55,16 +55,40 @@ def test_column_major_rows_become_row_major_ops():
 
 
 def test_timings_faster_than_any_peak_are_listed_not_predicted(tmp_path):
-    # P100 fp16 GRU bwd_w_ms as published: ~1.36 ms at h2816, b32, t1500.  The weight gradient is
-    # 2 GEMMs of 2 * 3h * h * (b*t) FLOPs = 4.57e12 FLOPs -> 3.4e15 FLOP/s, 160x the P100's fp16 peak.
+    # P100 fp16 GRU bwd_w_ms as published: ~1.36 ms at h2816, b32, t1500.  With no input weight
+    # (CUDNN_SKIP_INPUT) the weight gradient is one GEMM of 2 * 3h * h * (b*t) FLOPs = 2.28e12 FLOPs
+    # -> 1.7e15 FLOP/s, 80x the P100's fp16 peak.
     f = tmp_path / "rnn.csv"
     f.write_text("gpu,precision,cell,hidden,batch,timesteps,fwd_ms,bwd_in_ms,bwd_w_ms\n"
                  "P100,fp16,gru,2816,32,1500,600.0,700.0,1.3573\n")
     h, b, t = 2816, 32, 1500
-    assert row_op("rnn", read_kernel_csv(f).rows[0], "bwd_weight").flops == 2 * (2 * 3 * h * h * b * t)
+    assert row_op("rnn", read_kernel_csv(f).rows[0], "bwd_weight").flops == 2 * 3 * h * h * b * t
     preds, skipped = predict_rows(read_kernel_csv(f), load("P100-SXM2"))
     assert [p["phase"] for p in preds] == ["fwd", "bwd_data"]
     assert [s["phase"] for s in skipped] == ["bwd_weight"] and "not a plausible timing" in skipped[0]["reason"]
+
+
+def test_deepbench_rnn_rows_have_no_input_gemm(tmp_path):
+    # DeepBench's code/nvidia/rnn_bench.cu builds its RNN descriptor with CUDNN_SKIP_INPUT: the input
+    # (of the hidden size) is added to the gates as it is.  An LSTM layer forward is then, per step,
+    # one recurrent GEMM [b x h] @ [h x 4h] (2*b*h*4h FLOPs) plus 18 pointwise FLOPs per hidden unit:
+    # h512 b16 t25 -> 25 * (2*16*512*2048 + 18*16*512) = 25 * (33,554,432 + 147,456) = 842,547,200 FLOPs.
+    f = tmp_path / "rnn.csv"
+    f.write_text("gpu,precision,cell,hidden,batch,timesteps,fwd_ms,bwd_in_ms,bwd_w_ms\n"
+                 "V100,fp32,lstm,512,16,25,1.095,0.937,0.165\n")
+    row = read_kernel_csv(f).rows[0]
+    assert row_op("rnn", row, "fwd").flops == 842_547_200
+    # the weight gradient: one GEMM [h x t*b] @ [t*b x 4h] over all steps = 2*512*400*2048 FLOPs
+    assert row_op("rnn", row, "bwd_weight").flops == 2 * 512 * 400 * 2048
+    point = profile_from_csv([f], load("V100-SXM2"))["calibration"]["rnn"][0]
+    assert point["input_mode"] == "skip"
+
+
+def test_unknown_rnn_input_mode_is_a_profile_error():
+    d = profile_from_csv([RNN], load("V100-SXM2"))
+    d["calibration"]["rnn"][0]["input_mode"] = "dense"
+    with pytest.raises(PerfmodelError, match=r"input_mode' must be one of linear, skip, got 'dense'"):
+        profile_from_dict(d, "bad.json")
 
 
 def test_every_measured_phase_is_predicted_or_listed():

@@ -99,6 +99,8 @@ _GEMM_INT = ("m", "n", "k")
 _CONV_INT = ("n", "c", "h", "w", "k", "r", "s", "stride_h", "stride_w")
 _CONV_NONNEG = ("pad_h", "pad_w")
 _RNN_INT = ("hidden", "batch", "steps", "input")
+#: cuDNN's input modes: CUDNN_LINEAR_INPUT (an input GEMM) or CUDNN_SKIP_INPUT (none; DeepBench's rnn_bench)
+RNN_INPUT_MODES = ("linear", "skip")
 #: smallest share of a measured RNN point's per-step time attributed to the recurrent part
 RNN_MIN_RECURRENT_SHARE = 0.1
 
@@ -174,6 +176,8 @@ def _check_rnn(where, key, p):
         _fail(where, f"{key}.cell", f"must be one of {', '.join(RNN_CELLS)}, got {p['cell']!r}")
     for n in _RNN_INT:
         _pos_int(where, f"{key}.{n}", p[n])
+    if p.get("input_mode", "linear") not in RNN_INPUT_MODES:
+        _fail(where, f"{key}.input_mode", f"must be one of {', '.join(RNN_INPUT_MODES)}, got {p['input_mode']!r}")
     _pos_num(where, f"{key}.fwd_s", p["fwd_s"])
     for n in ("bwd_s", "spread"):
         if n in p:
@@ -418,7 +422,8 @@ class _Tables:
                     if f_call < 0 or slope <= 0:  # noise: no measurable per-call part
                         f_call, slope = 0.0, None
                 per_steps = slope * ref["steps"] if slope is not None else ref[col]
-                dims = {"cell": ref["cell"], "hidden": h, "input": ref["input"], "batch": b, "steps": ref["steps"]}
+                dims = {"cell": ref["cell"], "hidden": h, "input": ref["input"], "batch": b, "steps": ref["steps"],
+                        "input_mode": ref.get("input_mode", "linear")}
                 ops = [Op(OpKind.RNN, "calibration", dims, ref.get("dtype", "fp32"), ph) for ph in phases]
                 input_s, recurrent_s = map(sum, zip(*(rnn_components_split(o, self.hw) for o in ops)))
                 coords.append((h, b))
