@@ -6,11 +6,14 @@ Per op execution::
     memory_s   = bytes / (bandwidth * memory_efficiency(bytes))
     time_s     = overlap(compute_s, memory_s) + overhead_s
     overhead_s = kernels * per_kernel_overhead (+ first-touch page faults of a fresh output)
+                 (the optimizer op also carries the step's fixed per-call costs:
+                 one backward() call and one optimizer call, when calibrated)
 
 ``efficiency`` comes from the profile: a calibrated table when the profile
 has one (``perfmodel.cost.tables``), otherwise the datasheet fraction
 ``efficiency.gemm_max`` times the GPU wave-quantization factor
-(``perfmodel.cost.waves``).  Every function accepts scalar or array dims.
+(``perfmodel.cost.waves``).  A GPU conv with no measured conv table takes the
+faster of the implicit GEMM and Winograd (``perfmodel.cost.conv_algos``).  Every function accepts scalar or array dims.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ import numpy as np
 from ..hardware import HardwareProfile
 from ..ops import Op, OpKind, conv_gemm_dims, rnn_components
 from . import tables
+from .conv_algos import winograd_applies, winograd_time_s
 from .waves import gemm_wave_efficiency
 
 BOUNDS = ("compute", "memory", "overhead")
@@ -107,7 +111,10 @@ def _compute_time(op: Op, hw: HardwareProfile):
             eff = hw.efficiency["conv_max"]
             if hw.kind == "gpu":
                 eff = eff * gemm_wave_efficiency(hw, m, n, 1, k)
-        return flops / (hw.peak_flops(op.dtype) * eff)
+        implicit = flops / (hw.peak_flops(op.dtype) * eff)
+        if hw.kind == "gpu" and winograd_applies(d):  # the library keeps the faster algorithm
+            return np.minimum(implicit, winograd_time_s(op, hw, lambda g: _compute_time(g, hw), memory_time))
+        return implicit
     # pointwise work runs on the vector units at the fp32 rate
     return flops / (hw.peak_flops("fp32") * hw.efficiency["gemm_max"])
 
@@ -120,6 +127,9 @@ def op_time(op: Op, hw: HardwareProfile) -> OpTime:
     memory = memory_time(hw, op.bytes, op.kind)
     kernels = op.meta.get("kernels", 1)
     overhead = kernels * per_kernel_overhead_s(hw, op.kind) + 0 * compute
+    if op.kind == OpKind.OPTIMIZER:  # once per training step (calibrated per-call costs)
+        calls = tables.step_calls_s(hw)
+        overhead = overhead if calls is None else overhead + calls
     if op.kind != OpKind.OPTIMIZER and not op.meta.get("no_grad"):  # in-place updates allocate nothing
         fresh = tables.first_touch_s(hw, op.out_bytes)
         overhead = overhead if fresh is None else overhead + fresh
