@@ -9,7 +9,7 @@ import types
 import pytest
 from click.testing import CliRunner
 
-from calibrate import provenance, run
+from calibrate import overhead, provenance, run
 from calibrate.atomic import write_json_atomic
 from calibrate.plan import Plan
 from perfmodel import hardware
@@ -159,6 +159,12 @@ def test_guess_gpu_base(device, expected):
     assert run.guess_gpu_base(device, names) == expected
 
 
+def test_per_call_cost_is_the_intercept_of_the_chain_line():
+    # t_n = F + n * L with F = 30 us, L = 6 us: t_1 = 36 us, t_100 = 630 us -> F = 36 - (630 - 36) / 99 = 30
+    assert overhead.per_call(36e-6, 630e-6, 100) == pytest.approx(30e-6)
+    assert overhead.per_call(5e-6, 630e-6, 100) == 0.0  # noise below the line: no per-call cost
+
+
 # -- tiny end-to-end ---------------------------------------------------------------
 def test_tiny_calibration_is_a_loadable_profile(tiny_profile, home):
     cal = tiny_profile["calibration"]
@@ -166,7 +172,8 @@ def test_tiny_calibration_is_a_loadable_profile(tiny_profile, home):
     assert prov["kind"] == "cpu" and prov["threads"] == 1 and prov["clock"] == "cpu"
     assert prov["source"] == "microbenchmark" and prov["torch"] and prov["date"]
     assert {"mkl", "onednn", "device"} <= set(prov)
-    assert {"dispatch", "gemm", "elementwise", "optimizer", "default"} <= set(cal["overhead_us"])
+    assert {"dispatch", "gemm", "elementwise", "optimizer", "default", "backward_call",
+            "optimizer_call"} <= set(cal["overhead_us"])
     layouts = {(p["trans_a"], p["trans_b"]) for p in cal["gemm"]}
     assert layouts == {(False, True), (False, False), (True, False)}
     assert any(p["batch"] > 1 for p in cal["gemm"])

@@ -201,6 +201,20 @@ def test_overhead_lookup_and_default():
     assert tables.dispatch_s(hw) == pytest.approx(1e-6)
 
 
+def test_step_call_costs_are_booked_once_per_step_on_the_optimizer():
+    # 30 us per backward() call + 25 us per optimizer call; per kernel 6 us (optimizer) and 4 us (others)
+    ov = {"default": 4.0, "optimizer": 6.0, "dispatch": 1.0, "backward_call": 30.0, "optimizer_call": 25.0}
+    hw, bare = with_cal({"overhead_us": ov}), with_cal({"overhead_us": {k: ov[k] for k in ("default", "optimizer")}})
+    assert tables.step_calls_s(hw) == pytest.approx(55e-6) and tables.step_calls_s(bare) is None
+    opt = Op(OpKind.OPTIMIZER, "optimizer", {"numel": 1000, "optimizer": "sgd"}, "fp32", "optimizer",
+             meta={"kernels": 5})
+    assert roofline.op_time(opt, hw).overhead_s == pytest.approx(5 * 6e-6 + 55e-6)
+    assert roofline.op_time(opt, bare).overhead_s == pytest.approx(5 * 6e-6)
+    # a whole step: the two predictions differ by exactly the two calls
+    diff = predict("mlp", 64, hw).time_per_step_s - predict("mlp", 64, bare).time_per_step_s
+    assert diff == pytest.approx(55e-6)
+
+
 # -- RNN, conv -----------------------------------------------------------------
 def rnn_op(hidden, batch, steps=10, input_=None, phase="fwd"):
     return Op(OpKind.RNN, "rnn", {"cell": "lstm", "hidden": hidden, "input": input_ or hidden, "batch": batch,

@@ -11,7 +11,7 @@ Format (every section optional)::
     provenance   {device, kind, date, command, torch, source, ...}
     gemm         [{dtype, m, n, k, batch, trans_a, trans_b, time_s, spread?}]
     memory       [{op: copy|elementwise|reduction, bytes, time_s, spread?}]
-    overhead_us  {default, dispatch, <op kind>: microseconds}
+    overhead_us  {default, dispatch, <op kind>, backward_call?, optimizer_call?: microseconds}
     allocation   {first_touch_s_per_byte, always_fresh_bytes?, ...}  (CPU)
     rnn          [{dtype, cell, hidden, batch, steps, input, fwd_s, bwd_s?}]
     conv         [{dtype, n, c, h, w, k, r, s, stride_h, stride_w, pad_h, pad_w,
@@ -27,7 +27,10 @@ Conventions
   conv points were timed.  On CPU, where dispatch and work are serial, it is
   subtracted from each measured time before the work rate is derived
   (``pure = max(time - dispatch, PURE_FLOOR * time)``); on GPU launches overlap
-  the previous kernel and nothing is subtracted.
+  the previous kernel and nothing is subtracted.  ``backward_call`` and
+  ``optimizer_call`` are fixed costs per *call*: one ``loss.backward()`` and
+  one ``optimizer.step()`` + ``zero_grad()`` per training step
+  (:func:`step_calls_s`; the roofline books them on the optimizer op).
 * GEMM: efficiency = FLOPs / (peak[dtype] * pure time), interpolated as
   ``log(eff)`` over ``(log2 m, log2 n, log2 k)`` (plus ``log2 batch`` for
   batched GEMMs), separately per dtype and operand layout when measured.  On
@@ -539,6 +542,13 @@ def overhead_s(hw, kind):
     ov = hw.calibration.get("overhead_us", {})
     v = ov.get(kind, ov.get("default"))
     return None if v is None else v * 1e-6
+
+
+def step_calls_s(hw):
+    """Fixed seconds per training step for its one backward call and one optimizer call; None if unmeasured."""
+    ov = (hw.calibration or {}).get("overhead_us", {})
+    calls = [ov[k] for k in ("backward_call", "optimizer_call") if k in ov]
+    return sum(calls) * 1e-6 if calls else None
 
 
 def first_touch_s(hw, out_bytes):

@@ -117,12 +117,12 @@ def overhead_figure(hw) -> Figure | None:
                label=f"datasheet launch overhead {hw.kernel_launch_overhead_us:g} us")
     ax.set_yticks(y, [k for k, _ in items])
     ax.invert_yaxis()
-    ax.set_xlabel("overhead per kernel (us)")
+    ax.set_xlabel("overhead per kernel; *_call: per training step (us)")
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     table = Table("table-cal-overhead", "Calibrated per-op overhead", ["op kind", "overhead (us)"],
                   [list(i) for i in items])
     return Figure("fig-cal-overhead", "Per-op overhead", to_data_uri(fig),
-                  "bar chart of measured per-kernel overhead by op kind", [table])
+                  "bar chart of measured per-kernel overhead by op kind, and the per-step call costs", [table])
 
 
 def _generic_table(key: str, caption: str, rows) -> Table | None:
