@@ -29,6 +29,17 @@ def test_rows_and_mape_arithmetic(cpu_hw):
     assert d["mape"] == v.mape
 
 
+def test_cpu_steps_report_the_bytes_they_fault_in(cpu_hw, monkeypatch):
+    # a fake fault counter that advances 5 pages per read: each timed step reads it twice -> 5 pages per step
+    calls = iter(range(0, 10**6, 5))
+    monkeypatch.setattr(pv, "_minor_faults", lambda: next(calls))
+    t = pv.time_training_step("mlp", 8, "cpu", warmup=1, repeats=3, **TINY_MLP)
+    assert t.fresh_bytes == 5 * pv._page_bytes()
+    v = pv.validate("mlp", [8], cpu_hw, warmup=1, repeats=2, progress=False, **TINY_MLP)
+    assert v.rows[0].fresh_bytes == 5 * pv._page_bytes()
+    assert v.to_dict()["rows"][0]["fresh_bytes_per_step"] == 5 * pv._page_bytes()
+
+
 def test_rounds_take_the_median_and_report_each_rounds_mape(cpu_hw, monkeypatch):
     # width 8 is timed 1, 3, 2 ms in three rounds -> median 2 ms; width 16: 4, 4, 10 ms -> median 4 ms
     times = {8: iter([1e-3, 3e-3, 2e-3]), 16: iter([4e-3, 4e-3, 10e-3])}

@@ -52,10 +52,13 @@ def validate(model, widths, batch, seq_len, sets, hw_name, device, dtype, optimi
     click.echo(f"{model} on {v.device} ({v.threads or '-'} threads, {v.clock} clock, {v.stat} of {repeats}, "
                f"{'a fresh process' if fresh_process else 'one process'} per width), "
                f"hardware {v.hardware}, knobs {v.knobs or 'defaults'}")
+    faults = any(r.fresh_bytes is not None for r in v.rows)
     rows = [[r.width, fmt_seconds(r.predicted_s),
              r.note or fmt_seconds(r.measured_s), "" if r.error is None else f"{100 * r.error:+.1f}%"]
+            + ([] if not faults else ["" if r.fresh_bytes is None else f"{r.fresh_bytes / 2**20:.1f} MiB"])
             for r in v.rows]
-    click.echo(tabulate(rows, headers=["width", "predicted", "measured", "error"], disable_numparse=True))
+    headers = ["width", "predicted", "measured", "error"] + (["faulted in per step"] if faults else [])
+    click.echo(tabulate(rows, headers=headers, disable_numparse=True))
     click.echo("MAPE: " + ("n/a (nothing ran)" if v.mape is None else f"{100 * v.mape:.1f}%"))
     if v.mape_by_round:
         click.echo(f"MAPE of each of the {rounds} rounds alone: "
