@@ -12,7 +12,7 @@ import numpy as np
 
 from .architectures import build_graph
 from .cost.memory import MemoryFootprint, memory_footprint
-from .cost.roofline import op_time
+from .cost.roofline import fresh_output_bytes, op_time
 from .errors import PerfmodelError
 from .graph import OPTIMIZERS
 from .ops import COST_TABLE, Op
@@ -50,6 +50,7 @@ class Prediction:
     memory_capacity_bytes: float
     peak_flops: float
     breakdown: list[BreakdownRow] = field(default_factory=list)
+    fresh_bytes_per_step: float = 0.0   # outputs the model prices as faulted in (CPU allocation calibration)
 
     @property
     def fits_in_memory(self) -> bool:
@@ -94,7 +95,7 @@ class Prediction:
             "time_per_step_s": self.time_per_step_s, "achieved_flops_per_s": self.achieved_flops,
             "utilization": self.utilization, "memory_bytes": self.memory.total_bytes,
             "memory": self.memory.to_dict(), "memory_capacity_bytes": self.memory_capacity_bytes,
-            "fits_in_memory": self.fits_in_memory,
+            "fits_in_memory": self.fits_in_memory, "fresh_bytes_per_step": self.fresh_bytes_per_step,
             "breakdown": [{"name": r.name, "kind": r.kind, "phase": r.phase, "repeat": r.repeat,
                            "flops": r.flops, "bytes": r.bytes, "time_s": r.time_s, "bound": r.bound,
                            "compute_s": r.compute_s, "memory_s": r.memory_s, "overhead_s": r.overhead_s}
@@ -113,10 +114,11 @@ def predict(model: str, width: int, hw: HardwareProfile, dtype: str = "fp32", op
     """Predict one configuration with a per-op breakdown."""
     _check(hw, dtype, optimizer)
     graph = build_graph(model, int(width) if np.ndim(width) == 0 else width, dtype, **knobs)
-    rows = []
+    rows, fresh = [], 0.0
     for op in graph.step_ops(optimizer):
         t = op_time(op, hw)
         rep = op.repeat
+        fresh += float((fresh_output_bytes(op, hw) or 0.0) * rep)
         rows.append(BreakdownRow(op.path, op.kind, op.phase, int(rep), float(op.flops * rep),
                                  float(op.bytes * rep), float(t.compute_s * rep), float(t.memory_s * rep),
                                  float(t.overhead_s * rep), float(t.time_s * rep), str(t.bound)))
@@ -125,7 +127,7 @@ def predict(model: str, width: int, hw: HardwareProfile, dtype: str = "fp32", op
                       sum(r.flops for r in rows), sum(r.bytes for r in rows), sum(r.time_s for r in rows),
                       MemoryFootprint(*(int(v) for v in (mem.weights_bytes, mem.gradients_bytes,
                                                          mem.optimizer_bytes, mem.activations_bytes))),
-                      hw.memory_capacity_bytes, hw.peak_flops(dtype), rows)
+                      hw.memory_capacity_bytes, hw.peak_flops(dtype), rows, fresh)
 
 
 def _same(a, b) -> bool:

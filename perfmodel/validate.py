@@ -30,8 +30,9 @@ vocab 8192, 1 thread): 126-133 ms per step in a fresh process, 88 ms in the
 same process right after d=1024.  The CLI defaults to fresh processes.
 
 On a CPU each row also reports the bytes a step faulted in (minor page faults
-x page size, median over the timed steps), so a gap left by the allocator is
-visible: the model prices fresh pages only for outputs of 32 MiB or more,
+x page size, median over the timed steps) next to the bytes the model prices
+as faulted in, so a gap left by the allocator is visible: the model prices
+fresh pages only for outputs of 32 MiB or more,
 while glibc sometimes hands smaller buffers back to the kernel between steps
 (MLP, width 1024, batch 128: 14.7 MiB per step, 91% of its gradient bytes,
 ~6 ms at the calibrated 0.39 ns/byte; width 512: 0.2 MiB).
@@ -62,6 +63,7 @@ class ValidationRow:
     note: str = ""
     rounds_s: tuple = ()         # measured seconds of each round (rounds > 1)
     fresh_bytes: float | None = None  # CPU: bytes faulted in per step (minor page faults x page size), median
+    predicted_fresh_bytes: float | None = None  # CPU: the bytes the model prices as faulted in per step
 
     @property
     def error(self) -> float | None:
@@ -106,6 +108,7 @@ class Validation:
                 "rows": [{"width": r.width, "predicted_s": r.predicted_s, "measured_s": r.measured_s,
                           "error": r.error, "spread": r.spread, "note": r.note,
                           "fresh_bytes_per_step": r.fresh_bytes,
+                          "predicted_fresh_bytes_per_step": r.predicted_fresh_bytes,
                           **({"rounds_s": list(r.rounds_s)} if len(r.rounds_s) > 1 else {})} for r in self.rows],
                 "mape": self.mape, **({"mape_by_round": self.mape_by_round} if self.mape_by_round else {})}
 
@@ -245,7 +248,8 @@ def validate(model: str, widths, hw: HardwareProfile, device: str = "cpu", warmu
     if device == "cpu" and threads:
         torch.set_num_threads(threads)
     _precision(dtype, device)
-    preds = {w: predict(model, w, hw, dtype, optimizer, **knobs).time_per_step_s for w in widths}
+    predictions = {w: predict(model, w, hw, dtype, optimizer, **knobs) for w in widths}
+    preds = {w: p.time_per_step_s for w, p in predictions.items()}
     if rounds < 1:
         raise PerfmodelError(f"rounds {rounds!r} is not allowed; it must be >= 1")
     from tqdm import tqdm
@@ -278,9 +282,12 @@ def validate(model: str, widths, hw: HardwareProfile, device: str = "cpu", warmu
                     if not is_out_of_memory(e):
                         raise
                     oom.add(w)
+    modelled = {w: getattr(p, "fresh_bytes_per_step", None) if device == "cpu" else None
+                for w, p in predictions.items()}
     rows = [ValidationRow(int(w), float(preds[w]), None, None, "does not fit") if w in oom else
             ValidationRow(int(w), float(preds[w]), median(timed[w]), round(max(spreads[w]), 4),
-                          rounds_s=tuple(timed[w]), fresh_bytes=median(fresh[w]) if fresh[w] else None)
+                          rounds_s=tuple(timed[w]), fresh_bytes=median(fresh[w]) if fresh[w] else None,
+                          predicted_fresh_bytes=modelled[w])
             for w in widths]
     return Validation(model, hw.name, device, torch.get_num_threads() if device == "cpu" else None,
                       clock if device == "cpu" else "cuda_events", stat, dict(knobs), rows, fresh_process)

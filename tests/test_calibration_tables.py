@@ -319,3 +319,17 @@ def test_conv_measured_geometry_keeps_its_efficiency_at_another_batch():
 def test_tables_cached_per_profile():
     hw = with_cal({"overhead_us": {"default": 1.0}, "memory": [{"op": "copy", "bytes": 10, "time_s": 1e-6}]})
     assert tables._tables(hw) is tables._tables(hw)
+
+
+def test_outputs_at_or_above_the_threshold_are_priced_as_fresh_pages():
+    # threshold 1 MiB, 2 ns per fresh byte.  mlp width 512, batch 128, input 1024: the weight gradients are
+    # 1024x512 (2 MiB) and 3 x 512x512 (1 MiB each, at the threshold: fresh); activations 128x512 = 256 KiB
+    # and the head's 512x10 gradient stay below -> 2 + 3 = 5 MiB fresh per step, 5 * 2**20 * 2e-9 s.
+    alloc = {"first_touch_s_per_byte": 2e-9, "always_fresh_bytes": 2**20}
+    ov = {"default": 1.0}
+    hw, bare = with_cal({"allocation": alloc, "overhead_us": ov}), with_cal({"overhead_us": ov})
+    p, q = predict("mlp", 512, hw), predict("mlp", 512, bare)
+    assert p.fresh_bytes_per_step == 5 * 2**20 and q.fresh_bytes_per_step == 0.0
+    assert p.time_per_step_s - q.time_per_step_s == pytest.approx(5 * 2**20 * 2e-9)
+    assert tables.fresh_bytes(hw, [2**20 - 1, 2**20]).tolist() == [0.0, 2**20]
+    assert tables.fresh_bytes(bare, 2**20) is None

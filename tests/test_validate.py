@@ -38,6 +38,8 @@ def test_cpu_steps_report_the_bytes_they_fault_in(cpu_hw, monkeypatch):
     v = pv.validate("mlp", [8], cpu_hw, warmup=1, repeats=2, progress=False, **TINY_MLP)
     assert v.rows[0].fresh_bytes == 5 * pv._page_bytes()
     assert v.to_dict()["rows"][0]["fresh_bytes_per_step"] == 5 * pv._page_bytes()
+    # next to it, what the model priced as fresh (no allocation calibration in cpu-generic: nothing)
+    assert v.rows[0].predicted_fresh_bytes == 0.0
 
 
 def test_rounds_take_the_median_and_report_each_rounds_mape(cpu_hw, monkeypatch):

@@ -11,6 +11,10 @@ def _default_hardware(device: str) -> str:
     return hardware.LOCAL_GPU if hardware.LOCAL_GPU in hardware.available() else hardware.DEFAULT_GPU
 
 
+def _mib(nbytes) -> str:
+    return "" if nbytes is None else f"{nbytes / 2**20:.1f} MiB"
+
+
 @click.command()
 @click.option("--model", required=True, help="architecture (see `perfmodel models`)")
 @click.option("--widths", required=True, type=IntList(), help="e.g. 64,128,256 or 64..1024 (doubling)")
@@ -55,9 +59,10 @@ def validate(model, widths, batch, seq_len, sets, hw_name, device, dtype, optimi
     faults = any(r.fresh_bytes is not None for r in v.rows)
     rows = [[r.width, fmt_seconds(r.predicted_s),
              r.note or fmt_seconds(r.measured_s), "" if r.error is None else f"{100 * r.error:+.1f}%"]
-            + ([] if not faults else ["" if r.fresh_bytes is None else f"{r.fresh_bytes / 2**20:.1f} MiB"])
+            + ([] if not faults else [_mib(r.predicted_fresh_bytes), _mib(r.fresh_bytes)])
             for r in v.rows]
-    headers = ["width", "predicted", "measured", "error"] + (["faulted in per step"] if faults else [])
+    headers = ["width", "predicted", "measured", "error"] + (
+        ["faulted in/step: model", "measured"] if faults else [])
     click.echo(tabulate(rows, headers=headers, disable_numparse=True))
     click.echo("MAPE: " + ("n/a (nothing ran)" if v.mape is None else f"{100 * v.mape:.1f}%"))
     if v.mape_by_round:

@@ -13,7 +13,8 @@ Per op execution::
 has one (``perfmodel.cost.tables``), otherwise the datasheet fraction
 ``efficiency.gemm_max`` times the GPU wave-quantization factor
 (``perfmodel.cost.waves``).  A GPU conv with no measured conv table takes the
-faster of the implicit GEMM and Winograd (``perfmodel.cost.conv_algos``).  Every function accepts scalar or array dims.
+faster of the implicit GEMM and Winograd (``perfmodel.cost.conv_algos``).
+Every function accepts scalar or array dims.
 """
 from __future__ import annotations
 
@@ -130,10 +131,18 @@ def op_time(op: Op, hw: HardwareProfile) -> OpTime:
     if op.kind == OpKind.OPTIMIZER:  # once per training step (calibrated per-call costs)
         calls = tables.step_calls_s(hw)
         overhead = overhead if calls is None else overhead + calls
-    if op.kind != OpKind.OPTIMIZER and not op.meta.get("no_grad"):  # in-place updates allocate nothing
-        fresh = tables.first_touch_s(hw, op.out_bytes)
-        overhead = overhead if fresh is None else overhead + fresh
+    fresh = fresh_output_bytes(op, hw)
+    if fresh is not None:
+        overhead = overhead + fresh * hw.calibration["allocation"]["first_touch_s_per_byte"]
     return OpTime(compute, memory, overhead, overlap(compute, memory) + overhead)
+
+
+def fresh_output_bytes(op: Op, hw: HardwareProfile):
+    """Bytes of ``op``'s output written to pages the OS must fault in first (CPU profiles with an
+    ``allocation`` calibration; None otherwise).  In-place updates allocate nothing."""
+    if op.kind == OpKind.OPTIMIZER or op.meta.get("no_grad"):
+        return None
+    return tables.fresh_bytes(hw, op.out_bytes)
 
 
 def is_rnn_input_gemm(component: Op) -> bool:

@@ -551,14 +551,14 @@ def step_calls_s(hw):
     return sum(calls) * 1e-6 if calls else None
 
 
-def first_touch_s(hw, out_bytes):
-    """Page-fault seconds for an output of ``out_bytes`` on fresh pages (0 below the threshold); None if unmeasured."""
+def fresh_bytes(hw, out_bytes):
+    """Bytes of an output of ``out_bytes`` that land on fresh pages (0 below the threshold); None if unmeasured."""
     alloc = (hw.calibration or {}).get("allocation", {})
     if "first_touch_s_per_byte" not in alloc or "always_fresh_bytes" not in alloc:
         return None
     b = np.asarray(out_bytes, dtype=float)
-    t = np.where(b >= alloc["always_fresh_bytes"], b * alloc["first_touch_s_per_byte"], 0.0)
-    return t if t.ndim else float(t)
+    out = np.where(b >= alloc["always_fresh_bytes"], b, 0.0)
+    return out if out.ndim else float(out)
 
 
 def rnn_time_s(hw, op, split=None):
