@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .cost.roofline import op_time
 from .errors import PerfmodelError
 from .hardware import HardwareProfile
@@ -225,3 +227,15 @@ def mape(preds: list[dict]) -> dict[str, float]:
     for p in preds:
         out.setdefault(p["kind"], []).append(abs(p["error"]))
     return {k: 100 * sum(v) / len(v) for k, v in out.items()}
+
+
+def summary(preds: list[dict]) -> list[dict]:
+    """Per (kind, dtype, phase): rows, MAPE and median signed error (percent), to show where errors sit.
+
+    A median signed error far from 0 is a bias (something the model leaves out for that group);
+    a MAPE well above its absolute median is scatter."""
+    groups: dict[tuple, list] = {}
+    for p in preds:
+        groups.setdefault((p["kind"], p["dtype"], p["phase"]), []).append(p["error"])
+    return [{"kind": k, "dtype": d, "phase": ph, "rows": len(v), "mape": 100 * sum(map(abs, v)) / len(v),
+             "median_error": 100 * float(np.median(v))} for (k, d, ph), v in sorted(groups.items())]

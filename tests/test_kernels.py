@@ -13,7 +13,7 @@ from calibrate.deepbench import profile_from_csv
 from perfmodel.cli import main
 from perfmodel.errors import PerfmodelError
 from perfmodel.hardware import load, profile_from_dict
-from perfmodel.kernels import mape, predict_rows, read_kernel_csv, row_op
+from perfmodel.kernels import mape, predict_rows, read_kernel_csv, row_op, summary
 
 DATA = Path(__file__).parent / "data"
 GEMM, RNN, CONV = (DATA / f"deepbench_{k}_v100_sample.csv" for k in ("gemm", "rnn", "conv"))
@@ -104,6 +104,16 @@ def test_every_measured_phase_is_predicted_or_listed():
     assert m == pytest.approx(100 * sum(abs(p["error"]) for p in preds) / len(preds))
 
 
+def test_summary_per_kind_dtype_phase():
+    # fp32 fwd errors +10%, -30%, +20% -> MAPE 20%, median +10%; fp16 fwd one row at -50%
+    preds = [{"kind": "rnn", "dtype": "fp32", "phase": "fwd", "error": e} for e in (0.1, -0.3, 0.2)]
+    preds.append({"kind": "rnn", "dtype": "fp16", "phase": "fwd", "error": -0.5})
+    out = summary(preds)
+    assert [(g["dtype"], g["rows"]) for g in out] == [("fp16", 1), ("fp32", 3)]
+    assert out[1]["mape"] == pytest.approx(20.0) and out[1]["median_error"] == pytest.approx(10.0)
+    assert out[0]["mape"] == pytest.approx(50.0) and out[0]["median_error"] == pytest.approx(-50.0)
+
+
 def test_rows_of_other_gpus_are_not_used():
     assert predict_rows(read_kernel_csv(GEMM), load("P100-SXM2")) == ([], [])
 
@@ -128,5 +138,6 @@ def test_cli_json_shape():
     assert r.exit_code == 0, r.output
     out = json.loads(r.output)
     assert set(out["mape"]) == {"gemm", "rnn", "conv"}
+    assert {(g["kind"], g["phase"]) for g in out["by_phase"]} >= {("gemm", "fwd"), ("rnn", "bwd_weight")}
     assert len(out["unmodelled"]) == 4
     assert len(out["rows"]) == 20 + 7 * 3 + 11

@@ -3,7 +3,7 @@ import click
 from tabulate import tabulate
 
 from .. import hardware
-from ..kernels import mape, predict_rows, read_kernel_csv
+from ..kernels import mape, predict_rows, read_kernel_csv, summary
 from ..units import fmt_seconds
 from .options import to_json
 
@@ -12,7 +12,7 @@ from .options import to_json
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--hardware", "hw_name", required=True, help="profile name or path (rows of its GPU are used)")
 @click.option("--gpu", default=None, help="use rows of this gpu column value instead of the profile's family")
-@click.option("--json", "as_json", is_flag=True, help="print {rows, mape, unmodelled}")
+@click.option("--json", "as_json", is_flag=True, help="print {rows, mape, by_phase, unmodelled}")
 def kernels(files, hw_name, gpu, as_json):
     """Predict each kernel row of FILES (DeepBench gemm/rnn/conv layout) and report MAPE per kind."""
     hw = hardware.load(hw_name)
@@ -24,7 +24,8 @@ def kernels(files, hw_name, gpu, as_json):
     if not preds and not skipped:
         raise click.UsageError(f"no rows for GPU {gpu or hw.name!r} in {', '.join(files)}; use --gpu NAME")
     if as_json:
-        click.echo(to_json({"hardware": hw.name, "rows": preds, "mape": mape(preds), "unmodelled": skipped}))
+        click.echo(to_json({"hardware": hw.name, "rows": preds, "mape": mape(preds), "by_phase": summary(preds),
+                            "unmodelled": skipped}))
         return
     click.echo(tabulate([[p["kind"], p["dtype"], p["shape"], p["phase"], fmt_seconds(p["measured_s"]),
                           fmt_seconds(p["predicted_s"]), f"{100 * p['error']:+.1f}%"] for p in preds],
@@ -32,5 +33,8 @@ def kernels(files, hw_name, gpu, as_json):
                         disable_numparse=True))
     for s in skipped:
         click.echo(f"not modelled: {s['kind']} row {s['row']} {s['phase']}: {s['reason']}")
+    click.echo(tabulate([[g["kind"], g["dtype"], g["phase"], g["rows"], f"{g['mape']:.1f}%",
+                          f"{g['median_error']:+.1f}%"] for g in summary(preds)],
+                        headers=["kind", "dtype", "phase", "rows", "MAPE", "median error"], disable_numparse=True))
     for kind, v in mape(preds).items():
         click.echo(f"MAPE {kind}: {v:.1f}% over {sum(p['kind'] == kind for p in preds)} measurements on {hw.name}")
