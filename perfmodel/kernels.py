@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import csv
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from .cost.roofline import op_time
 from .errors import PerfmodelError
@@ -238,4 +237,4 @@ def summary(preds: list[dict]) -> list[dict]:
     for p in preds:
         groups.setdefault((p["kind"], p["dtype"], p["phase"]), []).append(p["error"])
     return [{"kind": k, "dtype": d, "phase": ph, "rows": len(v), "mape": 100 * sum(map(abs, v)) / len(v),
-             "median_error": 100 * float(np.median(v))} for (k, d, ph), v in sorted(groups.items())]
+             "median_error": 100 * statistics.median(v)} for (k, d, ph), v in sorted(groups.items())]

@@ -25,8 +25,6 @@ filters; they are not modelled, so those convs keep the implicit-GEMM time.)
 """
 from __future__ import annotations
 
-import numpy as np
-
 from ..ops import DTYPE_BYTES, Op, OpKind, conv_out_hw
 
 TILE = 4                 # output tile of F(4x4, 3x3)
@@ -55,13 +53,5 @@ def winograd_parts(op: Op):
     gemm = Op(OpKind.GEMM, op.path + "/winograd_gemm", {"m": a2 * m, "n": nn_, "k": kk, "trans_a": False,
                                                          "trans_b": False}, op.dtype, op.phase)
     nbytes = DTYPE_BYTES[op.dtype] * (n * c * d["h"] * d["w"] + a2 * tiles * c + k * c * FILTER * FILTER
-                               + a2 * k * c + a2 * tiles * k + n * k * p * q)
+                                      + a2 * k * c + a2 * tiles * k + n * k * p * q)
     return gemm, nbytes
-
-
-def winograd_time_s(op: Op, hw, gemm_time, memory_time):
-    """Seconds of the Winograd algorithm: its GEMM (FLOPs of the 36 small GEMMs) plus the transforms.
-
-    ``gemm_time(op)`` and ``memory_time(hw, bytes)`` are the roofline's own costing functions."""
-    gemm, nbytes = winograd_parts(op)
-    return np.asarray(gemm_time(gemm)) + np.asarray(memory_time(hw, nbytes))

@@ -25,7 +25,7 @@ import numpy as np
 from ..hardware import HardwareProfile
 from ..ops import Op, OpKind, conv_gemm_dims, rnn_components
 from . import tables
-from .conv_algos import winograd_applies, winograd_time_s
+from .conv_algos import winograd_applies, winograd_parts
 from .waves import gemm_wave_efficiency
 
 BOUNDS = ("compute", "memory", "overhead")
@@ -114,7 +114,8 @@ def _compute_time(op: Op, hw: HardwareProfile):
                 eff = eff * gemm_wave_efficiency(hw, m, n, 1, k)
         implicit = flops / (hw.peak_flops(op.dtype) * eff)
         if hw.kind == "gpu" and winograd_applies(d):  # the library keeps the faster algorithm
-            return np.minimum(implicit, winograd_time_s(op, hw, lambda g: _compute_time(g, hw), memory_time))
+            gemm, transform_bytes = winograd_parts(op)
+            return np.minimum(implicit, _compute_time(gemm, hw) + memory_time(hw, transform_bytes))
         return implicit
     # pointwise work runs on the vector units at the fp32 rate
     return flops / (hw.peak_flops("fp32") * hw.efficiency["gemm_max"])
