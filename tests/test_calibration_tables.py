@@ -136,14 +136,28 @@ def test_gemm_layouts_kept_apart_and_dispatch_subtracted():
 
 
 def test_gpu_keeps_wave_quantization():
-    """Table stores eff / wave_eff; a query multiplies the smooth residual back by wave_eff."""
+    """Table stores eff / wave_eff; a query multiplies the smooth residual back by wave_eff,
+    split-K included (the same wave model as the datasheet path)."""
     hw0 = hardware.load(hardware.DEFAULT_GPU)
     peak = hw0.peak_flops("fp16")
-    pts = gemm_points(peak, lambda m, n, k: 0.8 * gemm_wave_efficiency(hw0, m, n, 1), dtype="fp16")
+    pts = gemm_points(peak, lambda m, n, k: 0.8 * gemm_wave_efficiency(hw0, m, n, 1, k), dtype="fp16")
     hw = with_cal({"gemm": pts}, kind="gpu")
     m = np.array([1000, 1100, 1500, 2000])  # tile edges differ at every m
     got = tables.gemm_efficiency(hw, "fp16", m, 1536, 1024)
-    np.testing.assert_allclose(got, 0.8 * gemm_wave_efficiency(hw0, m, 1536, 1), rtol=1e-6)
+    np.testing.assert_allclose(got, 0.8 * gemm_wave_efficiency(hw0, m, 1536, 1, 1024), rtol=1e-6)
+
+
+def test_gpu_table_splits_k_of_a_skinny_gemm():
+    """256 x 256 output = 4 tiles of 128 x 128 on an H100 (132 SMs): without split-K 4 of 132
+    slots work; K = 8192 splits each tile min(132 // 4, 8192 // 256) = 32 ways -> 128 CTAs."""
+    hw0 = hardware.load(hardware.DEFAULT_GPU)
+    assert (hw0.sm_count, hw0.gemm_tile["m"], hw0.gemm_tile["n"], hw0.gemm_tile["ctas_per_sm"]) == (132, 128, 128, 1)
+    assert gemm_wave_efficiency(hw0, 256, 256, 1, 8192) == pytest.approx(128 / 132)
+    assert gemm_wave_efficiency(hw0, 256, 256, 1) == pytest.approx(4 / 132)
+    peak = hw0.peak_flops("fp16")
+    pts = gemm_points(peak, lambda m, n, k: 0.8 * gemm_wave_efficiency(hw0, m, n, 1, k), dtype="fp16")
+    hw = with_cal({"gemm": pts}, kind="gpu")
+    assert tables.gemm_efficiency(hw, "fp16", 256, 256, 8192) == pytest.approx(0.8 * 128 / 132, rel=1e-3)
 
 
 def test_roofline_reproduces_a_measured_gemm_and_uses_backward_layouts():

@@ -367,7 +367,8 @@ class _Tables:
         t = np.array([p["time_s"] for p in pts], dtype=float)
         eff = 2 * m * n * k * b / (hw.peak_flops(dtype) * _pure_time(hw, t))
         if hw.kind == "gpu":
-            eff = eff / gemm_wave_efficiency(hw, m.astype(np.int64), n.astype(np.int64), b.astype(np.int64))
+            eff = eff / gemm_wave_efficiency(hw, m.astype(np.int64), n.astype(np.int64), b.astype(np.int64),
+                                              k.astype(np.int64))
         has_batch = bool((b > 1).any())
         coords = np.stack([m, n, k, b] if has_batch else [m, n, k], axis=1)
         return LogInterpolator(coords, eff), has_batch
@@ -455,7 +456,7 @@ class _Tables:
             flops = 2 * mm * nn_ * kk
             eff = flops / (hw.peak_flops(p.get("dtype", "fp32")) * float(_pure_time(hw, p[col])))
             if hw.kind == "gpu":
-                eff = eff / float(gemm_wave_efficiency(hw, mm, nn_, 1))
+                eff = eff / float(gemm_wave_efficiency(hw, mm, nn_, 1, kk))
             coords.append((mm, nn_, kk))
             effs.append(eff)
             by_geometry.setdefault(conv_geometry(p), []).append((mm, eff))
@@ -517,7 +518,7 @@ def gemm_efficiency(hw, dtype, m, n, k, batch=1, trans_b=False, trans_a=False):
     interp, has_batch = found
     eff = interp(m, n, k, batch) if has_batch else interp(m, n, k)
     if hw.kind == "gpu":
-        eff = eff * gemm_wave_efficiency(hw, m, n, batch)
+        eff = eff * gemm_wave_efficiency(hw, m, n, batch, k)
     return eff
 
 
@@ -605,5 +606,5 @@ def conv_time_s(hw, op):
     else:
         eff = interp(mm, nn_, kk)
     if hw.kind == "gpu":
-        eff = eff * gemm_wave_efficiency(hw, mm, nn_, 1)
+        eff = eff * gemm_wave_efficiency(hw, mm, nn_, 1, kk)
     return 2 * mm * nn_ * kk / (hw.peak_flops(op.dtype) * eff)
