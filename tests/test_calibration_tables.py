@@ -121,6 +121,14 @@ def test_gemm_clamps_outside_measured_box():
                                                                                              rel=1e-6)
 
 
+def test_two_points_along_one_axis_interpolate_in_log_space():
+    """Two measured convs that differ only in batch: efficiency 0.1 at M = 100, 0.2 at M = 200.
+    At M = 141.42 (halfway in log2) log-linear gives exp((ln 0.1 + ln 0.2) / 2) = 0.1414; beyond
+    the ends the edge value is kept.  (This layout used to stop scipy's nearest-neighbour fit.)"""
+    f = tables.LogInterpolator([(100, 32, 9), (200, 32, 9)], [0.1, 0.2])
+    np.testing.assert_allclose(f([50, 141.42, 200, 400], 32, 9), [0.1, 0.14142, 0.2, 0.2], rtol=1e-4)
+
+
 def test_gemm_layouts_kept_apart_and_dispatch_subtracted():
     hw0 = hardware.load(hardware.DEFAULT_CPU)
     peak = hw0.peak_flops("fp32")
@@ -283,51 +291,82 @@ def test_rnn_per_call_cost_from_two_lengths():
     assert roofline.op_time(op, hw).time_s == pytest.approx(f_call + i_f + r * r_f, rel=1e-3)
 
 
-def test_conv_efficiency_over_implicit_gemm_shape():
-    hw0 = hardware.load(hardware.DEFAULT_CPU)
-    peak = hw0.peak_flops("fp32")
-    pts = []
-    for n in (1, 4):
-        for c, k in ((16, 16), (32, 64), (64, 128)):
-            d = {"dtype": "fp32", "n": n, "c": c, "h": 16, "w": 16, "k": k, "r": 3, "s": 3, "stride_h": 1,
-                 "stride_w": 1, "pad_h": 1, "pad_w": 1}
-            mm, nn_, kk = tables.conv_gemm_shape(d)
-            t = 2 * mm * nn_ * kk / (peak * 0.4)
-            pts.append({**d, "fwd_s": t, "bwd_data_s": 2 * t})
+def _conv(n=2, c=32, h=16, w=16, k=32, r=3, s=3, stride=1, pad=1, phase="fwd"):
+    return Op(OpKind.CONV2D, "c", {"n": n, "c": c, "h": h, "w": w, "k": k, "r": r, "s": s, "stride_h": stride,
+                                   "stride_w": stride, "pad_h": pad, "pad_w": pad}, phase=phase)
+
+
+CPU0 = hardware.load(hardware.DEFAULT_CPU)
+
+
+def _point(op, **ratios):
+    """A measured conv whose phases took ``ratio`` x the analytic (uncalibrated) compute time."""
+    times = {f"{ph}_s": r * roofline.conv_compute_s(Op(op.kind, op.path, op.dims, op.dtype, ph), CPU0)
+             for ph, r in ratios.items()}
+    return {"dtype": "fp32", **op.dims, **times}
+
+
+def _fwd_point(op, ratio):
+    return _point(op, fwd=ratio)
+
+
+def test_conv_table_scales_the_analytic_time_by_the_measured_ratio():
+    """Every measured conv ran 1.5x (fwd) and 3x (bwd_data) the analytic time: a conv never measured
+    gets the same ratios; bwd_weight, never measured, borrows the forward ratio."""
+    pts = [_point(_conv(n=n, c=c, k=k), fwd=1.5, bwd_data=3.0)
+           for n in (1, 4) for c, k in ((16, 16), (32, 64), (64, 128))]
     hw = with_cal({"conv": pts})
-    dims = {"n": 2, "c": 32, "h": 16, "w": 16, "k": 32, "r": 3, "s": 3, "stride_h": 1, "stride_w": 1,
-            "pad_h": 1, "pad_w": 1}
-    flops = Op(OpKind.CONV2D, "c", dims).flops
-    assert tables.conv_time_s(hw, Op(OpKind.CONV2D, "c", dims)) == pytest.approx(flops / (peak * 0.4), rel=1e-6)
-    assert tables.conv_time_s(hw, Op(OpKind.CONV2D, "c", dims, phase="bwd_data")) == pytest.approx(
-        flops / (peak * 0.2), rel=1e-6)
-    # weight gradient not measured: the forward table stands in
-    assert tables.conv_time_s(hw, Op(OpKind.CONV2D, "c", dims, phase="bwd_weight")) == pytest.approx(
-        flops / (peak * 0.4), rel=1e-6)
+    for phase, ratio in (("fwd", 1.5), ("bwd_data", 3.0), ("bwd_weight", 1.5)):
+        op = _conv(n=2, c=32, k=32, phase=phase)
+        assert roofline.op_time(op, hw).compute_s == pytest.approx(ratio * roofline.conv_compute_s(op, CPU0),
+                                                                   rel=1e-6)
 
 
-def test_conv_measured_geometry_keeps_its_efficiency_at_another_batch():
-    """DS2's second conv measured at batch 2 (efficiency 0.3); ResNet-like convs at 0.6.  At batch 8
-    the same conv has 4x the output rows, beyond the measured box in M: it keeps its own 0.3, where
-    the interpolator, clamped to the box, would mix in the other convs."""
-    hw0 = hardware.load(hardware.DEFAULT_CPU)
-    peak = hw0.peak_flops("fp32")
-
-    def point(d, eff):
-        mm, nn_, kk = tables.conv_gemm_shape(d)
-        return {"dtype": "fp32", **d, "fwd_s": 2 * mm * nn_ * kk / (peak * eff)}
-    ds2 = {"n": 2, "c": 32, "h": 81, "w": 50, "k": 32, "r": 21, "s": 11, "stride_h": 2, "stride_w": 1,
-           "pad_h": 10, "pad_w": 5}
-    pts = [point(ds2, 0.3)] + [point({"n": 2, "c": c, "h": 28, "w": 28, "k": c, "r": 3, "s": 3, "stride_h": 1,
-                                      "stride_w": 1, "pad_h": 1, "pad_w": 1}, 0.6) for c in (32, 64, 128, 256)]
+def test_conv_measured_geometry_keeps_its_ratio_at_another_batch():
+    """DS2's second conv measured at batch 2 (3x the analytic time), the same filter with 64 input
+    channels at batch 8 and width 100 (1x).  At batch 8 and width 100 DS2's conv has 8x the output
+    rows: the nearest point of its class in log (M, N, K) is the 64-channel one (1 step in K against
+    3 in M), yet the conv keeps its own measured 3x."""
+    ds2 = dict(c=32, h=81, k=32, r=21, s=11)
+    pts = [_fwd_point(_conv(n=2, w=50, **ds2, stride=1, pad=5), 3.0),
+           _fwd_point(_conv(n=8, w=100, **{**ds2, "c": 64}, stride=1, pad=5), 1.0)]
     hw = with_cal({"conv": pts})
-    big = Op(OpKind.CONV2D, "c", {**ds2, "n": 8, "w": 100})
-    assert tables.conv_time_s(hw, big) == pytest.approx(big.flops / (peak * 0.3), rel=1e-6)
-    # 8 images x 2 widths = 8x the output rows of the measured point: exactly 8x its time
-    assert tables.conv_time_s(hw, big) == pytest.approx(8 * pts[0]["fwd_s"], rel=1e-6)
-    # a geometry never measured still goes through the interpolator
-    other = Op(OpKind.CONV2D, "c", {**ds2, "c": 16})
-    assert tables.conv_time_s(hw, other) != pytest.approx(other.flops / (peak * 0.3), rel=1e-3)
+    big = _conv(n=8, w=100, **ds2, stride=1, pad=5)
+    assert roofline.op_time(big, hw).compute_s == pytest.approx(3.0 * roofline.conv_compute_s(big, CPU0), rel=1e-6)
+    # a conv of the class that is neither: the nearest point of the class
+    assert tables.conv_ratio(hw, _conv(n=8, w=100, **{**ds2, "c": 48}, stride=1, pad=5)) == 1.0
+
+
+def test_conv_ratio_interpolated_within_the_filter_class():
+    """1x1 convs measured at 2x the analytic time, 3x3 at 0.5x (Winograd-like), 5 of each; one strided
+    1x1 at 6x (as ResNet's downsample convs on a CPU).  An unmeasured 1x1 gets 2x, an unmeasured 3x3
+    0.5x, an unmeasured strided 1x1 its class's one point, 6x; a 5x5 conv, a class with no points,
+    the interpolator over all eleven."""
+    pts = [_fwd_point(_conv(c=c, k=2 * c, r=1, s=1, pad=0), 2.0) for c in (16, 32, 64, 128, 256)]
+    pts += [_fwd_point(_conv(c=c, k=c, h=8 + c // 16, w=8 + c // 16), 0.5) for c in (16, 32, 64, 128, 256)]
+    pts += [_fwd_point(_conv(c=32, k=64, r=1, s=1, pad=0, stride=2), 6.0)]
+    hw = with_cal({"conv": pts})
+    assert tables.conv_ratio(hw, _conv(c=48, k=96, r=1, s=1, pad=0)) == pytest.approx(2.0, rel=1e-6)
+    assert tables.conv_ratio(hw, _conv(c=48, k=48, h=11, w=11)) == pytest.approx(0.5, rel=1e-6)
+    assert tables.conv_ratio(hw, _conv(n=32, c=128, h=56, w=56, k=256, r=1, s=1, pad=0, stride=2)) == 6.0
+    five = _conv(c=48, k=48, r=5, s=5, pad=2)
+    every = tables.LogInterpolator([tables.conv_gemm_shape(p) for p in pts], [2.0] * 5 + [0.5] * 5 + [6.0])
+    assert tables.conv_ratio(hw, five) == pytest.approx(every(*tables.conv_gemm_shape(five.dims)), rel=1e-9)
+
+
+def test_conv_ratio_vectorized_over_widths():
+    """Sweeps pass array dims: element-wise the same as scalar lookups, measured geometries included."""
+    pts = [_fwd_point(_conv(c=c, k=c), 1.0 + c / 100) for c in (16, 32, 64, 128, 256)]
+    hw = with_cal({"conv": pts})
+    cs = np.array([24, 32, 100, 256])
+    op = _conv(c=cs, k=cs)
+    got = tables.conv_ratio(hw, op)
+    want = [tables.conv_ratio(hw, _conv(c=int(c), k=int(c))) for c in cs]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    assert got[1] == pytest.approx(1.32) and got[3] == pytest.approx(3.56)  # measured: their own ratios
+    widths = np.array([16, 32, 64])
+    pred = predict_arrays("resnet", widths, hw)  # used to stop on an array in the geometry lookup
+    assert np.all(np.isfinite(pred["time_per_step_s"]))
 
 
 def test_tables_cached_per_profile():

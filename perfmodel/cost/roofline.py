@@ -12,8 +12,9 @@ Per op execution::
 ``efficiency`` comes from the profile: a calibrated table when the profile
 has one (``perfmodel.cost.tables``), otherwise the datasheet fraction
 ``efficiency.gemm_max`` times the GPU wave-quantization factor
-(``perfmodel.cost.waves``).  A GPU conv with no measured conv table takes the
-faster of the implicit GEMM and Winograd (``perfmodel.cost.conv_algos``).
+(``perfmodel.cost.waves``).  A GPU conv takes the faster of the implicit GEMM
+and Winograd (``perfmodel.cost.conv_algos``); measured convs in the profile
+scale that analytic time by their measured / analytic ratio.
 Every function accepts scalar or array dims.
 """
 from __future__ import annotations
@@ -102,23 +103,28 @@ def _compute_time(op: Op, hw: HardwareProfile):
         eff = gemm_efficiency(hw, op.dtype, m, n, k, d.get("batch", 1), trans_b, trans_a)
         return flops / (hw.peak_flops(op.dtype) * eff)
     if op.kind == OpKind.CONV2D:
-        cal = tables.conv_time_s(hw, op)
-        if cal is not None:
-            return cal
-        m, n, k = conv_gemm_dims(op)
-        # implicit GEMM view: a measured GEMM table applies; else the datasheet conv fraction
-        eff = tables.gemm_efficiency(hw, op.dtype, m, n, k, 1, False)
-        if eff is None:
-            eff = hw.efficiency["conv_max"]
-            if hw.kind == "gpu":
-                eff = eff * gemm_wave_efficiency(hw, m, n, 1, k)
-        implicit = flops / (hw.peak_flops(op.dtype) * eff)
-        if hw.kind == "gpu" and winograd_applies(d):  # the library keeps the faster algorithm
-            gemm, transform_bytes = winograd_parts(op)
-            return np.minimum(implicit, _compute_time(gemm, hw) + memory_time(hw, transform_bytes))
-        return implicit
+        analytic = conv_compute_s(op, hw)
+        ratio = tables.conv_ratio(hw, op)  # measured / analytic, when the profile measured convs
+        return analytic if ratio is None else analytic * ratio
     # pointwise work runs on the vector units at the fp32 rate
     return flops / (hw.peak_flops("fp32") * hw.efficiency["gemm_max"])
+
+
+def conv_compute_s(op: Op, hw: HardwareProfile):
+    """Analytic compute seconds of a conv2d phase: its implicit GEMM at the GEMM table's (else the
+    datasheet conv) efficiency; on a GPU the faster of that and Winograd, as the library's
+    algorithm search picks."""
+    m, n, k = conv_gemm_dims(op)
+    eff = tables.gemm_efficiency(hw, op.dtype, m, n, k, 1, False)
+    if eff is None:
+        eff = hw.efficiency["conv_max"]
+        if hw.kind == "gpu":
+            eff = eff * gemm_wave_efficiency(hw, m, n, 1, k)
+    implicit = op.flops / (hw.peak_flops(op.dtype) * eff)
+    if hw.kind == "gpu" and winograd_applies(op.dims):
+        gemm, transform_bytes = winograd_parts(op)
+        return np.minimum(implicit, _compute_time(gemm, hw) + memory_time(hw, transform_bytes))
+    return implicit
 
 
 def op_time(op: Op, hw: HardwareProfile) -> OpTime:

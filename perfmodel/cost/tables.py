@@ -272,6 +272,9 @@ class LogInterpolator:
     def _fit(xs, y):
         from scipy.interpolate import NearestNDInterpolator, RBFInterpolator
         d = xs.shape[1]
+        if d == 1 and len(y) < d + 2:  # two points on one axis: the line through them, flat beyond
+            order = np.argsort(xs[:, 0])
+            return lambda g: np.interp(g[:, 0], xs[order, 0], y[order])
         if len(y) < d + 2:  # too few points for a spline with a linear trend
             return NearestNDInterpolator(xs, y)
         try:
@@ -444,31 +447,54 @@ class _Tables:
         if key not in self._conv:
             col = {"fwd": "fwd_s", "bwd_data": "bwd_data_s", "bwd_weight": "bwd_weight_s"}[phase]
             pts = [p for p in self.cal.get("conv", []) if p.get("dtype", "fp32") == dtype and p.get(col)]
-            self._conv[key] = self._build_conv(pts, col) if pts else None
+            self._conv[key] = self._build_conv(pts, col, phase) if pts else None
         return self._conv[key]
 
-    def _build_conv(self, pts, col):
-        """(interpolator over the implicit-GEMM shape, {geometry: [(M, efficiency), ...]})."""
+    def _build_conv(self, pts, col, phase):
+        """Ratios measured / analytic conv time, as (interpolators over the implicit-GEMM shape,
+        {geometry: (M array, ratio array)}).
+
+        The analytic time is ``roofline.conv_compute_s`` (implicit GEMM from the GEMM table or the
+        datasheet; on GPU the faster of that and Winograd), so the ratio is the smooth residual the
+        analytic model misses.  Interpolators are keyed by filter class (``CONV_FILTER_CLASS``;
+        nearest point when a class has fewer than its spline needs), plus ``None`` over every point
+        for classes never measured: the library picks its algorithm by filter class, so a 3x3 conv
+        says little about a strided 1x1 conv (5-9x the analytic time on the CPU this was written on,
+        where 3x3 convs ran at 0.8-1.6x).
+        """
+        from .roofline import conv_compute_s  # the analytic model the ratio is taken against
         hw = self.hw
-        coords, effs, by_geometry = [], [], {}
+        coords, ratios, by_geometry, by_class = [], [], {}, {}
         for p in pts:
-            mm, nn_, kk = conv_gemm_shape(p)
-            flops = 2 * mm * nn_ * kk
-            eff = flops / (hw.peak_flops(p.get("dtype", "fp32")) * float(_pure_time(hw, p[col])))
-            if hw.kind == "gpu":
-                eff = eff / float(gemm_wave_efficiency(hw, mm, nn_, 1, kk))
-            coords.append((mm, nn_, kk))
-            effs.append(eff)
-            by_geometry.setdefault(conv_geometry(p), []).append((mm, eff))
-        return LogInterpolator(coords, effs), by_geometry
+            dims = {k: int(p[k]) for k in CONV_DIMS}
+            op = Op(OpKind.CONV2D, "calibration", dims, p.get("dtype", "fp32"), phase)
+            ratio = float(_pure_time(hw, p[col])) / float(conv_compute_s(op, hw))
+            mm = conv_gemm_shape(dims)
+            coords.append(mm)
+            ratios.append(ratio)
+            by_geometry.setdefault(conv_geometry(dims), []).append((mm[0], ratio))
+            by_class.setdefault(conv_filter_class(dims), []).append(len(ratios) - 1)
+        interps = {cls: LogInterpolator([coords[i] for i in idx], [ratios[i] for i in idx])
+                   for cls, idx in by_class.items()}
+        interps[None] = LogInterpolator(coords, ratios)
+        geoms = {g: (np.array([m for m, _ in v], dtype=float), np.array([r for _, r in v]))
+                 for g, v in by_geometry.items()}
+        return interps, geoms
 
 
 #: what fixes a conv's kernel and data layout; batch ``n`` and width ``w`` only add output rows
 CONV_GEOMETRY = ("c", "h", "k", "r", "s", "stride_h", "stride_w", "pad_h", "pad_w")
+#: what picks a conv's algorithm family: filter size and stride
+CONV_FILTER_CLASS = ("r", "s", "stride_h", "stride_w")
+CONV_DIMS = ("n", "w") + CONV_GEOMETRY
 
 
 def conv_geometry(d) -> tuple:
     return tuple(int(d[k]) for k in CONV_GEOMETRY)
+
+
+def conv_filter_class(d) -> tuple:
+    return tuple(int(d[k]) for k in CONV_FILTER_CLASS)
 
 
 def conv_gemm_shape(d):
@@ -590,21 +616,33 @@ def rnn_time_s(hw, op, split=None):
     return input_s + recurrent_s * ratio(h, b) + f_call
 
 
-def conv_time_s(hw, op):
-    """Seconds of work (dispatch excluded) of one conv2d phase; None if no conv was measured."""
+def conv_ratio(hw, op):
+    """Measured / analytic time of a conv2d phase (arrays broadcast); None if no conv was measured.
+
+    A conv measured at its own geometry (another batch or width) takes that geometry's ratio,
+    nearest in log M; any other takes the interpolated ratio of its filter class, else of all
+    measured convs.  A phase with no measurements borrows the forward ratios.
+    """
     t = _tables(hw)
     if t is None or not t.cal.get("conv"):
         return None
     table = t.conv(op.dtype, op.phase) or t.conv(op.dtype, "fwd")
     if table is None:
         return None
-    interp, by_geometry = table
-    mm, nn_, kk = conv_gemm_shape(op.dims)
-    same = by_geometry.get(conv_geometry(op.dims))
-    if same:  # this very conv was measured, at another batch or width: its efficiency, nearest in log M
-        eff = min(same, key=lambda p: abs(np.log(p[0] / mm)))[1]
-    else:
-        eff = interp(mm, nn_, kk)
-    if hw.kind == "gpu":
-        eff = eff * gemm_wave_efficiency(hw, mm, nn_, 1, kk)
-    return 2 * mm * nn_ * kk / (hw.peak_flops(op.dtype) * eff)
+    interps, geoms = table
+    d = op.dims
+    arrs = dict(zip(CONV_DIMS, np.broadcast_arrays(*[np.asarray(d[k]) for k in CONV_DIMS])))
+    mm, nn_, kk = conv_gemm_shape(arrs)
+    classes = np.stack([arrs[k] for k in CONV_FILTER_CLASS], axis=-1).reshape(-1, len(CONV_FILTER_CLASS))
+    ratio = np.empty(classes.shape[0])
+    for cls in {tuple(int(v) for v in row) for row in classes}:
+        sel = np.all(classes == cls, axis=1)
+        ratio[sel] = interps.get(cls, interps[None])(mm.ravel()[sel], nn_.ravel()[sel], kk.ravel()[sel])
+    geometry = np.stack([arrs[k] for k in CONV_GEOMETRY], axis=-1).reshape(-1, len(CONV_GEOMETRY))
+    for g, (ms, rs) in geoms.items():
+        sel = np.all(geometry == g, axis=1)
+        if sel.any():  # this very conv was measured: its ratio at the nearest M
+            near = np.abs(np.log(mm.ravel()[sel][:, None] / ms[None, :])).argmin(axis=1)
+            ratio[sel] = rs[near]
+    ratio = ratio.reshape(mm.shape)
+    return ratio if ratio.ndim else float(ratio)
