@@ -95,7 +95,9 @@ FULL_CPU = replace(FULL, name="full-cpu", max_gemm_flops=4e9, max_wide_flops=1e1
                    rnn_batch=(4, 8, 16, 32, 64), rnn_hidden=(64, 128, 256, 512, 1024), rnn_steps=(4, 16, 48),
                    rnn_cells=("lstm", "gru"), memory_bytes=tuple(4 * 2 ** i for i in range(6, 27)),
                    conv_models=(("speech", 64, {"batch": 2, "seq_len": 100}),
-                                ("resnet", 32, {"batch": 2, "image_size": 112})),
+                                ("speech", 64, {"batch": 8, "seq_len": 100}),
+                                ("resnet", 32, {"batch": 2, "image_size": 112}),
+                                ("resnet", 32, {"batch": 16, "image_size": 112})),
                    conv_max_flops=2e10)
 PLANS = {"quick": QUICK, "full": FULL, "full-cpu": FULL_CPU}
 

@@ -337,6 +337,16 @@ def test_conv_measured_geometry_keeps_its_ratio_at_another_batch():
     assert tables.conv_ratio(hw, _conv(n=8, w=100, **{**ds2, "c": 48}, stride=1, pad=5)) == 1.0
 
 
+def test_conv_geometry_measured_at_two_batches_interpolates_in_log_m():
+    """A 3x3 conv measured at batch 2 (ratio 1.0) and batch 32 (ratio 0.5: the library runs large
+    batches better than the GEMM table's edge says).  Batch 8 is halfway in log M (log2 16 = 4
+    doublings, 8 / 2 = 2 of them): ratio exp((ln 1 + ln 0.5) / 2) = 0.7071.  Batch 64 keeps 0.5."""
+    pts = [_fwd_point(_conv(n=2, c=64, k=64, h=28, w=28), 1.0), _fwd_point(_conv(n=32, c=64, k=64, h=28, w=28), 0.5)]
+    hw = with_cal({"conv": pts})
+    assert tables.conv_ratio(hw, _conv(n=8, c=64, k=64, h=28, w=28)) == pytest.approx(0.5 ** 0.5, rel=1e-9)
+    assert tables.conv_ratio(hw, _conv(n=64, c=64, k=64, h=28, w=28)) == pytest.approx(0.5, rel=1e-9)
+
+
 def test_conv_ratio_interpolated_within_the_filter_class():
     """1x1 convs measured at 2x the analytic time, 3x3 at 0.5x (Winograd-like), 5 of each; one strided
     1x1 at 6x (as ResNet's downsample convs on a CPU).  An unmeasured 1x1 gets 2x, an unmeasured 3x3

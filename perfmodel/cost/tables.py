@@ -34,9 +34,9 @@ Conventions
 * GEMM: efficiency = FLOPs / (peak[dtype] * pure time), interpolated as
   ``log(eff)`` over ``(log2 m, log2 n, log2 k)`` (plus ``log2 batch`` for
   batched GEMMs), separately per dtype and operand layout when measured.  On
-  GPU the table stores ``eff / wave_eff(m, n, batch)`` (``cost.waves``) and a
-  query multiplies the smooth residual by the wave factor at the query shape,
-  so tile and wave quantization stay exact.
+  GPU the table stores ``eff / wave_eff(m, n, batch, k)`` (``cost.waves``,
+  split-K included) and a query multiplies the smooth residual by the wave
+  factor at the query shape, so tile and wave quantization stay exact.
 * Memory: ``log(pure time)`` vs ``log(bytes)``, piecewise linear per op; beyond
   the measured range the bandwidth of the nearest end is kept.
 * RNN (fused ``nn.LSTM``/``nn.GRU`` layer): layer time is
@@ -62,13 +62,18 @@ Conventions
   kernel.  (Smaller outputs that glibc happens to serve from fresh pages are
   not modelled, see ``calibrate.allocation``.)  The GEMM/memory/conv points
   are timed into preallocated outputs, so nothing is counted twice.
-* Conv2d: efficiency per phase over the implicit-GEMM shape
-  ``(M = n*p*q, N = k, K = c*r*s)``, like GEMMs; an unmeasured backward phase
-  uses the forward table.  A conv whose geometry (channels, height, filter,
-  stride, padding) was measured at another batch or width takes that point's
-  efficiency (nearest in log M): more images or frames add output rows to the
-  same kernel, whereas the interpolator, clamped to the measured box, would
-  borrow a different conv's efficiency.
+* Conv2d: per phase, the ratio of the measured (pure) time to the analytic
+  compute time ``roofline.conv_compute_s`` -- implicit GEMM from the GEMM table
+  (or the datasheet), on GPU the faster of that and Winograd -- interpolated
+  as ``log(ratio)`` over the implicit-GEMM shape ``(M = n*p*q, N = k,
+  K = c*r*s)`` within the conv's filter class (filter size and stride: the
+  library picks its algorithm by them), over all points for a class never
+  measured; an unmeasured backward phase uses the forward ratios.  A conv
+  whose geometry (channels, height, filter, stride, padding) was measured at
+  other batches or widths takes its own ratios (piecewise linear in log M,
+  the end values beyond): more images or frames add output rows to the same
+  kernel, whereas the interpolator, clamped to the measured box, would borrow
+  a different conv's.
 """
 from __future__ import annotations
 
@@ -477,8 +482,10 @@ class _Tables:
         interps = {cls: LogInterpolator([coords[i] for i in idx], [ratios[i] for i in idx])
                    for cls, idx in by_class.items()}
         interps[None] = LogInterpolator(coords, ratios)
-        geoms = {g: (np.array([m for m, _ in v], dtype=float), np.array([r for _, r in v]))
-                 for g, v in by_geometry.items()}
+        geoms = {}
+        for g, v in by_geometry.items():
+            v = sorted(v)
+            geoms[g] = (np.log([m for m, _ in v]), np.log([r for _, r in v]))
         return interps, geoms
 
 
@@ -619,9 +626,10 @@ def rnn_time_s(hw, op, split=None):
 def conv_ratio(hw, op):
     """Measured / analytic time of a conv2d phase (arrays broadcast); None if no conv was measured.
 
-    A conv measured at its own geometry (another batch or width) takes that geometry's ratio,
-    nearest in log M; any other takes the interpolated ratio of its filter class, else of all
-    measured convs.  A phase with no measurements borrows the forward ratios.
+    A conv measured at its own geometry (another batch or width) takes that geometry's ratios,
+    piecewise linear in log M between the measured batches and the nearest one beyond them; any
+    other takes the interpolated ratio of its filter class, else of all measured convs.  A phase
+    with no measurements borrows the forward ratios.
     """
     t = _tables(hw)
     if t is None or not t.cal.get("conv"):
@@ -639,10 +647,9 @@ def conv_ratio(hw, op):
         sel = np.all(classes == cls, axis=1)
         ratio[sel] = interps.get(cls, interps[None])(mm.ravel()[sel], nn_.ravel()[sel], kk.ravel()[sel])
     geometry = np.stack([arrs[k] for k in CONV_GEOMETRY], axis=-1).reshape(-1, len(CONV_GEOMETRY))
-    for g, (ms, rs) in geoms.items():
+    for g, (log_m, log_r) in geoms.items():
         sel = np.all(geometry == g, axis=1)
-        if sel.any():  # this very conv was measured: its ratio at the nearest M
-            near = np.abs(np.log(mm.ravel()[sel][:, None] / ms[None, :])).argmin(axis=1)
-            ratio[sel] = rs[near]
+        if sel.any():  # this very conv was measured: its own ratios, piecewise linear in log M
+            ratio[sel] = np.exp(np.interp(np.log(mm.ravel()[sel]), log_m, log_r))
     ratio = ratio.reshape(mm.shape)
     return ratio if ratio.ndim else float(ratio)
