@@ -496,6 +496,9 @@ CONV_FILTER_CLASS = ("r", "s", "stride_h", "stride_w")
 CONV_DIMS = ("n", "w") + CONV_GEOMETRY
 
 
+_GEOMETRY_HASH = np.array([pow(1_000_003, i, 2**61 - 1) for i in range(len(CONV_GEOMETRY))], dtype=np.int64)
+
+
 def conv_geometry(d) -> tuple:
     return tuple(int(d[k]) for k in CONV_GEOMETRY)
 
@@ -643,12 +646,17 @@ def conv_ratio(hw, op):
     mm, nn_, kk = conv_gemm_shape(arrs)
     classes = np.stack([arrs[k] for k in CONV_FILTER_CLASS], axis=-1).reshape(-1, len(CONV_FILTER_CLASS))
     ratio = np.empty(classes.shape[0])
-    for cls in {tuple(int(v) for v in row) for row in classes}:
+    # a sweep varies widths and batches; the filter class is almost always one row
+    for cls in classes[:1] if (classes == classes[0]).all() else np.unique(classes, axis=0):
         sel = np.all(classes == cls, axis=1)
-        ratio[sel] = interps.get(cls, interps[None])(mm.ravel()[sel], nn_.ravel()[sel], kk.ravel()[sel])
+        interp = interps.get(tuple(int(v) for v in cls), interps[None])
+        ratio[sel] = interp(mm.ravel()[sel], nn_.ravel()[sel], kk.ravel()[sel])
     geometry = np.stack([arrs[k] for k in CONV_GEOMETRY], axis=-1).reshape(-1, len(CONV_GEOMETRY))
+    key = geometry.astype(np.int64) @ _GEOMETRY_HASH  # one integer per row: a cheap first test
     for g, (log_m, log_r) in geoms.items():
-        sel = np.all(geometry == g, axis=1)
+        sel = key == np.asarray(g, dtype=np.int64) @ _GEOMETRY_HASH
+        if sel.any():
+            sel[sel] = np.all(geometry[sel] == g, axis=1)
         if sel.any():  # this very conv was measured: its own ratios, piecewise linear in log M
             ratio[sel] = np.exp(np.interp(np.log(mm.ravel()[sel]), log_m, log_r))
     ratio = ratio.reshape(mm.shape)
