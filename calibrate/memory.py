@@ -1,4 +1,5 @@
-"""Memory bandwidth vs bytes: copy, elementwise, reduction kernels.
+"""Memory bandwidth vs bytes: copy, elementwise, reduction kernels (and, from
+:mod:`calibrate.layers`, batch norm and max pooling).
 
 * ``copy``:        ``dst.copy_(src)``                          bytes = 2 x size
 * ``elementwise``: ``c = a * b``                                bytes = 3 x size
@@ -9,6 +10,7 @@ their own by :mod:`calibrate.allocation`.
 """
 from __future__ import annotations
 
+from . import layers
 from .devices import Context
 from .tasks import Task
 from .timing import measure
@@ -40,5 +42,7 @@ def _point(ctx: Context, op: str, nbytes: int):
 
 
 def tasks(ctx: Context) -> list[Task]:
+    """Bandwidth curves of the generic kernels, then the curves of batch norm and max pooling
+    (:mod:`calibrate.layers`), which belong to the same ``memory`` section."""
     return [Task("memory", f"memory {op} {nb} B", lambda op=op, nb=nb: _point(ctx, op, nb))
-            for op in ctx.plan.memory_ops for nb in ctx.plan.memory_bytes]
+            for op in ctx.plan.memory_ops for nb in ctx.plan.memory_bytes] + layers.tasks(ctx)

@@ -33,6 +33,8 @@ class Plan:
     layouts: tuple = LAYOUTS
     memory_bytes: tuple = tuple(4 * 4 ** i for i in range(3, 13))  # 256 B .. 64 MiB
     memory_ops: tuple = ("copy", "elementwise", "reduction")
+    layer_ops: tuple = ("batchnorm", "maxpool")  # kernels timed as curves of their own (calibrate.layers)
+    layer_max_bytes: int = 64 * 2**20
     overhead_chain: int = 100
     rnn_cells: tuple = ("lstm",)
     rnn_hidden: tuple = (64, 128, 256, 512, 1024)
@@ -71,6 +73,7 @@ class Plan:
 
 
 QUICK = Plan("quick", warmup=1, repeats=4, min_block_s=5e-4, rnn_batch=(4, 32), rnn_hidden=(64, 256, 512, 1024),
+             layer_max_bytes=16 * 2**20,
              gemm_rnn_gates=(2, 4),
              gemm_bmm=((64, 64, 64, 64), (16, 64, 64, 64), (64, 128, 128, 64), (16, 128, 64, 128)),
              conv_models=(("speech", 64, {"batch": 2, "seq_len": 100}),

@@ -177,7 +177,8 @@ def test_tiny_calibration_is_a_loadable_profile(tiny_profile, home):
     layouts = {(p["trans_a"], p["trans_b"]) for p in cal["gemm"]}
     assert layouts == {(False, True), (False, False), (True, False)}
     assert any(p["batch"] > 1 for p in cal["gemm"])
-    assert {p["op"] for p in cal["memory"]} == {"copy", "elementwise", "reduction"}
+    assert {p["op"] for p in cal["memory"]} == {"copy", "elementwise", "reduction", "batchnorm", "batchnorm_bwd",
+                                                "maxpool", "maxpool_bwd"}
     assert all(p["bwd_s"] > 0 for p in cal["rnn"]) and cal["conv"]
     path = run.write_profile(tiny_profile, run.default_output("cpu"))
     assert path == home / "local-cpu.json"

@@ -55,10 +55,12 @@ class GraphBuilder:
         return self.op(OpKind.ELEMENTWISE, path, {"numel": numel, "n_in": n_in, "n_out": n_out,
                                                   "flops_per_elem": flops_per_elem}, repeat, kernels, saved)
 
-    def reduction(self, path, numel, flops_per_elem=5, n_in=1, n_out=1, repeat=1, kernels=1):
-        """Softmax, layer norm, sums: memory-bound passes over ``numel`` elements."""
+    def reduction(self, path, numel, flops_per_elem=5, n_in=1, n_out=1, repeat=1, kernels=1, curve=None):
+        """Softmax, layer norm, sums: memory-bound passes over ``numel`` elements.  ``curve`` names
+        a measured time-vs-bytes curve of this very kernel (``cost.tables``), used when calibrated."""
+        meta = {"curve": curve} if curve else {}
         return self.op(OpKind.REDUCTION, path, {"numel": numel, "n_in": n_in, "n_out": n_out,
-                                                "flops_per_elem": flops_per_elem}, repeat, kernels)
+                                                "flops_per_elem": flops_per_elem}, repeat, kernels, **meta)
 
     def embedding(self, path, tokens, vocab, dim):
         self.params(path, vocab * dim)
@@ -83,8 +85,18 @@ class GraphBuilder:
                                              "stride_h": stride[0], "stride_w": stride[1],
                                              "pad_h": pad[0], "pad_w": pad[1], "first_layer": first_layer})
 
-    def norm(self, path, numel, channels, affine=True, kernels=1):
+    def norm(self, path, numel, channels, affine=True, kernels=1, curve=None):
         """Batch/layer norm: ~8 FLOPs/elem, reads x, writes y (saved)."""
         if affine:
             self.params(path, 2 * channels)
-        return self.reduction(path, numel, flops_per_elem=8, kernels=kernels)
+        return self.reduction(path, numel, flops_per_elem=8, kernels=kernels, curve=curve)
+
+    def batchnorm(self, path, numel, channels):
+        """``nn.BatchNorm2d`` in training mode: a norm whose kernels are timed as their own curve
+        (``calibrate.layers``; per-channel statistics over N*H*W run well below copy bandwidth)."""
+        return self.norm(path, numel, channels, curve="batchnorm")
+
+    def maxpool(self, path, numel_out, window=9, reads_per_output=4):
+        """``nn.MaxPool2d``: a max over ``window`` inputs per output, reading about stride^2 inputs
+        per output; timed as its own curve (``calibrate.layers``: scalar code on CPUs)."""
+        return self.reduction(path, numel_out, flops_per_elem=window, n_in=reads_per_output, curve="maxpool")

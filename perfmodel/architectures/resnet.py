@@ -24,7 +24,7 @@ def _conv_bn(g, path, bn_path, n, c, hw, k, r, stride, pad, first_layer=False):
     op = g.conv2d(path, n, c, hw, hw, k, r, r, (stride, stride), (pad, pad), bias=False,
                   first_layer=first_layer)
     out, _ = conv_out_hw(op.dims)
-    g.norm(bn_path, n * k * out * out, k)
+    g.batchnorm(bn_path, n * k * out * out, k)
     return out
 
 
@@ -36,7 +36,7 @@ def build(width, batch=32, variant=18, image_size=224, classes=1000, dtype="fp32
     hw = conv_out_hw({"h": hw, "w": hw, "r": 3, "s": 3, "stride_h": 2, "stride_w": 2,
                       "pad_h": 1, "pad_w": 1})[0]
     # max over a 3x3 window per output; reads ~stride^2 = 4 inputs per output
-    g.reduction("maxpool", n * width * hw * hw, flops_per_elem=9, n_in=4)
+    g.maxpool("maxpool", n * width * hw * hw)
     c_in = width
     for s, blocks in enumerate(STAGE_BLOCKS[variant]):
         c = width * 2 ** s

@@ -58,7 +58,7 @@ def build(width, batch=32, seq_len=300, rnn_layers=4, freq_bins=161, symbols=29,
     for i, (name, (r, s), stride, pad) in enumerate(CONV_LAYERS, 1):
         conv = g.conv2d(name, batch, c, f, t, CONV_CHANNELS, r, s, stride, pad, first_layer=(i == 1))
         c, (f, t) = CONV_CHANNELS, conv_out_hw(conv.dims)
-        g.norm(f"bn{i}", batch * c * f * t, c)
+        g.batchnorm(f"bn{i}", batch * c * f * t, c)
         g.pointwise(f"hardtanh{i}", batch * c * f * t, flops_per_elem=2)  # clamp to [0, 20]
     features = c * f
     g.op(OpKind.COPY, "to_time_major", {"numel": batch * features * t})

@@ -84,8 +84,15 @@ def gemm_efficiency(hw: HardwareProfile, dtype, m, n, k, batch=1, trans_b=False,
     return eff
 
 
-def memory_time(hw: HardwareProfile, nbytes, kind: str | None = None):
-    bw = tables.bandwidth_Bps(hw, nbytes, kind)
+def op_curve(op: Op) -> str | None:
+    """The measured curve of ``op``'s own kernel, if it names one: ``meta["curve"]`` forward,
+    ``<curve>_bwd`` in the backward phases (``tables.LAYER_CURVES``)."""
+    curve = op.meta.get("curve")
+    return None if curve is None else (curve if op.phase == "fwd" else f"{curve}_bwd")
+
+
+def memory_time(hw: HardwareProfile, nbytes, kind: str | None = None, curve: str | None = None):
+    bw = tables.bandwidth_Bps(hw, nbytes, kind, curve)
     if bw is None:
         bw = hw.memory_bandwidth_Bps * hw.efficiency["memory_max"]
     return nbytes / bw
@@ -132,7 +139,7 @@ def op_time(op: Op, hw: HardwareProfile) -> OpTime:
     if op.kind == OpKind.RNN:
         return _rnn_time(op, hw)
     compute = _compute_time(op, hw)
-    memory = memory_time(hw, op.bytes, op.kind)
+    memory = memory_time(hw, op.bytes, op.kind, op_curve(op))
     kernels = op.meta.get("kernels", 1)
     overhead = kernels * per_kernel_overhead_s(hw, op.kind) + 0 * compute
     if op.kind == OpKind.OPTIMIZER:  # once per training step (calibrated per-call costs)

@@ -10,7 +10,7 @@ Format (every section optional)::
 
     provenance   {device, kind, date, command, torch, source, ...}
     gemm         [{dtype, m, n, k, batch, trans_a, trans_b, time_s, spread?}]
-    memory       [{op: copy|elementwise|reduction, bytes, time_s, spread?}]
+    memory       [{op: copy|elementwise|reduction|batchnorm[_bwd]|maxpool[_bwd], bytes, time_s, spread?}]
     overhead_us  {default, dispatch, <op kind>, backward_call?, optimizer_call?: microseconds}
     allocation   {first_touch_s_per_byte, always_fresh_bytes?, ...}  (CPU)
     rnn          [{dtype, cell, hidden, batch, steps, input, fwd_s, bwd_s?}]
@@ -38,7 +38,10 @@ Conventions
   split-K included) and a query multiplies the smooth residual by the wave
   factor at the query shape, so tile and wave quantization stay exact.
 * Memory: ``log(pure time)`` vs ``log(bytes)``, piecewise linear per op; beyond
-  the measured range the bandwidth of the nearest end is kept.
+  the measured range the bandwidth of the nearest end is kept.  Batch norm and
+  max pooling have curves of their own (``LAYER_CURVES``, forward and
+  ``_bwd``), in the op IR's bytes of those ops: an op naming one in
+  ``meta["curve"]`` reads it instead of the generic reduction curve.
 * RNN (fused ``nn.LSTM``/``nn.GRU`` layer): layer time is
   ``F + input + r * recurrent``: ``input`` is the input GEMM over all steps
   ``[steps*batch x input] @ [input x gates*hidden]`` and its gradients, costed
@@ -88,6 +91,10 @@ from .waves import gemm_wave_efficiency
 
 SECTIONS = ("provenance", "gemm", "memory", "overhead_us", "allocation", "rnn", "conv", "collectives")
 MEMORY_OPS = ("copy", "elementwise", "reduction")
+#: kernels timed as curves of their own (``calibrate.layers``): an op whose ``meta["curve"]`` names
+#: one reads it in the forward phase and ``<name>_bwd`` in its backward
+LAYER_CURVES = ("batchnorm", "maxpool")
+CURVE_OPS = MEMORY_OPS + LAYER_CURVES + tuple(f"{c}_bwd" for c in LAYER_CURVES)
 #: memory curve used for each op kind's traffic (first one measured wins)
 MEMORY_CURVE_FOR_KIND = {
     OpKind.COPY: ("copy", "elementwise"),
@@ -169,8 +176,8 @@ def _check_gemm(where, key, p):
 
 def _check_memory(where, key, p):
     _need(where, key, p, ("op", "bytes", "time_s"))
-    if p["op"] not in MEMORY_OPS:
-        _fail(where, f"{key}.op", f"must be one of {', '.join(MEMORY_OPS)}, got {p['op']!r}")
+    if p["op"] not in CURVE_OPS:
+        _fail(where, f"{key}.op", f"must be one of {', '.join(CURVE_OPS)}, got {p['op']!r}")
     _pos_int(where, f"{key}.bytes", p["bytes"])
     _pos_num(where, f"{key}.time_s", p["time_s"])
     if "spread" in p:
@@ -558,13 +565,14 @@ def gemm_efficiency(hw, dtype, m, n, k, batch=1, trans_b=False, trans_a=False):
     return eff
 
 
-def bandwidth_Bps(hw, nbytes, kind: str | None = None):
-    """Achieved bytes/s moving ``nbytes`` in one kernel of ``kind``; None if unmeasured."""
+def bandwidth_Bps(hw, nbytes, kind: str | None = None, curve: str | None = None):
+    """Achieved bytes/s moving ``nbytes`` in one kernel of ``kind`` (the measured ``curve`` of that
+    very kernel first, when given and calibrated); None if unmeasured."""
     t = _tables(hw)
     if t is None:
         return None
     curves = t.memory()
-    for op in MEMORY_CURVE_FOR_KIND.get(kind, ("copy", "elementwise", "reduction")):
+    for op in ((curve,) if curve else ()) + MEMORY_CURVE_FOR_KIND.get(kind, ("copy", "elementwise", "reduction")):
         if op in curves:
             nb = np.maximum(np.asarray(nbytes, dtype=float), 1.0)
             bw = nb / curves[op].time_s(nb)

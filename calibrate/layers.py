@@ -1,0 +1,90 @@
+"""Kernels whose speed is their own: batch norm and max pooling, as training runs them.
+
+Both are passes over memory in the op IR (``OpKind.REDUCTION``), but neither
+runs at copy bandwidth.  On the CPU this was written on (1 thread, NCHW,
+[32, 32, 56, 56]): ``max_pool2d`` 3x3/2 took 24.8 ms, 31 ns per output, where
+the reduction curve gives 1.35 ms for its bytes; ``batch_norm`` in training
+mode 9.7 ms against 2.0 ms.  So each is timed here over sizes, forward and
+backward, as a curve of time against the bytes the op IR gives the very op
+(:meth:`perfmodel.architectures.layers.GraphBuilder.batchnorm` / ``maxpool``
+and their derived backward ops), and the cost model reads that curve for ops
+that name it (``meta["curve"]``, :data:`perfmodel.cost.tables.LAYER_CURVES`).
+
+Shapes: NCHW with ``CHANNELS`` channels and square planes of up to ``PLANE``
+pixels a side; larger sizes add images.  Max pooling is ResNet's stem,
+3x3 / stride 2 / pad 1.
+"""
+from __future__ import annotations
+
+import math
+
+from perfmodel.architectures.layers import GraphBuilder
+from perfmodel.ops import derive_backward
+
+from .devices import Context
+from .tasks import Task
+from .timing import measure
+
+CHANNELS = 64
+PLANE = 56
+POOL = {"kernel_size": 3, "stride": 2, "padding": 1}
+
+
+def input_shape(numel: int) -> tuple:
+    """NCHW input of about ``numel`` elements: ``CHANNELS`` channels, planes up to ``PLANE``."""
+    plane = max(1, numel // CHANNELS)
+    side = max(2, min(PLANE, math.isqrt(plane)))
+    return max(1, plane // (side * side)), CHANNELS, side, side
+
+
+def ir_ops(layer: str, shape: tuple) -> tuple:
+    """(forward op, backward op) the op IR gives ``layer`` on an NCHW input of ``shape``."""
+    n, c, h, w = shape
+    g = GraphBuilder("calibration")
+    if layer == "batchnorm":
+        g.batchnorm("bn", n * c * h * w, c)
+    else:
+        g.maxpool("pool", n * c * ((h + 1) // 2) * ((w + 1) // 2))
+    fwd = g.fwd[0]
+    (bwd,) = derive_backward([fwd])
+    return fwd, bwd
+
+
+def layer_callables(layer: str, shape: tuple, device: str) -> tuple:
+    """(forward, backward) callables of the aten kernels ``layer`` launches in a training step."""
+    import torch
+    aten = torch.ops.aten
+    x = torch.randn(shape, device=device)
+    if layer == "batchnorm":
+        c = shape[1]
+        weight, bias = torch.ones(c, device=device), torch.zeros(c, device=device)
+        mean, var = torch.zeros(c, device=device), torch.ones(c, device=device)
+        y, save_mean, save_invstd = aten.native_batch_norm(x, weight, bias, mean, var, True, 0.1, 1e-5)
+        dy = torch.randn_like(y)
+        return (lambda: aten.native_batch_norm(x, weight, bias, mean, var, True, 0.1, 1e-5),
+                lambda: aten.native_batch_norm_backward(dy, x, weight, mean, var, save_mean, save_invstd, True,
+                                                        1e-5, [True, True, True]))
+    k, s, p = POOL["kernel_size"], POOL["stride"], POOL["padding"]
+    y, idx = aten.max_pool2d_with_indices(x, [k, k], [s, s], [p, p], [1, 1], False)
+    dy = torch.randn_like(y)
+    return (lambda: aten.max_pool2d_with_indices(x, [k, k], [s, s], [p, p], [1, 1], False),
+            lambda: aten.max_pool2d_with_indices_backward(dy, x, [k, k], [s, s], [p, p], [1, 1], False, idx))
+
+
+def _points(ctx: Context, layer: str, shape: tuple) -> list[dict]:
+    fwd_op, bwd_op = ir_ops(layer, shape)
+    out = []
+    for op, name, fn in zip((fwd_op, bwd_op), (layer, f"{layer}_bwd"), layer_callables(layer, shape, ctx.device)):
+        t = measure(fn, **ctx.timing)
+        out.append({"op": name, "bytes": int(op.bytes), "time_s": t.seconds, "spread": round(t.spread, 4)})
+    return out
+
+
+def tasks(ctx: Context) -> list[Task]:
+    """One task per layer and input shape: the plan's memory sizes up to ``layer_max_bytes``, the
+    forward pass moving about 2 x 4 bytes per input element (tiny sizes share a shape: once)."""
+    shapes = dict.fromkeys(input_shape(max(1, nb // 8)) for nb in ctx.plan.memory_bytes
+                           if nb <= ctx.plan.layer_max_bytes)
+    return [Task("memory", f"{layer} {'x'.join(map(str, shape))}",
+                 lambda layer=layer, shape=shape: _points(ctx, layer, shape))
+            for layer in ctx.plan.layer_ops for shape in shapes]
