@@ -18,13 +18,6 @@ GEMM is a newly allocated tensor whose lines are not in cache either, so ``C``
 rotates through a pool of its own (measured here: 128x512x512 and 512x512x128
 fp32 on one thread ran 5-12% slower with a cold ``C`` than with a fixed one).
 (On GPUs the operands are timed in place, as DeepBench does.)
-
-The exception on CPU is a recurrent step: an RNN cell written as separate ops
-(the RHN of ``charlm``) reuses the same weight every time step, microseconds
-later, so the weight is still in cache.  Those shapes (``Plan.gemm_warm_shapes``)
-are timed a second time with the operands in place and stored with
-``"warm": true`` (measured here: [16 x 128] @ [128 x 256]^T took 13.7 us in
-place and 34 us with the weight from the cold pool).
 """
 from __future__ import annotations
 
@@ -47,7 +40,7 @@ def _operand(rows, cols, transposed, batch, dtype, device):
     return t.transpose(-1, -2) if transposed else t
 
 
-def gemm_callable(batch, m, n, k, trans_a, trans_b, dtype, device, warm=False):
+def gemm_callable(batch, m, n, k, trans_a, trans_b, dtype, device):
     import torch
     if dtype == "fp8":
         if batch > 1 or trans_a or not trans_b:
@@ -57,7 +50,7 @@ def gemm_callable(batch, m, n, k, trans_a, trans_b, dtype, device, warm=False):
         one = torch.ones((), device=device)
         return lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
     a = _operand(m, k, trans_a, batch, dtype, device)
-    if device != "cpu" or warm:
+    if device != "cpu":
         b = _operand(k, n, trans_b, batch, dtype, device)
         c = torch.empty((batch, m, n) if batch > 1 else (m, n), device=device, dtype=a.dtype)
         return lambda: (torch.bmm if batch > 1 else torch.mm)(a, b, out=c)
@@ -91,17 +84,16 @@ def _cold_copies(rows, cols, transposed, batch, dtype, device, pool="in"):
     return [v.transpose(-1, -2) if transposed else v for v in views]
 
 
-def _point(ctx: Context, dtype, batch, m, n, k, ta, tb, warm=False):
+def _point(ctx: Context, dtype, batch, m, n, k, ta, tb):
     """One measured point, or None where the library rejects the shape (e.g. fp8 needs multiples of 16)."""
     try:
-        fn = gemm_callable(batch, m, n, k, ta, tb, dtype, ctx.device, warm)
+        fn = gemm_callable(batch, m, n, k, ta, tb, dtype, ctx.device)
         with matmul_precision(dtype, ctx.device):
             t = measure(fn, **ctx.timing)
     except (ValueError, RuntimeError):
         return None
-    p = {"dtype": dtype, "m": m, "n": n, "k": k, "batch": batch, "trans_a": ta, "trans_b": tb,
-         "time_s": t.seconds, "spread": round(t.spread, 4)}
-    return {**p, "warm": True} if warm else p
+    return {"dtype": dtype, "m": m, "n": n, "k": k, "batch": batch, "trans_a": ta, "trans_b": tb,
+            "time_s": t.seconds, "spread": round(t.spread, 4)}
 
 
 def tasks(ctx: Context) -> list[Task]:
@@ -112,8 +104,4 @@ def tasks(ctx: Context) -> list[Task]:
             for ta, tb in layouts:
                 out.append(Task("gemm", f"gemm {dtype} {batch}x{m}x{n}x{k}",
                                 lambda a=(dtype, batch, m, n, k, ta, tb): _point(ctx, *a)))
-        if ctx.kind == "cpu" and ctx.plan.gemm_warm and dtype != "fp8":
-            for m, n, k, ta, tb in ctx.plan.gemm_warm_shapes():
-                out.append(Task("gemm", f"gemm {dtype} {m}x{n}x{k} weight in cache",
-                                lambda a=(dtype, 1, m, n, k, ta, tb, True): _point(ctx, *a)))
     return out

@@ -31,7 +31,6 @@ class Plan:
     gemm_bmm: tuple = ()               # (batch, m, n, k) batched GEMMs (attention)
     max_gemm_flops: float = 2e9
     layouts: tuple = LAYOUTS
-    gemm_warm: bool = True             # CPU: also time recurrent-step GEMMs with the weight in cache
     memory_bytes: tuple = tuple(4 * 4 ** i for i in range(3, 13))  # 256 B .. 64 MiB
     memory_ops: tuple = ("copy", "elementwise", "reduction")
     layer_ops: tuple = ("batchnorm", "maxpool")  # kernels timed as curves of their own (calibrate.layers)
@@ -50,15 +49,6 @@ class Plan:
     min_block_s: float = 2e-3
     sections: tuple = ("overhead", "gemm", "memory", "allocation", "rnn", "conv")
     dtypes: tuple | None = None         # None: every dtype the base profile and the device support
-
-    def gemm_warm_shapes(self) -> list[tuple]:
-        """(m, n, k, trans_a, trans_b) of recurrent-step GEMMs whose weight stays in cache between
-        steps: the step ``x @ W^T`` and its data gradient ``dY @ W``, timed with operands in place."""
-        s = set()
-        for b, h, g in itertools.product(self.gemm_rnn_batch, self.gemm_rnn_hidden, self.gemm_rnn_gates):
-            s.add((b, g * h, h, False, True))
-            s.add((b, h, g * h, False, False))
-        return sorted(x for x in s if 2 * x[0] * x[1] * x[2] <= self.max_gemm_flops)
 
     def gemm_shapes(self) -> list[tuple]:
         """Sorted unique (batch, m, n, k) under the FLOP cap."""

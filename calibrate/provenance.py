@@ -13,7 +13,6 @@ import os
 import platform
 import re
 import sys
-from pathlib import Path
 
 THROTTLE_DROP = 0.10  # warn when the SM clock fell by more than 10 % during the run
 
@@ -42,32 +41,6 @@ def common(command: str) -> dict:
             "platform": platform.platform(), "source": "microbenchmark"}
 
 
-CPU_CACHE_SYSFS = "/sys/devices/system/cpu/cpu0/cache"
-_SIZE_UNITS = {"K": 2**10, "M": 2**20, "G": 2**30}
-
-
-def last_level_cache_bytes(root: str = CPU_CACHE_SYSFS) -> int | None:
-    """Size of the highest-level data/unified cache of CPU 0 (Linux sysfs); None where unreadable."""
-    best = None
-    for index in sorted(Path(root).glob("index*")):
-        try:
-            level = int((index / "level").read_text())
-            kind = (index / "type").read_text().strip()
-            size = (index / "size").read_text().strip()
-        except (OSError, ValueError):
-            continue
-        if kind == "Instruction" or not size:
-            continue
-        unit = _SIZE_UNITS.get(size[-1].upper(), 1)
-        try:
-            nbytes = int(size.rstrip("KMGkmg")) * unit
-        except ValueError:
-            continue
-        if best is None or level > best[0]:
-            best = (level, nbytes)
-    return None if best is None else best[1]
-
-
 def cpu_provenance(command: str) -> dict:
     import torch
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -78,7 +51,6 @@ def cpu_provenance(command: str) -> dict:
             "onednn": _torch_config_version(r"(?:MKL-DNN|oneDNN) v([\w.\-]+)"),
             "capability": _torch_config_version(r"CPU capability usage: (\w+)"),
             "malloc_tunables": os.environ.get("GLIBC_TUNABLES"),
-            "last_level_cache_bytes": last_level_cache_bytes(),
             "load_average_start": list(load) if load else None}
 
 

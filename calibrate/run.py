@@ -165,10 +165,6 @@ def calibrate(base: hardware.HardwareProfile, plan: Plan, kind: str = "cpu", dev
     prof = copy.deepcopy(base.to_dict())
     prof["name"] = name or (hardware.LOCAL_CPU if kind == "cpu" else hardware.LOCAL_GPU)
     prof["description"] = f"{prov['device']} calibrated {prov['date']} ({plan.name} plan) on base {base.name}"
-    if prov.get("last_level_cache_bytes"):  # the CPU analogue of a GPU's L2, read off this machine
-        prof["l2_cache_MiB"] = prov["last_level_cache_bytes"] / 2**20
-        prof.setdefault("sources", {})["l2_cache_MiB"] = (
-            f"read off this machine: last-level cache of CPU 0 ({provenance.CPU_CACHE_SYSFS})")
     prof["calibration"] = cal
     return prof, warnings
 

@@ -396,35 +396,3 @@ def test_outputs_at_or_above_the_threshold_are_priced_as_fresh_pages():
     assert p.time_per_step_s - q.time_per_step_s == pytest.approx(5 * 2**20 * 2e-9)
     assert tables.fresh_bytes(hw, [2**20 - 1, 2**20]).tolist() == [0.0, 2**20]
     assert tables.fresh_bytes(bare, 2**20) is None
-
-
-# -- weights still in cache (recurrent steps) ----------------------------------
-def test_warm_points_serve_only_gemms_whose_weight_is_in_cache():
-    """Cold points at efficiency 0.2, points timed with the weight in place at 0.5 (x @ W^T layout):
-    a warm query reads 0.5, a cold one 0.2 -- the warm points never leak into cold lookups -- and a
-    warm query in a layout with no warm points falls back to the cold table."""
-    hw0 = hardware.load(hardware.DEFAULT_CPU)
-    peak = hw0.peak_flops("fp32")
-    pts = gemm_points(peak, lambda m, n, k: 0.2, layouts=((False, True), (False, False)))
-    pts += [{**p, "warm": True, "time_s": p["time_s"] * 0.2 / 0.5} for p in pts if p["trans_b"]]
-    hw = with_cal({"gemm": pts})
-    assert tables.gemm_efficiency(hw, "fp32", 32, 128, 64, 1, True, False, warm=True) == pytest.approx(0.5)
-    assert tables.gemm_efficiency(hw, "fp32", 32, 128, 64, 1, True, False) == pytest.approx(0.2)
-    assert tables.gemm_efficiency(hw, "fp32", 32, 128, 64, 1, False, False, warm=True) == pytest.approx(0.2)
-
-
-def test_charlm_recurrent_weight_in_cache_while_the_step_fits_the_last_level_cache():
-    """RHN, batch 16, depth 10, fp32: between two uses of R_l a step touches 10 x (2h^2 + 2h + 8 x 16 h)
-    x 4 B.  h = 256: 10 x (131,072 + 512 + 32,768) x 4 = 6,574,080 B = 6.3 MiB, in a 32 MiB cache;
-    h = 1024: 10 x (2,097,152 + 2,048 + 131,072) x 4 = 89,210,880 B = 85 MiB, not.  The weight
-    gradient dR = dS^T @ S reads the step's saved input, never the reused weight: cold."""
-    from perfmodel.architectures import build_graph
-    hw = profile_from_dict({**hardware.load(hardware.DEFAULT_CPU).to_dict(), "l2_cache_MiB": 32}, "t.json")
-    for h, reuse, warm in ((256, 6_574_080, True), (1024, 89_210_880, False)):
-        ops = {(o.path, o.phase): o for o in build_graph("charlm", h, batch=16, seq_len=4).step_ops()}
-        fwd = ops[("rhn/depth3/recurrent", "fwd")]
-        assert fwd.meta["reuse_bytes"] == reuse
-        assert roofline.weight_in_cache(fwd, hw) == warm
-        assert roofline.weight_in_cache(ops[("rhn/depth3/recurrent", "bwd_data")], hw) == warm
-        assert not roofline.weight_in_cache(ops[("rhn/depth3/recurrent", "bwd_weight")], hw)
-        assert not roofline.weight_in_cache(ops[("softmax/linear", "fwd")], hw)  # applied once per step

@@ -27,7 +27,7 @@ tensors are reused) are listed as explicit backward-phase ops (``no_grad``):
 * ``unbind`` of the input projection over time: its backward stacks the
   ``seq_len`` step gradients (one copy of ``tokens x 2*width``).
 """
-from ..ops import DTYPE_BYTES, Op, OpKind
+from ..ops import Op, OpKind
 from .base import ArchSpec, Knob
 from .layers import GraphBuilder
 
@@ -46,12 +46,9 @@ def build(width, batch=32, seq_len=150, depth=10, vocab=98, embed=None, dtype="f
     g.linear("rhn/input_proj", tokens, embed, 2 * h)            # W_H, W_T for all steps
     _backward_only(g, OpKind.COPY, "rhn/input_proj/unbind_grad", {"numel": tokens * 2 * h}, "bwd_data")
     bh = batch * h
-    # between two uses of R_l (one time step) the step touches every micro-layer's R and its
-    # activations: the fused pre-activation (2 x batch x h) and six batch x h pointwise outputs
-    step_bytes = depth * (2 * h * h + 2 * h + 8 * bh) * DTYPE_BYTES[dtype]
     for l in range(depth):
         p = f"rhn/depth{l}"
-        g.linear(f"{p}/recurrent", batch, h, 2 * h, repeat=seq_len, reuse_bytes=step_bytes)  # R_H, R_T
+        g.linear(f"{p}/recurrent", batch, h, 2 * h, repeat=seq_len)  # R_H, R_T
         _backward_only(g, OpKind.ELEMENTWISE, f"{p}/recurrent/grad_accumulate",
                        {"numel": 2 * h * h + 2 * h, "n_in": 2, "n_out": 1}, "bwd_weight", seq_len - 1, kernels=2)
         if l == 0:

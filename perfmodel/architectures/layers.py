@@ -39,15 +39,12 @@ class GraphBuilder:
         return ModelGraph(self.model, self.fwd, total, dict(self.param_groups), config)
 
     # -- layers ------------------------------------------------------------
-    def linear(self, path, tokens, d_in, d_out, bias=True, first_layer=False, repeat=1, reuse_bytes=None):
-        """``nn.Linear``: y = x @ W^T + b, one (add)mm kernel.  A layer applied every time step
-        (``repeat``) gives ``reuse_bytes``: what the step touches between two uses of its weight,
-        which decides whether the weight is still in cache (``cost.roofline.weight_in_cache``)."""
+    def linear(self, path, tokens, d_in, d_out, bias=True, first_layer=False, repeat=1):
+        """``nn.Linear``: y = x @ W^T + b, one (add)mm kernel."""
         self.params(path, d_in * d_out + (d_out if bias else 0))
-        meta = {} if reuse_bytes is None else {"reuse_bytes": reuse_bytes}
         return self.op(OpKind.GEMM, path, {"m": tokens, "n": d_out, "k": d_in, "weight": "b",
                                            "trans_b": True, "bias": bias, "first_layer": first_layer},
-                       repeat, **meta)
+                       repeat)
 
     def gemm(self, path, m, n, k, batch=1, repeat=1, both_activations=True):
         """Activation x activation product (attention scores), no parameters."""

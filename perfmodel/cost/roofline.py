@@ -73,20 +73,9 @@ def gemm_layout(op: Op):
     return (n, m, k, True, False) if tb else (m, n, k, True, False)
 
 
-def weight_in_cache(op: Op, hw: HardwareProfile):
-    """Whether a GEMM's weight (its B operand in the forward and data-gradient products) is still in
-    the last-level cache when the op runs: the op repeats every time step with the same weight and the
-    bytes touched between two uses (``meta["reuse_bytes"]``, set by the builder) fit the cache
-    (``l2_cache_MiB``: the last level, on a CPU its L3).  Arrays broadcast."""
-    reuse = op.meta.get("reuse_bytes")
-    if reuse is None or op.repeat <= 1 or op.dims.get("weight") != "b" or op.phase not in ("fwd", "bwd_data"):
-        return False
-    return np.asarray(reuse) <= hw.l2_cache_MiB * 2**20
-
-
-def gemm_efficiency(hw: HardwareProfile, dtype, m, n, k, batch=1, trans_b=False, trans_a=False, warm=False):
-    """Fraction of the dtype's peak a GEMM reaches on ``hw`` (``warm``: weight still in cache)."""
-    cal = tables.gemm_efficiency(hw, dtype, m, n, k, batch, trans_b, trans_a, warm)
+def gemm_efficiency(hw: HardwareProfile, dtype, m, n, k, batch=1, trans_b=False, trans_a=False):
+    """Fraction of the dtype's peak a GEMM reaches on ``hw``."""
+    cal = tables.gemm_efficiency(hw, dtype, m, n, k, batch, trans_b, trans_a)
     if cal is not None:
         return cal
     eff = hw.efficiency["gemm_max"]
@@ -118,11 +107,7 @@ def _compute_time(op: Op, hw: HardwareProfile):
     d, flops = op.dims, op.flops
     if op.kind == OpKind.GEMM:
         m, n, k, trans_a, trans_b = gemm_layout(op)
-        args = (hw, op.dtype, m, n, k, d.get("batch", 1), trans_b, trans_a)
-        warm = weight_in_cache(op, hw)
-        eff = gemm_efficiency(*args)
-        if np.any(warm):
-            eff = np.where(warm, gemm_efficiency(*args, warm=True), eff)
+        eff = gemm_efficiency(hw, op.dtype, m, n, k, d.get("batch", 1), trans_b, trans_a)
         return flops / (hw.peak_flops(op.dtype) * eff)
     if op.kind == OpKind.CONV2D:
         analytic = conv_compute_s(op, hw)

@@ -9,7 +9,7 @@ roofline falls back to datasheet efficiencies.
 Format (every section optional)::
 
     provenance   {device, kind, date, command, torch, source, ...}
-    gemm         [{dtype, m, n, k, batch, trans_a, trans_b, time_s, spread?, warm?}]
+    gemm         [{dtype, m, n, k, batch, trans_a, trans_b, time_s, spread?}]
     memory       [{op: copy|elementwise|reduction|batchnorm[_bwd]|maxpool[_bwd], bytes, time_s, spread?}]
     overhead_us  {default, dispatch, <op kind>, backward_call?, optimizer_call?: microseconds}
     allocation   {first_touch_s_per_byte, always_fresh_bytes?, ...}  (CPU)
@@ -37,9 +37,6 @@ Conventions
   GPU the table stores ``eff / wave_eff(m, n, batch, k)`` (``cost.waves``,
   split-K included) and a query multiplies the smooth residual by the wave
   factor at the query shape, so tile and wave quantization stay exact.
-* GEMM points with ``warm: true`` were timed with the operands in place (CPU
-  recurrent-step shapes); only GEMMs whose weight is still in cache
-  (``roofline.weight_in_cache``) read them, every other GEMM the cold points.
 * Memory: ``log(pure time)`` vs ``log(bytes)``, piecewise linear per op; beyond
   the measured range the bandwidth of the nearest end is kept.  Batch norm and
   max pooling have curves of their own (``LAYER_CURVES``, forward and
@@ -169,7 +166,7 @@ def _check_gemm(where, key, p):
     for n in _GEMM_INT:
         _pos_int(where, f"{key}.{n}", p[n])
     _pos_int(where, f"{key}.batch", p.get("batch", 1))
-    for n in ("trans_a", "trans_b", "warm"):
+    for n in ("trans_a", "trans_b"):
         if not isinstance(p.get(n, False), bool):
             _fail(where, f"{key}.{n}", f"must be true or false, got {p[n]!r}")
     _pos_num(where, f"{key}.time_s", p["time_s"])
@@ -356,26 +353,20 @@ class _Tables:
         self._gemm = self._memory = self._rnn = self._conv = None
 
     # -- GEMM --------------------------------------------------------------
-    def gemm(self, dtype, trans_a, trans_b, batched, warm=False):
+    def gemm(self, dtype, trans_a, trans_b, batched):
         """Interpolator and whether it takes a batch coordinate, for the closest measured group.
 
-        Tried in order: with ``warm``, the points timed with the weight in cache
-        in this layout; then the exact (dtype, layout, batched) group; all
-        layouts of the dtype with the same batchedness; every point of the
-        dtype (those three among the points timed with cold operands only).
+        Tried in order: the exact (dtype, layout, batched) group; all layouts of
+        the dtype with the same batchedness; every point of the dtype.
         """
         if self._gemm is None:
             self._gemm = {}
             self._gemm_raw = {}
             for p in self.cal.get("gemm", []):
                 key = (p.get("dtype", "fp32"), bool(p.get("trans_a", False)), bool(p.get("trans_b", False)),
-                       p.get("batch", 1) > 1, bool(p.get("warm", False)))
+                       p.get("batch", 1) > 1)
                 self._gemm_raw.setdefault(key, []).append(p)
-        order = ((dtype, trans_a, trans_b, batched, False), (dtype, None, None, batched, False),
-                 (dtype, None, None, None, False))
-        if warm:
-            order = ((dtype, trans_a, trans_b, batched, True),) + order
-        for want in order:
+        for want in ((dtype, trans_a, trans_b, batched), (dtype, None, None, batched), (dtype, None, None, None)):
             if want not in self._gemm:
                 pts = [p for key, ps in self._gemm_raw.items()
                        if all(w is None or w == g for w, g in zip(want, key)) for p in ps]
@@ -559,13 +550,12 @@ def dispatch_s(hw) -> float:
     return hw.calibration.get("overhead_us", {}).get("dispatch", 0.0) * 1e-6
 
 
-def gemm_efficiency(hw, dtype, m, n, k, batch=1, trans_b=False, trans_a=False, warm=False):
-    """Achieved fraction of ``peak[dtype]`` for a GEMM (arrays broadcast); None if unmeasured.
-    ``warm``: the B operand is still in cache (``roofline.weight_in_cache``)."""
+def gemm_efficiency(hw, dtype, m, n, k, batch=1, trans_b=False, trans_a=False):
+    """Achieved fraction of ``peak[dtype]`` for a GEMM (arrays broadcast); None if unmeasured."""
     t = _tables(hw)
     if t is None or not t.cal.get("gemm"):
         return None
-    found = t.gemm(dtype, bool(trans_a), bool(trans_b), bool(np.any(np.asarray(batch) > 1)), bool(warm))
+    found = t.gemm(dtype, bool(trans_a), bool(trans_b), bool(np.any(np.asarray(batch) > 1)))
     if found is None:
         return None
     interp, has_batch = found
