@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 
 from perfmodel.architectures.layers import GraphBuilder
-from perfmodel.ops import derive_backward
+from perfmodel.ops import conv_out_hw, derive_backward
 
 from .devices import Context
 from .tasks import Task
@@ -44,7 +44,9 @@ def ir_ops(layer: str, shape: tuple) -> tuple:
     if layer == "batchnorm":
         g.batchnorm("bn", n * c * h * w, c)
     else:
-        g.maxpool("pool", n * c * ((h + 1) // 2) * ((w + 1) // 2))
+        k, s, p = POOL["kernel_size"], POOL["stride"], POOL["padding"]
+        ph, pw = conv_out_hw({"h": h, "w": w, "r": k, "s": k, "stride_h": s, "stride_w": s, "pad_h": p, "pad_w": p})
+        g.maxpool("pool", n * c * ph * pw)
     fwd = g.fwd[0]
     (bwd,) = derive_backward([fwd])
     return fwd, bwd

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cost.roofline import memory_time, op_curve, op_time
+from ..cost.roofline import memory_time, op_time
 from ..hardware import HardwareProfile
 from ..ops import DTYPE_BYTES, Op, OpKind, rnn_components
 
@@ -99,7 +99,7 @@ def _persistent(op: Op, p: _Parts, hw: HardwareProfile) -> _Parts:
     if op.phase not in PERSISTENT_PHASES:
         return p
     if role == "recurrent_gemm" and op.kind == OpKind.GEMM:
-        return _Parts(p.c_full, memory_time(hw, np.maximum(op.bytes - _weight_bytes(op), 0), op.kind, op_curve(op)), p.o,
+        return _Parts(p.c_full, memory_time(hw, np.maximum(op.bytes - _weight_bytes(op), 0), op.kind), p.o,
                       p.c_full)
     if role == "cell":
         return _Parts(p.c, p.m, 0 * p.o, p.c_full)
