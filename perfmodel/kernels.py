@@ -232,9 +232,16 @@ def summary(preds: list[dict]) -> list[dict]:
     """Per (kind, dtype, phase): rows, MAPE and median signed error (percent), to show where errors sit.
 
     A median signed error far from 0 is a bias (something the model leaves out for that group);
-    a MAPE well above its absolute median is scatter."""
+    a MAPE well above its absolute median is scatter.  ``debiased_mape`` separates the two: the MAPE
+    left after scaling the group's predictions by its median measured / predicted ratio, i.e. what a
+    correction factor per group would leave -- the scatter no constant per group can remove."""
     groups: dict[tuple, list] = {}
     for p in preds:
         groups.setdefault((p["kind"], p["dtype"], p["phase"]), []).append(p["error"])
-    return [{"kind": k, "dtype": d, "phase": ph, "rows": len(v), "mape": 100 * sum(map(abs, v)) / len(v),
-             "median_error": 100 * statistics.median(v)} for (k, d, ph), v in sorted(groups.items())]
+    out = []
+    for (k, d, ph), v in sorted(groups.items()):
+        factor = statistics.median(1.0 / (1.0 + e) for e in v)  # measured / predicted
+        out.append({"kind": k, "dtype": d, "phase": ph, "rows": len(v), "mape": 100 * sum(map(abs, v)) / len(v),
+                    "median_error": 100 * statistics.median(v),
+                    "debiased_mape": 100 * sum(abs(factor * (1.0 + e) - 1.0) for e in v) / len(v)})
+    return out

@@ -64,6 +64,7 @@ class ValidationRow:
     rounds_s: tuple = ()         # measured seconds of each round (rounds > 1)
     fresh_bytes: float | None = None  # CPU: bytes faulted in per step (minor page faults x page size), median
     predicted_fresh_bytes: float | None = None  # CPU: the bytes the model prices as faulted in per step
+    first_touch_s_per_byte: float | None = None  # CPU: the profile's price of a faulted-in byte
 
     @property
     def error(self) -> float | None:
@@ -71,6 +72,23 @@ class ValidationRow:
         if self.measured_s is None:
             return None
         return (self.predicted_s - self.measured_s) / self.measured_s
+
+    @property
+    def unpriced_fault_s(self) -> float | None:
+        """Seconds of the page faults the step took beyond those the model priced, at the profile's
+        first-touch cost: ``(measured - modelled faulted bytes) x first_touch_s_per_byte``."""
+        if None in (self.fresh_bytes, self.predicted_fresh_bytes, self.first_touch_s_per_byte):
+            return None
+        return (self.fresh_bytes - self.predicted_fresh_bytes) * self.first_touch_s_per_byte
+
+    @property
+    def error_with_measured_faults(self) -> float | None:
+        """The error had the model priced the faults this step was measured to take: an attribution
+        of the error (the faults depend on glibc's allocation history, which the model cannot know
+        beforehand), not a prediction."""
+        if self.measured_s is None or self.unpriced_fault_s is None:
+            return None
+        return (self.predicted_s + self.unpriced_fault_s - self.measured_s) / self.measured_s
 
 
 @dataclass(frozen=True)
@@ -92,6 +110,13 @@ class Validation:
         return sum(errs) / len(errs) if errs else None
 
     @property
+    def mape_with_measured_faults(self) -> float | None:
+        """MAPE of ``ValidationRow.error_with_measured_faults``; None unless every row that ran has it."""
+        ran = [r for r in self.rows if r.measured_s is not None]
+        errs = [r.error_with_measured_faults for r in ran]
+        return sum(map(abs, errs)) / len(errs) if errs and None not in errs else None
+
+    @property
     def mape_by_round(self) -> list[float]:
         """The MAPE each round alone would have reported (empty with one round)."""
         n = min((len(r.rounds_s) for r in self.rows if r.measured_s is not None), default=0)
@@ -109,8 +134,11 @@ class Validation:
                           "error": r.error, "spread": r.spread, "note": r.note,
                           "fresh_bytes_per_step": r.fresh_bytes,
                           "predicted_fresh_bytes_per_step": r.predicted_fresh_bytes,
+                          "unpriced_fault_s": r.unpriced_fault_s,
+                          "error_with_measured_faults": r.error_with_measured_faults,
                           **({"rounds_s": list(r.rounds_s)} if len(r.rounds_s) > 1 else {})} for r in self.rows],
-                "mape": self.mape, **({"mape_by_round": self.mape_by_round} if self.mape_by_round else {})}
+                "mape": self.mape, "mape_with_measured_faults": self.mape_with_measured_faults,
+                **({"mape_by_round": self.mape_by_round} if self.mape_by_round else {})}
 
 
 def is_out_of_memory(e: BaseException) -> bool:
@@ -284,10 +312,11 @@ def validate(model: str, widths, hw: HardwareProfile, device: str = "cpu", warmu
                     oom.add(w)
     modelled = {w: getattr(p, "fresh_bytes_per_step", None) if device == "cpu" else None
                 for w, p in predictions.items()}
+    touch = (hw.calibration or {}).get("allocation", {}).get("first_touch_s_per_byte") if device == "cpu" else None
     rows = [ValidationRow(int(w), float(preds[w]), None, None, "does not fit") if w in oom else
             ValidationRow(int(w), float(preds[w]), median(timed[w]), round(max(spreads[w]), 4),
                           rounds_s=tuple(timed[w]), fresh_bytes=median(fresh[w]) if fresh[w] else None,
-                          predicted_fresh_bytes=modelled[w])
+                          predicted_fresh_bytes=modelled[w], first_touch_s_per_byte=touch)
             for w in widths]
     return Validation(model, hw.name, device, torch.get_num_threads() if device == "cpu" else None,
                       clock if device == "cpu" else "cuda_events", stat, dict(knobs), rows, fresh_process)

@@ -112,6 +112,10 @@ def test_summary_per_kind_dtype_phase():
     assert [(g["dtype"], g["rows"]) for g in out] == [("fp16", 1), ("fp32", 3)]
     assert out[1]["mape"] == pytest.approx(20.0) and out[1]["median_error"] == pytest.approx(10.0)
     assert out[0]["mape"] == pytest.approx(50.0) and out[0]["median_error"] == pytest.approx(-50.0)
+    # without the bias: measured/predicted = 1/1.1, 1/0.7, 1/1.2, median 1/1.1; scaled errors
+    # 1.1/1.1 - 1 = 0, 0.7/1.1 - 1 = -0.364, 1.2/1.1 - 1 = +0.091 -> MAPE 15.15%; one row -> 0
+    assert out[1]["debiased_mape"] == pytest.approx(100 * (0 + 0.4 / 1.1 + 0.1 / 1.1) / 3)
+    assert out[0]["debiased_mape"] == pytest.approx(0.0)
 
 
 def test_rows_of_other_gpus_are_not_used():

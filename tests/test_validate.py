@@ -42,6 +42,26 @@ def test_cpu_steps_report_the_bytes_they_fault_in(cpu_hw, monkeypatch):
     assert v.rows[0].predicted_fresh_bytes == 0.0
 
 
+def test_error_with_the_measured_faults_priced():
+    # predicted 30 ms, measured 40 ms (-25%); the step faulted in 20 MiB, the model priced 4 MiB.
+    # The 16 MiB it left out, at 0.4 ns/B: 16 * 2**20 * 0.4e-9 = 6.71 ms -> (30 + 6.71 - 40) / 40 = -8.2%
+    row = pv.ValidationRow(1024, 30e-3, 40e-3, fresh_bytes=20 * 2**20, predicted_fresh_bytes=4 * 2**20,
+                           first_touch_s_per_byte=0.4e-9)
+    assert row.unpriced_fault_s == pytest.approx(16 * 2**20 * 0.4e-9)
+    assert row.error_with_measured_faults == pytest.approx((30e-3 + 16 * 2**20 * 0.4e-9 - 40e-3) / 40e-3)
+    assert row.error == pytest.approx(-0.25)
+    # a row without a fault count or a first-touch price has no such figure, and neither has the MAPE
+    bare = pv.ValidationRow(64, 1e-3, 1e-3, fresh_bytes=0.0, predicted_fresh_bytes=0.0)
+    assert bare.error_with_measured_faults is None
+    v = pv.Validation("mlp", "x", "cpu", 1, "cpu", "median", {}, [row, bare])
+    assert v.mape_with_measured_faults is None
+    both = pv.Validation("mlp", "x", "cpu", 1, "cpu", "median", {},
+                         [row, pv.ValidationRow(64, 1e-3, 1e-3, fresh_bytes=0.0, predicted_fresh_bytes=0.0,
+                                                first_touch_s_per_byte=0.4e-9)])
+    assert both.mape_with_measured_faults == pytest.approx(abs(row.error_with_measured_faults) / 2)
+    assert both.to_dict()["rows"][0]["error_with_measured_faults"] == row.error_with_measured_faults
+
+
 def test_rounds_take_the_median_and_report_each_rounds_mape(cpu_hw, monkeypatch):
     # width 8 is timed 1, 3, 2 ms in three rounds -> median 2 ms; width 16: 4, 4, 10 ms -> median 4 ms
     times = {8: iter([1e-3, 3e-3, 2e-3]), 16: iter([4e-3, 4e-3, 10e-3])}

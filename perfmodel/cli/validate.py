@@ -15,6 +15,10 @@ def _mib(nbytes) -> str:
     return "" if nbytes is None else f"{nbytes / 2**20:.1f} MiB"
 
 
+def _pct(fraction) -> str:
+    return "" if fraction is None else f"{100 * fraction:+.1f}%"
+
+
 @click.command()
 @click.option("--model", required=True, help="architecture (see `perfmodel models`)")
 @click.option("--widths", required=True, type=IntList(), help="e.g. 64,128,256 or 64..1024 (doubling)")
@@ -59,12 +63,17 @@ def validate(model, widths, batch, seq_len, sets, hw_name, device, dtype, optimi
     faults = any(r.fresh_bytes is not None for r in v.rows)
     rows = [[r.width, fmt_seconds(r.predicted_s),
              r.note or fmt_seconds(r.measured_s), "" if r.error is None else f"{100 * r.error:+.1f}%"]
-            + ([] if not faults else [_mib(r.predicted_fresh_bytes), _mib(r.fresh_bytes)])
+            + ([] if not faults else [_mib(r.predicted_fresh_bytes), _mib(r.fresh_bytes),
+                                      _pct(r.error_with_measured_faults)])
             for r in v.rows]
     headers = ["width", "predicted", "measured", "error"] + (
-        ["faulted in/step: model", "measured"] if faults else [])
+        ["faulted in/step: model", "measured", "error, measured faults priced"] if faults else [])
     click.echo(tabulate(rows, headers=headers, disable_numparse=True))
     click.echo("MAPE: " + ("n/a (nothing ran)" if v.mape is None else f"{100 * v.mape:.1f}%"))
+    if v.mape_with_measured_faults is not None:
+        click.echo(f"MAPE had the model priced the page faults measured above: {100 * v.mape_with_measured_faults:.1f}% "
+                   "(where the faults explain the error; they follow glibc's allocation history, which the "
+                   "model does not predict)")
     if v.mape_by_round:
         click.echo(f"MAPE of each of the {rounds} rounds alone: "
                    + ", ".join(f"{100 * m:.1f}%" for m in v.mape_by_round) + " (the machine's run-to-run noise)")
