@@ -102,6 +102,9 @@ class Validation:
     knobs: dict
     rows: list[ValidationRow] = field(default_factory=list)
     fresh_process: bool = False
+    #: the machine's speed on the profile's own calibration points, now / calibrated, measured
+    #: before and after the steps (``calibrate.drift``); None for a profile without those points
+    drift: dict | None = None
 
     @property
     def mape(self) -> float | None:
@@ -138,6 +141,7 @@ class Validation:
                           "error_with_measured_faults": r.error_with_measured_faults,
                           **({"rounds_s": list(r.rounds_s)} if len(r.rounds_s) > 1 else {})} for r in self.rows],
                 "mape": self.mape, "mape_with_measured_faults": self.mape_with_measured_faults,
+                "drift": self.drift,
                 **({"mape_by_round": self.mape_by_round} if self.mape_by_round else {})}
 
 
@@ -281,6 +285,7 @@ def validate(model: str, widths, hw: HardwareProfile, device: str = "cpu", warmu
     if rounds < 1:
         raise PerfmodelError(f"rounds {rounds!r} is not allowed; it must be >= 1")
     from tqdm import tqdm
+    drift = {"before": machine_drift(hw, device, clock, stat)}
     timed: dict = {w: [] for w in widths}
     spreads: dict = {w: [] for w in widths}
     fresh: dict = {w: [] for w in widths}
@@ -310,6 +315,7 @@ def validate(model: str, widths, hw: HardwareProfile, device: str = "cpu", warmu
                     if not is_out_of_memory(e):
                         raise
                     oom.add(w)
+    drift["after"] = machine_drift(hw, device, clock, stat)
     modelled = {w: getattr(p, "fresh_bytes_per_step", None) if device == "cpu" else None
                 for w, p in predictions.items()}
     touch = (hw.calibration or {}).get("allocation", {}).get("first_touch_s_per_byte") if device == "cpu" else None
@@ -319,4 +325,14 @@ def validate(model: str, widths, hw: HardwareProfile, device: str = "cpu", warmu
                           predicted_fresh_bytes=modelled[w], first_touch_s_per_byte=touch)
             for w in widths]
     return Validation(model, hw.name, device, torch.get_num_threads() if device == "cpu" else None,
-                      clock if device == "cpu" else "cuda_events", stat, dict(knobs), rows, fresh_process)
+                      clock if device == "cpu" else "cuda_events", stat, dict(knobs), rows, fresh_process,
+                      drift if drift["before"] is not None else None)
+
+
+def machine_drift(hw: HardwareProfile, device: str, clock: str, stat: str) -> dict | None:
+    """``calibrate.drift.measure_drift`` on ``hw``'s calibration, when it was calibrated on this kind of
+    device (a GPU profile's points say nothing about a CPU run, nor a CPU's about a GPU)."""
+    if not hw.calibration or (hw.kind == "cpu") != (device == "cpu"):
+        return None
+    from calibrate.drift import measure_drift
+    return measure_drift(hw.calibration, device, clock if device == "cpu" else "wall", stat)

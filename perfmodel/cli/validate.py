@@ -74,6 +74,13 @@ def validate(model, widths, batch, seq_len, sets, hw_name, device, dtype, optimi
         click.echo(f"MAPE had the model priced the page faults measured above: {100 * v.mape_with_measured_faults:.1f}% "
                    "(where the faults explain the error; they follow glibc's allocation history, which the "
                    "model does not predict)")
+    if v.drift:
+        before, after = v.drift["before"], v.drift.get("after") or {}
+        groups = [g for g in before if g != "points"]
+        click.echo("machine speed on the profile's own calibration points, time now / calibrated (> 1: slower "
+                   "now), before / after the steps: "
+                   + ", ".join(f"{g} {before[g]:.2f} / {after[g]:.2f}" if g in after else f"{g} {before[g]:.2f}"
+                               for g in groups))
     if v.mape_by_round:
         click.echo(f"MAPE of each of the {rounds} rounds alone: "
                    + ", ".join(f"{100 * m:.1f}%" for m in v.mape_by_round) + " (the machine's run-to-run noise)")
