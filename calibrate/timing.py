@@ -89,12 +89,17 @@ def _block_timer(device: str, clock: str = "wall"):
 
 def measure(fn: Callable[[], object], device: str = "cpu", warmup: int = 2, repeats: int = 5,
             min_block_s: float = 2e-3, max_number: int = 10_000, clock: str = "wall",
-            stat: str = "median") -> Timing:
-    """Seconds per call of ``fn`` on ``device`` (``.seconds``: the chosen statistic)."""
+            stat: str = "median", min_warmup_s: float = 0.0) -> Timing:
+    """Seconds per call of ``fn`` on ``device`` (``.seconds``: the chosen statistic).
+
+    Warm-up runs ``warmup`` calls and, with ``min_warmup_s``, keeps calling until that long has
+    passed; each of the ``repeats`` samples then times a block of calls lasting ``min_block_s``."""
     run = _block_timer(device, clock)
-    first = run(fn, 1)  # also the first warm-up call
-    for _ in range(max(warmup - 1, 0)):
-        first = min(first, run(fn, 1))
+    first = spent = run(fn, 1)  # also the first warm-up call
+    calls = 1
+    while calls < warmup or spent < min_warmup_s:
+        t = run(fn, 1)
+        first, spent, calls = min(first, t), spent + t, calls + 1
     number = int(min(max(1, min_block_s / max(first, 1e-9)), max_number))
     samples = tuple(run(fn, number) / number for _ in range(max(repeats, 1)))
     return Timing(statistics.median(samples), spread_of(samples), number, samples, stat)

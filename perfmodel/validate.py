@@ -29,6 +29,13 @@ faulting fresh ones in.  Measured here (transformer, 2 layers, d=64, seq 128,
 vocab 8192, 1 thread): 126-133 ms per step in a fresh process, 88 ms in the
 same process right after d=1024.  The CLI defaults to fresh processes.
 
+Short steps are warmed up and timed by duration as well as by count: at least ``warmup``
+steps and ``STEP_WARMUP_S`` seconds of warm-up, and each of the ``repeats`` samples a block of
+steps lasting ``STEP_BLOCK_S`` (one step when a step is longer).  A fresh process runs its first
+steps slower: an MLP step at width 64 (batch 128, 1 thread, this 2-core VM) timed 0.965 ms as the
+median of 5 single steps after 2 warm-up steps, and 0.888-0.890 ms after 20 warm-up steps and
+over 30, in two runs each -- so a count-only warm-up billed short steps ~8% too slow.
+
 On a CPU each row also reports the bytes a step faulted in (minor page faults
 x page size, median over the timed steps) next to the bytes the model prices
 as faulted in, so a gap left by the allocator is visible: the model prices
@@ -52,6 +59,12 @@ from .predict import predict
 OPTIMIZERS = {"sgd": {"momentum": 0.0}, "momentum": {"momentum": 0.9}}
 VALIDATE_DTYPES = ("fp32", "tf32")
 LEARNING_RATE = 1e-4  # small: random data must not drive weights to inf/denormals mid-measurement
+
+
+#: warm-up of at least this long (besides ``warmup`` steps), and timed blocks of steps at least
+#: this long: short steps are measured in the steady state a long training run is in
+STEP_WARMUP_S = 0.25
+STEP_BLOCK_S = 0.02
 
 
 @dataclass(frozen=True)
@@ -235,7 +248,8 @@ def time_training_step(model: str, width: int, device: str = "cpu", warmup: int 
             faults.append(_minor_faults() - f0)
 
     try:
-        t = measure(step, device, warmup=warmup, repeats=repeats, min_block_s=0.0, clock=clock, stat=stat)
+        t = measure(step, device, warmup=warmup, repeats=repeats, min_block_s=STEP_BLOCK_S, clock=clock, stat=stat,
+                    min_warmup_s=STEP_WARMUP_S)
         timed = faults[-t.number * len(t.samples):] if count else []
         fresh = float(median(timed)) * _page_bytes() if timed else None
         return StepTiming(t.seconds, t.spread, fresh)

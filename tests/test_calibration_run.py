@@ -238,3 +238,22 @@ def test_min_statistic():
     from calibrate.timing import measure
     t = measure(lambda: None, repeats=4, min_block_s=1e-5, stat="min")
     assert t.seconds == min(t.samples) <= t.median_s
+
+
+def test_warmup_by_count_and_by_time(monkeypatch):
+    import calibrate.timing as tm
+    calls = []
+    # a fake clock: each call of fn advances it 1 ms
+    clock = {"t": 0.0}
+
+    def fn():
+        calls.append(1)
+        clock["t"] += 1e-3
+    monkeypatch.setitem(tm.CLOCKS, "wall", lambda: clock["t"])
+    tm.measure(fn, warmup=3, repeats=2, min_block_s=0.0)
+    assert len(calls) == 3 + 2  # 3 warm-up calls, then 2 samples of one call
+    calls.clear()
+    # 50 ms of warm-up at 1 ms per call is 50 calls (more than warmup=3); blocks of 10 ms are 10 calls
+    t = tm.measure(fn, warmup=3, repeats=2, min_block_s=0.01, min_warmup_s=0.05)
+    assert t.number == 10 and len(calls) == 50 + 2 * 10
+    assert t.seconds == pytest.approx(1e-3)
