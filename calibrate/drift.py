@@ -8,7 +8,7 @@ machine state it was measured in, so ``perfmodel validate`` re-times a few of th
 profile's points before and after its steps and reports ``now / calibrated`` per group:
 
 ==========  ===========================================================================
-group       points re-timed (each with the callable and timing settings of the calibration)
+group       points re-timed (each with the calibration's own callable, in short timing blocks)
 ==========  ===========================================================================
 dispatch    ``overhead_us.dispatch``: the median of four tiny ops (``calibrate.overhead``)
 gemm        up to three near-cube points of the ``x @ W^T`` layout of the profile's first dtype,
@@ -30,7 +30,7 @@ from .timing import measure
 GEMM_TARGET_FLOPS = (1e6, 1e8, 1e9)
 MAX_ASPECT = 4  # GEMM points re-timed are near-cubes (largest dim <= 4x the smallest) where the profile has them
 CACHE_COPY_BYTES = 2**20
-#: timing of the re-timed points: short blocks (the points run a second or two in all)
+#: timing of the re-timed points: short blocks (all of them take about a second)
 WARMUP, REPEATS, MIN_BLOCK_S = 2, 5, 5e-3
 
 
@@ -83,7 +83,7 @@ def measure_drift(cal: dict, device: str = "cpu", clock: str = "wall", stat: str
     rows = []
     for group, p in points:
         if group == "dispatch":
-            now = statistics.median(measure(f, **timing).seconds for f in overhead._dispatch_fns(device))
+            now = overhead.dispatch_s(device, timing)
             what = "4x4 mul/add/mm/copy"
         else:
             with matmul_precision(p.get("dtype", "fp32"), device):

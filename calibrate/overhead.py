@@ -57,6 +57,11 @@ def _dispatch_fns(device):
     return [lambda: torch.mul(a, b), lambda: torch.add(a, b), lambda: torch.mm(a, b), lambda: dst.copy_(a)]
 
 
+def dispatch_s(device: str, timing: dict) -> float:
+    """Seconds of one tiny op called on its own: the median over mul, add, mm and copy of 4x4 tensors."""
+    return statistics.median(measure(f, **timing).seconds for f in _dispatch_fns(device))
+
+
 def _chain(kind: str, n: int, device: str):
     """A callable running one forward + backward (or optimizer step) of ``n`` tiny layers.
 
@@ -165,8 +170,7 @@ def _per_call(ctx: Context, kind: str) -> float:
 def measure_overheads(ctx: Context, progress=None) -> dict:
     """``overhead_us`` for the profile (microseconds)."""
     out = {}
-    disp = [measure(f, **_timing(ctx)).seconds for f in _dispatch_fns(ctx.device)]
-    out["dispatch"] = statistics.median(disp) * 1e6
+    out["dispatch"] = dispatch_s(ctx.device, _timing(ctx)) * 1e6
     if progress:
         progress()
     for kind in ("elementwise", "reduction", "copy", "conv2d", "embedding", "loss", "optimizer", "gemm"):
