@@ -52,6 +52,19 @@ class StrList(click.ParamType):
         return value if isinstance(value, list) else [v.strip() for v in value.split(",") if v.strip()]
 
 
+class CorpusPath(click.ParamType):
+    """A built-in corpus name (``shakespeare``) or an existing text file; the name is kept as given."""
+    name = "NAME|FILE"
+
+    def convert(self, value, param, ctx):
+        from ..steps.data import BUILTIN_CORPORA, corpus_path
+        path = corpus_path(value)
+        if not path.is_file():
+            self.fail(f"corpus {value!r} is neither a built-in name ({', '.join(BUILTIN_CORPORA)}) "
+                      "nor an existing file", param, ctx)
+        return str(value)
+
+
 def parse_sets(items) -> dict:
     """``--set depth=20 --set vocab=256`` -> {"depth": "20", "vocab": "256"} (the model checks values)."""
     out = {}

@@ -3,7 +3,7 @@ import shlex
 
 import click
 
-from .options import IntList, parse_sets, to_json
+from .options import CorpusPath, IntList, parse_sets, to_json
 
 
 @click.group()
@@ -18,7 +18,7 @@ def steps():
 @click.option("--batch", "batches", type=IntList(), help="batch size(s), e.g. 32 or 8..128")
 @click.option("--optimizer", default="adam", show_default=True, type=click.Choice(["sgd", "adam"]))
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="learning rate [adam 2e-3, sgd 0.1]")
-@click.option("--corpus", type=click.Path(exists=True, dir_okay=False), help="text file (default: built-in generator)")
+@click.option("--corpus", type=CorpusPath(), help="'shakespeare' (built-in text) or a text file (default: built-in generator)")
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-epochs", default=30, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--eval-every", default=25, show_default=True, type=click.IntRange(min=1), help="steps")

@@ -5,7 +5,8 @@
 model consumes: characters for ``charlm``, words for ``wordlm``, examples for
 ``mlp``.  Three sources:
 
-* ``corpus=FILE`` (charlm, wordlm): the file's characters, or its
+* ``corpus=FILE`` or a built-in name of :data:`BUILTIN_CORPORA` (charlm, wordlm;
+  ``shakespeare`` is the tiny-shakespeare text shipped in ``perfmodel/corpora/``): the file's characters, or its
   whitespace-separated words with the top ``vocab - 1`` words kept and the rest
   mapped to ``<unk>``.  The file is cut into blocks of ``block`` tokens, the
   blocks are shuffled by ``seed``, and ``val_fraction`` of them (at most
@@ -64,6 +65,15 @@ DATA_KNOBS = {
 }
 GENERATOR_KNOBS = ("order", "branching", "backoff")  # what the built-in source is; recorded per run
 UNK = "<unk>"
+CORPORA_DIR = Path(__file__).resolve().parent.parent / "corpora"
+# Built-in corpora by name: 1,115,394 characters of Shakespeare's plays (public domain, as distributed
+# with the char-rnn project; sha256 86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed).
+BUILTIN_CORPORA = {"shakespeare": CORPORA_DIR / "tinyshakespeare.txt"}
+
+
+def corpus_path(corpus: str | Path) -> Path:
+    """The file of ``corpus``: a built-in name (:data:`BUILTIN_CORPORA`) or a path."""
+    return BUILTIN_CORPORA.get(str(corpus), Path(corpus))
 
 
 @dataclass
@@ -173,7 +183,7 @@ def _lm_task(model, dataset_size, seed, corpus, data, knobs) -> Task:
     checked = spec.resolve(knobs)  # unknown or malformed knobs fail here, with the model's message
     seq_len = checked["seq_len"]
     if corpus is not None:
-        train, val, vocab, source = _file_corpus(model, Path(corpus), dataset_size, seed, data,
+        train, val, vocab, source = _file_corpus(model, corpus_path(corpus), dataset_size, seed, data,
                                                  checked["vocab"] if "vocab" in knobs else None)
     else:
         vocab = checked["vocab"] if "vocab" in knobs else data["gen_vocab"]
