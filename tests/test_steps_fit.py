@@ -77,7 +77,8 @@ def test_free_gamma_recovered(tmp_path):
 def test_missed_curvature_shows_as_systematic_residuals(tmp_path):
     # true gamma 0.5, fitted with gamma fixed at 1: where a*D dominates (small widths) the log
     # residual log(obs/pred) falls with log D at slope 0.5 - 1 = -0.5; b absorbs part of it elsewhere
-    law = fit_law(as_runs(planted_runs(gamma=0.5, a=300.0, b=0.0, noise=0.01), tmp_path), n_boot=0)
+    law = fit_law(as_runs(planted_runs(gamma=0.5, a=300.0, b=0.0, noise=0.01), tmp_path), form="power",
+                  n_boot=0)
     per_width = law.diagnostics["residuals"]["per_width"]
     assert per_width[0]["slope_vs_logD"] == pytest.approx(-0.5, abs=0.1)
     assert sum(r["systematic"] for r in per_width) >= 3
@@ -204,7 +205,7 @@ def test_shipped_default_law_is_reproducible_from_its_runs(model):
     from perfmodel.steps.law import default_law_path
     law = load_law(default_law_path(model))
     assert law.provenance["n_runs"] == law.n_runs and law.provenance["measured_with"]
-    refit = fit_law(read_runs(default_law_path(model).with_name(f"{model}_runs.csv")), n_boot=0)
+    refit = fit_law(read_runs(default_law_path(model).with_name(f"{model}_runs.csv")), form=law.form, n_boot=0)
     assert (refit.k, refit.a) == pytest.approx((law.k, law.a), rel=1e-6)
     assert (refit.b_noise is None) == (law.b_noise is None)
     if law.b_noise:

@@ -50,7 +50,9 @@ def measure(model, widths, data_sizes, batches, optimizer, lr, corpus, seeds, ma
 
 @steps.command()
 @click.argument("runs", type=click.Path(exists=True, dir_okay=False))
-@click.option("--free-gamma", is_flag=True, help="fit the exponent of D (default: gamma = 1)")
+@click.option("--form", help="law form(s) to choose from, comma-separated: power, power_gamma, power_nob, epochs "
+              "(each optionally +floor); default: all, chosen by leave-widest-width-out extrapolation")
+@click.option("--free-gamma", is_flag=True, help="only the power_gamma form (a*D^gamma*M^-k + b)")
 @click.option("--plateau", is_flag=True, help="fit a floor at a minimum number of epochs")
 @click.option("--target", default="steps_to_min", show_default=True,
               type=click.Choice(["steps_to_min", "steps_to_converge"]))
@@ -61,12 +63,16 @@ def measure(model, widths, data_sizes, batches, optimizer, lr, corpus, seeds, ma
 @click.option("--bootstrap", default=200, show_default=True, type=click.IntRange(min=0), help="resamples for CIs")
 @click.option("--json", "as_json", is_flag=True, help="print the fit as JSON")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="write the law JSON here")
-def fit(runs, free_gamma, plateau, target, capped, batch_runs, bootstrap, as_json, output):
-    """Fit steps = a*D^gamma*M^-k + b (and S(B) = S_min(1 + B_noise/B)) to a runs CSV."""
-    from ..steps.fit import fit_law, format_report, provenance, read_runs, summary
+def fit(runs, form, free_gamma, plateau, target, capped, batch_runs, bootstrap, as_json, output):
+    """Fit step-law forms to a runs CSV, choose one by extrapolation, keep its bootstrap draws."""
+    from ..steps.fit import candidate_forms, fit_law, format_report, provenance, read_runs, summary
     from ..steps.law import save_law
+    from ..outputs import check_output
+    candidate_forms(form, free_gamma, plateau)  # unknown form names fail here, before any work
+    if output:
+        check_output(output, inputs=[runs] + ([batch_runs] if batch_runs else []))
     law = fit_law(read_runs(runs), free_gamma=free_gamma, plateau=plateau, target=target, capped=capped,
-                  n_boot=bootstrap, batch_runs=read_runs(batch_runs) if batch_runs else None)
+                  n_boot=bootstrap, batch_runs=read_runs(batch_runs) if batch_runs else None, form=form)
     law.provenance = provenance(_invocation(click.get_current_context()), runs, law)
     if output:
         save_law(law, output)
@@ -83,3 +89,31 @@ def _invocation(ctx) -> str:
         elif v not in (None, False, p.default):
             words += [p.opts[-1]] if v is True else [p.opts[-1], str(v)]
     return shlex.join(words)
+
+
+@steps.command("predict")
+@click.argument("law_path", metavar="LAW", type=click.Path(dir_okay=False))
+@click.option("--params", required=True, type=click.FloatRange(min=0, min_open=True), help="trainable parameters M")
+@click.option("--dataset-size", required=True, type=click.FloatRange(min=0, min_open=True),
+              help="training-set size D in the law's unit")
+@click.option("--batch", type=click.FloatRange(min=0, min_open=True), help="examples per step (default: the law's)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def predict_steps(law_path, params, dataset_size, batch, as_json):
+    """Median steps to converge with 80% and 95% intervals and the extrapolation distance."""
+    from ..steps.law import load_law
+    from ..steps.uncertainty import extrapolation_warning, interval
+    law = load_law(law_path)
+    out = interval(law, params, dataset_size, batch)
+    warn = extrapolation_warning(law, params, dataset_size)
+    if warn:
+        click.echo(warn, err=True)
+    if as_json:
+        click.echo(to_json(out))
+        return
+    x = {k: ("?" if v != v else f"{v:.3g}") for k, v in out["extrapolation"].items()}  # NaN: range unknown
+    ci = (f"80% [{out['interval_80'][0]:,.0f}, {out['interval_80'][1]:,.0f}], "
+          f"95% [{out['interval_95'][0]:,.0f}, {out['interval_95'][1]:,.0f}]" if out["interval_80"]
+          else out["intervals"])
+    click.echo(f"{law.model}: {out['steps']:,.0f} steps at M = {params:.4g}, D = {dataset_size:.4g}"
+               f"{f', B = {batch:g}' if batch else ''}; {ci}; "
+               f"{x['params_x']}x beyond the measured parameters, {x['dataset_x']}x beyond the measured data")

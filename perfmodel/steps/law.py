@@ -1,8 +1,9 @@
 """The fitted step-count law as data: ``steps(M, D, B)``, JSON load/save.  Imports no torch.
 
-Size law (fitted at the reference batch ``batch_ref``)::
+Size law (fitted at the reference batch ``batch_ref``; the forms and how one is chosen
+are in :mod:`.forms` and :mod:`.fit`)::
 
-    S(M, D) = a · D^γ · M^(−k) + b
+    S(M, D) = a · D^γ · M^(−k) + b + epochs_min · D / (batch_ref · tokens_per_example)
 
 with M the trainable-parameter count and D the training-set size in the
 model's unit (characters, words or examples; see ``units``).  Batch law
@@ -16,7 +17,10 @@ and an optional plateau keeps at least ``e_min`` passes over the data::
     S ≥ e_min · D / (B · tokens_per_example)
 
 The law file is JSON with these fields plus confidence intervals, fit
-diagnostics and provenance; it is written atomically (temp file + os.replace).
+diagnostics and provenance, and, for prediction intervals (:mod:`.uncertainty`), the
+bootstrap draws of the parameters, the residual spread ``sigma_log``, the
+extrapolation spread ``tau_extrap`` and the measured range.  Files written before
+intervals existed load without them.  It is written atomically (temp file + os.replace).
 """
 from __future__ import annotations
 
@@ -31,9 +35,10 @@ import numpy as np
 
 from ..errors import PerfmodelError
 
-FORMULA = ("steps = (a * D**gamma * M**(-k) + b) * (1 + b_noise/B) / (1 + b_noise/batch_ref), "
-           "at least e_min * D / (B * tokens_per_example)")
+FORMULA = ("steps = (a * D**gamma * M**(-k) + b + epochs_min * D / (batch_ref * tokens_per_example)) "
+           "* (1 + b_noise/B) / (1 + b_noise/batch_ref), at least e_min * D / (B * tokens_per_example)")
 _REQUIRED = ("model", "a", "k", "gamma", "b", "batch_ref", "tokens_per_example")
+DRAW_FIELDS = ("a", "k", "gamma", "b", "epochs_min", "e_min")
 
 
 @dataclass
@@ -47,6 +52,8 @@ class StepLaw:
     tokens_per_example: float = 1.0
     e_min: float | None = None          # plateau: minimum epochs (None: no plateau)
     b_noise: float | None = None        # batch law (None: steps do not depend on B)
+    form: str = "power"                 # the chosen form (perfmodel.steps.forms)
+    epochs_min: float | None = None     # the epochs form's minimum number of epochs
     target: str = "steps_to_min"
     units: dict[str, str] = field(default_factory=dict)
     ci: dict[str, list[float]] = field(default_factory=dict)   # parameter -> [lo, hi] (95 %)
@@ -56,18 +63,34 @@ class StepLaw:
     batch_law: dict[str, Any] | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
     formula: str = FORMULA
+    draws: dict[str, list[float]] | None = None   # bootstrap draws of the fields in DRAW_FIELDS
+    sigma_log: float | None = None      # residual sd of log steps (run-to-run noise)
+    tau_extrap: float | None = None     # extra sd of log steps per e-fold beyond the measured range
+    interval_seed: int = 0              # seed of the predictive normal draws
+    measured_range: dict[str, list[float]] = field(default_factory=dict)  # "M", "D" -> [min, max]
+    cv: dict[str, Any] = field(default_factory=dict)   # per form: cross-validated extrapolation error
+    coverage_80: dict[str, Any] | None = None          # leave-widest-out coverage of the 80 % interval
+
+    def fields(self) -> dict[str, float | None]:
+        return {f: getattr(self, f) for f in DRAW_FIELDS}
+
+    def batch_factor(self, B=None):
+        """(1 + B_noise/B) / (1 + B_noise/batch_ref): the batch law's scaling (1 without one)."""
+        if not self.b_noise or B is None:
+            return 1.0
+        B = np.asarray(B, dtype=float)
+        return (1 + self.b_noise / B) / (1 + self.b_noise / self.batch_ref)
 
     def steps(self, M, D, B=None) -> np.ndarray:
         """Predicted steps for parameter counts ``M``, dataset sizes ``D``, batches ``B`` (broadcast)."""
         M, D = np.asarray(M, dtype=float), np.asarray(D, dtype=float)
-        B = np.asarray(self.batch_ref if B is None else B, dtype=float)
-        if (M <= 0).any() or (D <= 0).any() or (B <= 0).any():
+        Bv = np.asarray(self.batch_ref if B is None else B, dtype=float)
+        if (M <= 0).any() or (D <= 0).any() or (Bv <= 0).any():
             raise PerfmodelError("step law needs positive parameter counts, dataset sizes and batches")
-        s = self.a * D ** self.gamma * M ** (-self.k) + self.b
-        if self.b_noise:
-            s = s * (1 + self.b_noise / B) / (1 + self.b_noise / self.batch_ref)
+        s = law_steps({**self.fields(), "e_min": None}, M, D, self.batch_ref, self.tokens_per_example)
+        s = s * self.batch_factor(Bv)
         if self.e_min:
-            s = np.maximum(s, self.e_min * D / (B * self.tokens_per_example))
+            s = np.maximum(s, self.e_min * D / (Bv * self.tokens_per_example))
         return s
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,9 +103,44 @@ class StepLaw:
             raise PerfmodelError(f"{where} lacks field(s) {', '.join(missing)}")
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         for k in ("a", "k", "gamma", "b", "batch_ref", "tokens_per_example"):
-            if not isinstance(known[k], (int, float)) or not np.isfinite(known[k]):
+            if not _finite(known[k]):
                 raise PerfmodelError(f"{where}: field {k}={known[k]!r} must be a finite number")
+        for k in ("batch_ref", "tokens_per_example"):
+            if known[k] <= 0:
+                raise PerfmodelError(f"{where}: field {k}={known[k]!r} must be positive")
+        for k in ("b", "b_noise", "e_min", "epochs_min", "sigma_log", "tau_extrap", "a"):
+            v = known.get(k)
+            if v is not None and (not _finite(v) or v < 0):
+                raise PerfmodelError(f"{where}: field {k}={v!r} must be a number >= 0 (or null)")
+        draws = known.get("draws")
+        if draws is not None:
+            if not isinstance(draws, dict) or any(f not in DRAW_FIELDS for f in draws):
+                raise PerfmodelError(f"{where}: field draws must map {', '.join(DRAW_FIELDS)} to lists of numbers")
+            lens = {len(v) if isinstance(v, list) else -1 for v in draws.values()}
+            if len(lens) != 1 or -1 in lens or not all(_finite(x) for v in draws.values() for x in v):
+                raise PerfmodelError(f"{where}: field draws must hold lists of finite numbers of one length")
         return cls(**known)
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and bool(np.isfinite(v))
+
+
+def law_steps(fields: dict, M, D, batch_ref: float, tokens_per_example: float):
+    """S(M, D) at the reference batch from law fields (scalars or arrays of draws; broadcast).
+
+    The epoch floor ``e_min`` is a hard maximum here; the fit used its smooth version.
+    """
+    a, k, g, b = (np.asarray(fields[f], float) for f in ("a", "k", "gamma", "b"))
+    e = fields.get("epochs_min")
+    M, D = np.asarray(M, float), np.asarray(D, float)
+    spe = D / (batch_ref * tokens_per_example)
+    s = a * D ** g * M ** (-k) + b
+    if e is not None:
+        s = s + np.asarray(e, float) * spe
+    if fields.get("e_min") is not None:
+        s = np.maximum(s, np.asarray(fields["e_min"], float) * spe)
+    return s
 
 
 def save_law(law: StepLaw, path: str | Path) -> Path:
