@@ -139,8 +139,46 @@ def test_interrupted_sweep_resumes_without_recomputing(tmp_path, monkeypatch):
     rows = _rows(out)
     assert sorted((int(r["width"]), int(r["dataset_size"])) for r in rows) == [(8, 256), (8, 512), (16, 256), (16, 512)]
     assert sweep.run_sweep(_config(), out, progress=False) == {"done": 0, "skipped": 4}
-    # other options are other runs: a new learning rate is measured, not skipped
-    assert sweep.run_sweep(_config(lr=1e-2), out, progress=False)["done"] == 4
+    # other settings are another sweep: refused before any run, the file untouched
+    before = out.read_bytes()
+    with pytest.raises(PerfmodelError, match=r"other settings \(lr='0.002', this sweep lr=0.01; data row 1\)"):
+        sweep.run_sweep(_config(lr=1e-2), out, progress=False)
+    assert out.read_bytes() == before
+
+
+def test_sweep_refuses_another_models_csv_and_leaves_no_stub(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "run_one", lambda spec, progress=True, grad_probe=64:
+                        {c: spec.get(c, 1) for c in sweep.COLUMNS})
+    out = tmp_path / "runs.csv"
+    sweep.run_sweep(_config(), out, progress=False)
+    other = sweep.SweepConfig.with_defaults("charlm", widths=[8], data_sizes=[2000])
+    before = out.read_bytes()
+    with pytest.raises(PerfmodelError, match=r"holds mlp runs \(data row 1\), not charlm"):
+        sweep.run_sweep(other, out, progress=False)
+    assert out.read_bytes() == before
+    # a batch larger than the data fails before any file exists
+    stub = tmp_path / "new.csv"
+    with pytest.raises(PerfmodelError, match=r"batch 4096 exceeds the"):
+        sweep.run_sweep(_config(batches=[4096]), stub, progress=False)
+    assert not stub.exists()
+
+
+def test_capped_warning_names_the_share_and_a_cap(tmp_path, monkeypatch):
+    # 3 of 4 runs capped (75 % > 25 %): one warning line with a suggested --max-epochs
+    def fake(spec, progress=True, grad_probe=64):
+        row = {c: spec.get(c, 1) for c in sweep.COLUMNS}
+        row.update(params=spec["width"] ** 2, steps_to_min=100, steps_to_converge=90, steps_per_epoch=10,
+                   capped=spec["width"] != 16 or spec["dataset_size"] != 512)
+        return row
+    monkeypatch.setattr(sweep, "run_one", fake)
+    out = tmp_path / "runs.csv"
+    cfg = _config()
+    sweep.run_sweep(cfg, out, progress=False)
+    warn = sweep.capped_warning(cfg, out)
+    assert warn.startswith("warning: 3 of 4 runs (75%) hit the --max-epochs") and "would have sufficed" in warn
+    # 4 runs are too few to fit the 3-parameter power law, so the suggestion is twice the cap,
+    # 2 x 1 epoch = 2, rounded up to a multiple of 10
+    assert "--max-epochs 1 cap" in warn and warn.endswith("--max-epochs 10 would have sufficed by the fitted law")
 
 
 def test_sweep_in_two_worker_processes(tmp_path):

@@ -36,7 +36,7 @@ def steps():
 def measure(model, widths, data_sizes, batches, optimizer, lr, corpus, seeds, max_epochs, eval_every,
             patience, seq_len, sets, grad_probe, jobs, threads, ray_address, no_progress, output):
     """Train every (width, data size, batch, seed) to minimum validation loss; one CSV row per run."""
-    from ..steps.sweep import SweepConfig, run_sweep
+    from ..steps.sweep import SweepConfig, capped_warning, run_sweep
     knobs = parse_sets(sets)
     if seq_len:
         knobs["seq_len"] = seq_len
@@ -46,6 +46,9 @@ def measure(model, widths, data_sizes, batches, optimizer, lr, corpus, seeds, ma
                                        grad_probe=grad_probe, knobs=knobs)
     counts = run_sweep(config, output, jobs, ray_address, not no_progress, threads)
     click.echo(f"{counts['done']} runs measured, {counts['skipped']} already in {output}")
+    warn = capped_warning(config, output)
+    if warn:
+        click.echo(warn, err=True)
 
 
 @steps.command()

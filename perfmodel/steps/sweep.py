@@ -150,23 +150,50 @@ def _key(row) -> tuple:
     return tuple(_norm(row[c]) for c in KEY)
 
 
-def _open_runs(path: Path) -> set[tuple]:
-    """Keys of the rows already in ``path``; repairs a last line cut short by an interrupted write."""
+SETTINGS = tuple(c for c in KEY if c not in ("width", "dataset_size", "batch", "seed"))
+
+
+def _read_rows(path: Path) -> list[dict]:
+    """Rows already in ``path`` (none if it is missing or empty); checks its columns."""
     if not path.exists() or path.stat().st_size == 0:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as f:
-            csv.writer(f).writerow(COLUMNS)
-            _sync(f)
+        return []
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != COLUMNS:
+                raise PerfmodelError(f"{str(path)!r} was written with other columns; write to a new file")
+            return [r for r in reader if None not in r.values()]
+    except UnicodeDecodeError:
+        raise PerfmodelError(f"{str(path)!r} is not a UTF-8 runs CSV; write to a new file") from None
+
+
+def _check_same_sweep(rows: list[dict], config: "SweepConfig", path: Path) -> None:
+    """Refuse a runs CSV that holds another model's runs or runs with other settings."""
+    mine = config.runs()[0] if config.runs() else None
+    for i, r in enumerate(rows):
+        if r["model"] != config.model:
+            raise PerfmodelError(f"{str(path)!r} holds {r['model']} runs (data row {i + 1}), not {config.model}; "
+                                 "write to a new file")
+        diff = [c for c in SETTINGS if mine is not None and _norm(r[c]) != _norm(mine[c])]
+        if diff:
+            c = diff[0]
+            raise PerfmodelError(f"{str(path)!r} holds runs with other settings ({c}={r[c]!r}, this sweep "
+                                 f"{c}={mine[c]!r}; data row {i + 1}); write to a new file")
+
+
+def _open_runs(path: Path) -> set[tuple]:
+    """Keys of the rows already in ``path``; repairs a last line cut short by an interrupted write.
+
+    Nothing is created here: the header is written with the first row (:func:`_append`),
+    so a sweep that fails before its first run leaves no file behind.
+    """
+    if not path.exists() or path.stat().st_size == 0:
         return set()
     data = path.read_bytes()
     if not data.endswith(b"\n"):
         with path.open("r+b") as f:
             f.truncate(data.rfind(b"\n") + 1)
-    with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise PerfmodelError(f"{str(path)!r} was written with other columns; write to a new file")
-        return {_key(r) for r in reader if None not in r.values()}
+    return {_key(r) for r in _read_rows(path)}
 
 
 def _sync(f) -> None:
@@ -175,9 +202,49 @@ def _sync(f) -> None:
 
 
 def _append(path: Path, row: dict) -> None:
+    new = not path.exists() or path.stat().st_size == 0
+    if new:
+        path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a", newline="") as f:
-        csv.DictWriter(f, COLUMNS).writerow(row)
+        w = csv.DictWriter(f, COLUMNS)
+        if new:
+            w.writeheader()
+        w.writerow(row)
         _sync(f)
+
+
+CAPPED_WARN_SHARE = 0.25   # warn when more than a quarter of a sweep's runs hit the epoch cap
+
+
+def capped_warning(config: "SweepConfig", path: str | Path) -> str | None:
+    """One ``warning:`` line when > 25 % of this sweep's runs in ``path`` hit ``--max-epochs``.
+
+    The suggested cap: for each capped run, the steps to minimum the power law
+    (fitted to all the sweep's runs, capped ones as lower bounds) predicts, plus the
+    patience window (``patience × eval_every`` steps), in epochs; the largest, × 1.5,
+    rounded up to a multiple of 10.  Without enough runs to fit: twice the cap.
+    """
+    keys = {_key(s) for s in config.runs()}
+    rows = [r for r in _read_rows(Path(path)) if _key(r) in keys]
+    capped = [r for r in rows if str(r["capped"]).strip().lower() in ("true", "1", "yes")]
+    if not rows or len(capped) <= CAPPED_WARN_SHARE * len(rows):
+        return None
+    suggest = 2 * config.max_epochs
+    try:
+        import numpy as np
+
+        from .fit import fit_law
+        from .runs import read_runs
+        law = fit_law(read_runs(path), form="power", n_boot=0, check_coverage=False)
+        need = [(float(law.steps(float(r["params"]), float(r["dataset_size"]), float(r["batch"])))
+                 + config.patience * config.eval_every) / float(r["steps_per_epoch"]) for r in capped]
+        suggest = max(suggest if not need else 0, float(np.max(need)) * 1.5)
+    except (PerfmodelError, ValueError, ZeroDivisionError):
+        pass
+    suggest = int(-(-suggest // 10) * 10)
+    return (f"warning: {len(capped)} of {len(rows)} runs ({100 * len(capped) / len(rows):.0f}%) hit the "
+            f"--max-epochs {config.max_epochs:g} cap, so their steps are only lower bounds; "
+            f"--max-epochs {suggest} would have sufficed by the fitted law")
 
 
 # ---------------------------------------------------------------- the sweep
@@ -194,8 +261,22 @@ def run_sweep(config: SweepConfig, out: str | Path, jobs: int = 1, ray_address: 
     if jobs < 1 or (threads is not None and threads < 1):
         raise PerfmodelError(f"--jobs {jobs} and --threads {threads} must be at least 1")
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
-    _task(config.model, min(config.data_sizes), 0, config.corpus or "",
-          json.dumps(config.knobs, sort_keys=True))  # bad options fail here, before any worker starts
+    from ..outputs import check_output
+    from .data import corpus_path
+    check_output(out, inputs=[corpus_path(config.corpus)] if config.corpus else [], what="runs CSV")
+    for D in sorted(set(config.data_sizes)):  # bad options fail here, before any worker starts
+        task = _task(config.model, D, 0, config.corpus or "", json.dumps(config.knobs, sort_keys=True))
+        for B in config.batches:
+            if task.steps_per_epoch(B) < 1:
+                raise PerfmodelError(f"batch {B} exceeds the {task.n_train} training examples at dataset size "
+                                     f"{D}; use a smaller --batch or larger --data-sizes")
+    if ray_address:
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise PerfmodelError("--ray-address needs Ray, which is not installed "
+                                 "(pip install 'perfmodel[ray]')") from None
+    _check_same_sweep(_read_rows(out), config, out)
     have = _open_runs(out)
     todo = [s for s in config.runs() if _key(s) not in have]
     counts = {"done": 0, "skipped": len(config.runs()) - len(todo)}
