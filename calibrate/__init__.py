@@ -2,8 +2,9 @@
 
 ``perfmodel calibrate --cpu | --gpu`` runs them (:func:`calibrate.run.calibrate`)
 and writes a profile JSON whose ``calibration`` section holds the raw measured
-points and their provenance; :mod:`perfmodel.cost.tables` turns those points
-into the interpolated tables the roofline reads.
+points and their provenance (schema: :mod:`perfmodel.hardware.calibration`);
+:mod:`perfmodel.cost.rates` and :mod:`perfmodel.cost.residuals` turn those points
+into the interpolated rates and corrections the cost model reads.
 
 Modules, one benchmark each: :mod:`.gemm`, :mod:`.memory`, :mod:`.overhead`,
 :mod:`.rnn`, :mod:`.conv`; timing in :mod:`.timing`, what to measure in

@@ -2,7 +2,7 @@
 
 ``perfmodel calibrate --from-csv gemm.csv [rnn.csv conv.csv] --base V100-SXM2 -o v100.json``
 keeps the base profile's datasheet figures and adds the matching GPU's rows
-as raw calibration points (the format of ``perfmodel.cost.tables``).
+as raw calibration points (the format of ``perfmodel.hardware.calibration``).
 """
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
+from . import backend
+
 TORCH_DTYPES = {"fp32": "float32", "tf32": "float32", "fp16": "float16", "bf16": "bfloat16",
                 "fp8": "float8_e4m3fn"}
 
@@ -46,24 +48,23 @@ def matmul_precision(dtype: str, device: str):
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
 
 
-def supported_dtypes(wanted, device: str) -> tuple:
-    """The dtypes of ``wanted`` this device runs a matmul in (tried, not assumed)."""
-    import torch
+def supported_dtypes(wanted, device: str, matmul) -> tuple:
+    """The dtypes of ``wanted`` this device runs a matmul in (tried, not assumed): ``matmul(dtype)``
+    runs one small GEMM in that dtype (``calibrate.gemm`` builds it) and raises where it cannot."""
     out = []
     for dt in wanted:
         if device.startswith("cuda"):
-            major, minor = torch.cuda.get_device_capability(torch.device(device))
+            major, minor = backend.get().capability(device)
             if dt == "tf32" and major < 8:
                 continue
-            if dt == "bf16" and not torch.cuda.is_bf16_supported():
+            if dt == "bf16" and not backend.get().bf16_supported():
                 continue
             if dt == "fp8" and (major, minor) < (8, 9):
                 continue
         elif dt in ("tf32", "fp8"):
             continue
         try:
-            from .gemm import gemm_callable
-            gemm_callable(1, 16, 16, 16, False, True, dt, device)()
+            matmul(dt)
         except Exception:
             continue
         out.append(dt)
@@ -72,5 +73,4 @@ def supported_dtypes(wanted, device: str) -> tuple:
 
 def free_cache(device: str) -> None:
     if device.startswith("cuda"):
-        import torch
-        torch.cuda.empty_cache()
+        backend.get().empty_cache()

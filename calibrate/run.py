@@ -2,7 +2,10 @@
 
 The calibrated profile is the base datasheet profile with its name changed
 and a ``calibration`` section added (raw points + provenance, see
-:mod:`perfmodel.cost.tables`).  Everything is measured into memory first and
+:mod:`perfmodel.hardware.calibration`).  The points are timed by the noise guard
+(:mod:`calibrate.interleave`: repeats interleaved across points, a reference point
+around each group, bounded re-measurement); points that stayed unstable are named in
+``provenance.unstable_points`` and warned about.  Everything is measured into memory first and
 written at the end with :func:`calibrate.atomic.write_json_atomic`, so an
 interrupted run leaves any previous profile untouched.
 """
@@ -16,8 +19,9 @@ from pathlib import Path
 from perfmodel import hardware
 from perfmodel.errors import PerfmodelError
 from perfmodel.hardware.profile import profile_from_dict
+from perfmodel.hardware.stability import unstable_warning
 
-from . import allocation, conv, gemm, memory, overhead, provenance, rnn
+from . import allocation, backend, conv, gemm, interleave, memory, overhead, provenance, rnn
 from .atomic import write_json_atomic
 from .devices import Context, free_cache, supported_dtypes
 from .plan import Plan
@@ -72,7 +76,8 @@ def resolve_device(gpu: bool, device: str | None) -> tuple[str, str]:
     import torch
     if not gpu:
         return "cpu", "cpu"
-    if not torch.cuda.is_available():
+    cuda = backend.get()
+    if not cuda.is_available():
         raise NoGpuError(NO_GPU)
     dev = device or "cuda:0"
     if not dev.startswith("cuda"):
@@ -80,51 +85,39 @@ def resolve_device(gpu: bool, device: str | None) -> tuple[str, str]:
     if dev == "cuda":
         dev = "cuda:0"
     idx = torch.device(dev).index or 0
-    if idx >= torch.cuda.device_count():
-        raise PerfmodelError(f"--device {dev!r} is not allowed: {torch.cuda.device_count()} CUDA device(s) "
-                             f"visible (cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+    if idx >= cuda.device_count():
+        raise PerfmodelError(f"--device {dev!r} is not allowed: {cuda.device_count()} CUDA device(s) "
+                             f"visible (cuda:0 .. cuda:{cuda.device_count() - 1})")
     return "gpu", dev
 
 
 def default_base(kind: str, device: str) -> str:
     if kind == "cpu":
         return hardware.DEFAULT_CPU
-    import torch
-    return guess_gpu_base(torch.cuda.get_device_name(torch.device(device)))
+    return guess_gpu_base(backend.get().device_name(device))
 
 
-def run_tasks(task_list, progress: bool = True, desc: str = "calibrating") -> dict:
-    """Run tasks under one tqdm bar; returns {section: [points...]} (object sections: their dict).
-
-    ``results["_seconds"]`` holds the wall seconds spent per section.
-    """
-    from tqdm import tqdm
-    results: dict = {"_seconds": {}}
-    with tqdm(total=len(task_list), desc=desc, unit="pt", disable=not progress, dynamic_ncols=True,
-              leave=True) as bar:
-        for t in task_list:
-            bar.set_postfix_str(t.label, refresh=False)
-            t0 = time.perf_counter()
-            pt = t.run()
-            secs = results["_seconds"]
-            secs[t.section] = secs.get(t.section, 0.0) + time.perf_counter() - t0
-            if t.section in OBJECT_SECTIONS:
-                if pt is not None:
-                    results[t.section] = pt
-            elif pt is not None:
-                results.setdefault(t.section, []).extend(pt if isinstance(pt, list) else [pt])
-            bar.update(1)
+def collect(points) -> dict:
+    """``[(section, point)]`` -> ``{section: [points...]}`` (object sections: their dict)."""
+    results: dict = {}
+    for section, pt in points:
+        if section in OBJECT_SECTIONS:
+            results[section] = pt
+        else:
+            results.setdefault(section, []).extend(pt if isinstance(pt, list) else [pt])
     return results
 
 
 def calibrate(base: hardware.HardwareProfile, plan: Plan, kind: str = "cpu", device: str = "cpu",
               name: str | None = None, command: str = "", progress: bool = True,
-              threads: int | None = None, clock: str = "wall", stat: str = "median") -> tuple[dict, list[str]]:
+              threads: int | None = None, clock: str = "wall", stat: str = "median",
+              timer=None) -> tuple[dict, list[str]]:
     """Measure ``plan`` on ``device``; return ``(profile dict, warnings)``.  Writes nothing.
 
     ``threads`` sets ``torch.set_num_threads`` for a CPU run; ``clock`` is the
     CPU clock and ``stat`` the statistic over repeats (:mod:`calibrate.timing`).
     All three are recorded in the provenance, and ``perfmodel validate`` reuses them.
+    ``timer`` replaces the device's timer (:class:`calibrate.timing.FakeTimer` in tests).
     """
     import torch
     if clock not in ("wall", "cpu"):
@@ -138,25 +131,29 @@ def calibrate(base: hardware.HardwareProfile, plan: Plan, kind: str = "cpu", dev
                              f"{kind} profile")
     nvml = None
     if kind == "gpu":
-        nvml = provenance.Nvml(torch.device(device).index or 0)
-        torch.cuda.set_device(torch.device(device))
+        cuda = backend.get()
+        nvml = cuda.nvml(device)
+        cuda.set_device(device)
         prov = provenance.gpu_provenance(command, device, nvml)
     else:
         prov = provenance.cpu_provenance(command)
     dtypes = plan.dtypes or tuple(base.peak_tflops)
-    dtypes = supported_dtypes(dtypes, device)
+    dtypes = supported_dtypes(dtypes, device,
+                              lambda dt: gemm.gemm_callable(1, 16, 16, 16, False, True, dt, device)())
     prov["dtypes"] = list(dtypes)
     prov["plan"] = plan.name
     prov["base_profile"] = base.name
     prov["clock"] = clock if kind == "cpu" else "cuda_events"
     prov["stat"] = stat
     ctx = Context(device, kind, dtypes, plan, clock if kind == "cpu" else "wall", stat)
-    task_list = [t for s in plan.sections for t in SECTION_MODULES[s].tasks(ctx)]
+    probes = [p for s in plan.sections for p in SECTION_MODULES[s].probes(ctx)]
     t0 = time.perf_counter()
-    results = run_tasks(task_list, progress)
+    outcome = interleave.run_probes(probes, ctx, timer, progress)
+    results = collect(outcome.points)
     free_cache(device)
     prov["wall_time_s"] = round(time.perf_counter() - t0, 1)
-    prov["section_wall_s"] = {k: round(v, 1) for k, v in results.pop("_seconds").items()}
+    prov["section_wall_s"] = {k: round(v, 1) for k, v in outcome.seconds.items()}
+    prov.update(outcome.provenance())
     warnings = provenance.finish(prov, nvml)
     cal = {"provenance": prov}
     for section in plan.sections:
@@ -166,7 +163,8 @@ def calibrate(base: hardware.HardwareProfile, plan: Plan, kind: str = "cpu", dev
     prof["name"] = name or (hardware.LOCAL_CPU if kind == "cpu" else hardware.LOCAL_GPU)
     prof["description"] = f"{prov['device']} calibrated {prov['date']} ({plan.name} plan) on base {base.name}"
     prof["calibration"] = cal
-    return prof, warnings
+    unstable = unstable_warning(prof)
+    return prof, warnings + ([unstable] if unstable else [])
 
 
 def write_profile(prof: dict, path) -> Path:

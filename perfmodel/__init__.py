@@ -6,7 +6,7 @@ Map of the package (one concern per folder):
 * ``architectures/``               analytic op-graph builders per reference model
 * ``torchmodels/``                 the same models as real ``torch.nn.Module`` s
 * ``hardware/``                    hardware profiles (JSON, units in keys)
-* ``cost/``                        roofline, wave quantization, calibrated tables, memory
+* ``cost/``                        rates -> roofline -> residuals -> op_time; waves, Winograd, memory
 * ``predict.py``, ``sweep.py``     time per step, one config or vectorized sweeps
 * ``validate.py``, ``kernels.py``  prediction vs real training steps / published kernel timings
 * ``steps/``                       step-law measurement, gradient statistics, fitting

@@ -8,7 +8,7 @@ Baidu DeepBench's results, https://github.com/baidu-research/DeepBench):
 * conv: ``gpu, precision, W, H, C, N, K, S, R, pad_w, pad_h, stride_w, stride_h, fwd_ms, bwd_in_ms, bwd_w_ms``
 
 Each measured phase of a row becomes one prediction: the row is turned into
-an :class:`~perfmodel.ops.Op` and costed by :func:`perfmodel.cost.roofline.op_time`.
+an :class:`~perfmodel.ops.Op` and costed by :func:`perfmodel.cost.op_time.op_time`.
 Rows that cannot be modelled are returned with the reason, never dropped.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cost.roofline import op_time
+from .cost.op_time import op_time
 from .errors import PerfmodelError
 from .hardware import HardwareProfile
 from .ops import Op, OpKind, conv_out_hw

@@ -12,7 +12,8 @@ import numpy as np
 
 from .architectures import build_graph
 from .cost.memory import MemoryFootprint, memory_footprint
-from .cost.roofline import fresh_output_bytes, op_time
+from .cost.op_time import op_time
+from .cost.roofline import fresh_output_bytes
 from .errors import PerfmodelError
 from .graph import OPTIMIZERS
 from .ops import COST_TABLE, Op

@@ -4,7 +4,9 @@ import pytest
 from calibrate import layers
 from perfmodel import hardware
 from perfmodel.architectures import build_graph
-from perfmodel.cost import roofline, tables
+from perfmodel.cost import roofline
+from perfmodel.cost.op_time import op_time
+from perfmodel.hardware import calibration
 from perfmodel.hardware.profile import profile_from_dict
 
 
@@ -56,14 +58,14 @@ def test_resnet_batchnorm_and_maxpool_read_their_own_curves():
     for key, bw in ((("bn1", "fwd"), 0.25e9), (("bn1", "bwd_data"), 0.5e9), (("maxpool", "fwd"), 0.1e9),
                     (("maxpool", "bwd_data"), 1e9), (("layer1/0/bn2", "fwd"), 0.25e9)):
         op = ops[key]
-        assert roofline.op_time(op, hw).memory_s == pytest.approx(op.bytes / bw, rel=1e-9), key
+        assert op_time(op, hw).memory_s == pytest.approx(op.bytes / bw, rel=1e-9), key
     # the transformer's layer norms name no curve: the reduction curve
     ln = next(o for o in build_graph("transformer", 64, seq_len=8).step_ops() if o.path.endswith("ln1"))
     assert roofline.op_curve(ln) is None
-    assert roofline.op_time(ln, hw).memory_s == pytest.approx(ln.bytes / 1e9, rel=1e-9)
+    assert op_time(ln, hw).memory_s == pytest.approx(ln.bytes / 1e9, rel=1e-9)
 
 
 def test_profile_schema_knows_the_layer_curves():
     with pytest.raises(Exception, match=r"calibration\.memory\[0\]\.op.*maxpool_bwd"):
         _with_curves([{"op": "avgpool", "bytes": 10, "time_s": 1e-6}])
-    assert "maxpool_bwd" in tables.CURVE_OPS
+    assert "maxpool_bwd" in calibration.CURVE_OPS

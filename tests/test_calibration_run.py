@@ -14,7 +14,7 @@ from calibrate.atomic import write_json_atomic
 from calibrate.plan import Plan
 from perfmodel import hardware
 from perfmodel.cli import main
-from perfmodel.cost import tables
+from perfmodel.cost import rates
 from perfmodel.predict import predict
 
 TINY = Plan("tiny", gemm_cube=(8, 32), gemm_rnn_batch=(4,), gemm_rnn_hidden=(16,), gemm_rnn_gates=(4,),
@@ -65,14 +65,14 @@ def test_interrupted_calibration_leaves_previous_profile_intact(home, monkeypatc
     out = home / "local-cpu.json"
     out.write_text('{"previous": true}')
     calls = {"n": 0}
-    real_point = run.memory._point
+    real_callable = run.memory.memory_callable
 
     def flaky(*a, **k):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt
-        return real_point(*a, **k)
-    monkeypatch.setattr(run.memory, "_point", flaky)
+        return real_callable(*a, **k)
+    monkeypatch.setattr(run.memory, "memory_callable", flaky)
     tiny = Plan("tiny", sections=("memory",), memory_bytes=(1024, 4096, 16384))
     monkeypatch.setattr(sys.modules["calibrate.plan"], "plan_for", lambda kind, quick: tiny)
     res = CliRunner().invoke(main, ["calibrate", "--cpu", "--quick", "--no-progress"])
@@ -185,7 +185,7 @@ def test_tiny_calibration_is_a_loadable_profile(tiny_profile, home):
     hw = hardware.load("local-cpu")
     assert hw.name == "local-cpu" and hw.calibrated
     assert hardware.local_cpu_profile() == "local-cpu"
-    assert tables.gemm_efficiency(hw, "fp32", 16, 16, 16, 1, True) > 0
+    assert rates.gemm_efficiency(hw, "fp32", 16, 16, 16, 1, True) > 0
     for model, width, knobs in (("mlp", 32, {}), ("wordlm", 16, {"seq_len": 4}),
                                 ("speech", 16, {"batch": 1, "seq_len": 30, "freq_bins": 41, "target_len": 4})):
         assert predict(model, width, hw, **knobs).time_per_step_s > 0

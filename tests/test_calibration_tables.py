@@ -1,4 +1,5 @@
-"""Calibrated tables (perfmodel.cost.tables): validation, interpolation, lookups, speed.
+"""Calibrated tables (perfmodel.hardware.calibration, perfmodel.cost.interp / rates / residuals):
+validation, interpolation, lookups, speed.
 
 Expected values are formulas: the synthetic measurements are generated from
 a known law (a power law in log space, a constant bandwidth, a fixed ratio to
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from perfmodel import hardware
-from perfmodel.cost import roofline, tables
+from perfmodel.cost import interp, op_time, rates, residuals, roofline
 from perfmodel.cost.waves import gemm_wave_efficiency
 from perfmodel.errors import ProfileError
 from perfmodel.hardware.profile import profile_from_dict
@@ -83,9 +84,9 @@ def test_malformed_calibration_is_one_line_naming_file_and_key(cal, key):
 
 def test_every_section_optional_and_collectives_accepted():
     hw = with_cal({"collectives": {"allreduce": [{"bytes": 8, "time_s": 1e-5}], "anything": "goes"}})
-    assert tables.gemm_efficiency(hw, "fp32", 64, 64, 64) is None
-    assert tables.bandwidth_Bps(hw, 1e6) is None
-    assert tables.overhead_s(hw, "gemm") is None
+    assert rates.gemm_efficiency(hw, "fp32", 64, 64, 64) is None
+    assert rates.bandwidth_Bps(hw, 1e6) is None
+    assert rates.overhead_s(hw, "gemm") is None
     with_cal({})
 
 
@@ -93,7 +94,7 @@ def test_every_section_optional_and_collectives_accepted():
 def test_datasheet_profile_unchanged():
     hw = hardware.load(hardware.DEFAULT_CPU)
     op = Op(OpKind.GEMM, "x", {"m": 64, "n": 256, "k": 128, "weight": "b", "trans_b": True})
-    t = roofline.op_time(op, hw)
+    t = op_time.op_time(op, hw)
     compute = 2 * 64 * 256 * 128 / (hw.peak_flops("fp32") * hw.efficiency["gemm_max"])
     memory = op.bytes / (hw.memory_bandwidth_Bps * hw.efficiency["memory_max"])
     assert t.time_s == pytest.approx(max(compute, memory) + hw.launch_overhead_s)
@@ -107,17 +108,17 @@ def test_gemm_interpolation_recovers_log_linear_law_between_points():
     m = np.array([20, 100, 700, 1500])
     n = np.array([300, 12, 64, 2000])
     k = np.array([50, 900, 10, 256])
-    got = tables.gemm_efficiency(hw, "fp32", m, n, k, 1, True)
+    got = rates.gemm_efficiency(hw, "fp32", m, n, k, 1, True)
     np.testing.assert_allclose(got, law(m, n, k), rtol=1e-6)
-    assert tables.gemm_efficiency(hw, "fp32", 100, 100, 100, 1, True) == pytest.approx(law(100, 100, 100), rel=1e-6)
-    assert tables.gemm_efficiency(hw, "bf16", 100, 100, 100) is None  # no bf16 points
+    assert rates.gemm_efficiency(hw, "fp32", 100, 100, 100, 1, True) == pytest.approx(law(100, 100, 100), rel=1e-6)
+    assert rates.gemm_efficiency(hw, "bf16", 100, 100, 100) is None  # no bf16 points
 
 
 def test_gemm_clamps_outside_measured_box():
     hw0 = hardware.load(hardware.DEFAULT_CPU)
     hw = with_cal({"gemm": gemm_points(hw0.peak_flops("fp32"), law)})
     # beyond the largest measured size the edge value is kept
-    assert tables.gemm_efficiency(hw, "fp32", 10**5, 2048, 2048, 1, True) == pytest.approx(law(2048, 2048, 2048),
+    assert rates.gemm_efficiency(hw, "fp32", 10**5, 2048, 2048, 1, True) == pytest.approx(law(2048, 2048, 2048),
                                                                                              rel=1e-6)
 
 
@@ -125,7 +126,7 @@ def test_two_points_along_one_axis_interpolate_in_log_space():
     """Two measured convs that differ only in batch: efficiency 0.1 at M = 100, 0.2 at M = 200.
     At M = 141.42 (halfway in log2) log-linear gives exp((ln 0.1 + ln 0.2) / 2) = 0.1414; beyond
     the ends the edge value is kept.  (This layout used to stop scipy's nearest-neighbour fit.)"""
-    f = tables.LogInterpolator([(100, 32, 9), (200, 32, 9)], [0.1, 0.2])
+    f = interp.LogInterpolator([(100, 32, 9), (200, 32, 9)], [0.1, 0.2])
     np.testing.assert_allclose(f([50, 141.42, 200, 400], 32, 9), [0.1, 0.14142, 0.2, 0.2], rtol=1e-4)
 
 
@@ -135,11 +136,11 @@ def test_gemm_layouts_kept_apart_and_dispatch_subtracted():
     nt = gemm_points(peak, law, dispatch_s=1e-8, layouts=((False, True),))
     nn_ = gemm_points(peak, lambda m, n, k: 0.5 * law(m, n, k), dispatch_s=1e-8, layouts=((False, False),))
     hw = with_cal({"gemm": nt + nn_, "overhead_us": {"dispatch": 0.01}})
-    assert tables.gemm_efficiency(hw, "fp32", 300, 300, 300, 1, True) == pytest.approx(law(300, 300, 300), rel=1e-5)
-    assert tables.gemm_efficiency(hw, "fp32", 300, 300, 300, 1, False) == pytest.approx(0.5 * law(300, 300, 300),
+    assert rates.gemm_efficiency(hw, "fp32", 300, 300, 300, 1, True) == pytest.approx(law(300, 300, 300), rel=1e-5)
+    assert rates.gemm_efficiency(hw, "fp32", 300, 300, 300, 1, False) == pytest.approx(0.5 * law(300, 300, 300),
                                                                                           rel=1e-5)
     # a layout never measured falls back to the dtype's pooled points (between the two)
-    pooled = tables.gemm_efficiency(hw, "fp32", 300, 300, 300, 1, False, trans_a=True)
+    pooled = rates.gemm_efficiency(hw, "fp32", 300, 300, 300, 1, False, trans_a=True)
     assert 0.5 * law(300, 300, 300) < pooled < law(300, 300, 300)
 
 
@@ -151,7 +152,7 @@ def test_gpu_keeps_wave_quantization():
     pts = gemm_points(peak, lambda m, n, k: 0.8 * gemm_wave_efficiency(hw0, m, n, 1, k), dtype="fp16")
     hw = with_cal({"gemm": pts}, kind="gpu")
     m = np.array([1000, 1100, 1500, 2000])  # tile edges differ at every m
-    got = tables.gemm_efficiency(hw, "fp16", m, 1536, 1024)
+    got = rates.gemm_efficiency(hw, "fp16", m, 1536, 1024)
     np.testing.assert_allclose(got, 0.8 * gemm_wave_efficiency(hw0, m, 1536, 1, 1024), rtol=1e-6)
 
 
@@ -165,7 +166,7 @@ def test_gpu_table_splits_k_of_a_skinny_gemm():
     peak = hw0.peak_flops("fp16")
     pts = gemm_points(peak, lambda m, n, k: 0.8 * gemm_wave_efficiency(hw0, m, n, 1, k), dtype="fp16")
     hw = with_cal({"gemm": pts}, kind="gpu")
-    assert tables.gemm_efficiency(hw, "fp16", 256, 256, 8192) == pytest.approx(0.8 * 128 / 132, rel=1e-3)
+    assert rates.gemm_efficiency(hw, "fp16", 256, 256, 8192) == pytest.approx(0.8 * 128 / 132, rel=1e-3)
 
 
 def test_roofline_reproduces_a_measured_gemm_and_uses_backward_layouts():
@@ -178,13 +179,13 @@ def test_roofline_reproduces_a_measured_gemm_and_uses_backward_layouts():
     hw = with_cal({"gemm": pts, "overhead_us": {"dispatch": 0.02, "gemm": 7.0}})
     fwd = Op(OpKind.GEMM, "l", {"m": 128, "n": 512, "k": 32, "weight": "b", "trans_b": True})
     work = 2 * 128 * 512 * 32 / (peak * law(128, 512, 32))
-    assert roofline.op_time(fwd, hw).time_s == pytest.approx(max(work, roofline.memory_time(hw, fwd.bytes, "gemm"))
+    assert op_time.op_time(fwd, hw).time_s == pytest.approx(max(work, roofline.memory_time(hw, fwd.bytes, "gemm"))
                                                              + 7e-6, rel=1e-5)
     bwd_weight = Op(OpKind.GEMM, "l", {"m": 32, "n": 512, "k": 128, "weight": "b", "trans_b": True},
                     phase="bwd_weight")
     # dW = dY^T @ X: M = 512, N = 32, K = 128 with A transposed
     assert roofline.gemm_layout(bwd_weight) == (512, 32, 128, True, False)
-    assert roofline.op_time(bwd_weight, hw).compute_s == pytest.approx(2 * work, rel=1e-5)
+    assert op_time.op_time(bwd_weight, hw).compute_s == pytest.approx(2 * work, rel=1e-5)
     bwd_data = Op(OpKind.GEMM, "l", {"m": 128, "n": 32, "k": 512, "weight": "b", "trans_b": True}, phase="bwd_data")
     assert roofline.gemm_layout(bwd_data) == (128, 32, 512, False, False)
 
@@ -210,28 +211,28 @@ def test_bandwidth_curve_with_dispatch_removed():
     pts = [{"op": "elementwise", "bytes": b, "time_s": 3e-8 + b / bw} for b in (2**10, 2**16, 2**22, 2**26)]
     hw = with_cal({"memory": pts, "overhead_us": {"dispatch": 0.03}})
     for nb in (2**10, 5e5, 2**26, 2**30, 100):
-        assert tables.bandwidth_Bps(hw, nb, OpKind.ELEMENTWISE) == pytest.approx(bw, rel=1e-6)
+        assert rates.bandwidth_Bps(hw, nb, OpKind.ELEMENTWISE) == pytest.approx(bw, rel=1e-6)
     # no copy curve measured: copies use the elementwise one
-    assert tables.bandwidth_Bps(hw, 2**20, OpKind.COPY) == pytest.approx(bw, rel=1e-6)
+    assert rates.bandwidth_Bps(hw, 2**20, OpKind.COPY) == pytest.approx(bw, rel=1e-6)
 
 
 def test_overhead_lookup_and_default():
     hw = with_cal({"overhead_us": {"gemm": 6.0, "default": 4.0, "dispatch": 1.0}})
-    assert tables.overhead_s(hw, "gemm") == pytest.approx(6e-6)
-    assert tables.overhead_s(hw, "loss") == pytest.approx(4e-6)
+    assert rates.overhead_s(hw, "gemm") == pytest.approx(6e-6)
+    assert rates.overhead_s(hw, "loss") == pytest.approx(4e-6)
     assert roofline.per_kernel_overhead_s(hw, "gemm") == pytest.approx(6e-6)
-    assert tables.dispatch_s(hw) == pytest.approx(1e-6)
+    assert rates.dispatch_s(hw) == pytest.approx(1e-6)
 
 
 def test_step_call_costs_are_booked_once_per_step_on_the_optimizer():
     # 30 us per backward() call + 25 us per optimizer call; per kernel 6 us (optimizer) and 4 us (others)
     ov = {"default": 4.0, "optimizer": 6.0, "dispatch": 1.0, "backward_call": 30.0, "optimizer_call": 25.0}
     hw, bare = with_cal({"overhead_us": ov}), with_cal({"overhead_us": {k: ov[k] for k in ("default", "optimizer")}})
-    assert tables.step_calls_s(hw) == pytest.approx(55e-6) and tables.step_calls_s(bare) is None
+    assert rates.step_calls_s(hw) == pytest.approx(55e-6) and rates.step_calls_s(bare) is None
     opt = Op(OpKind.OPTIMIZER, "optimizer", {"numel": 1000, "optimizer": "sgd"}, "fp32", "optimizer",
              meta={"kernels": 5})
-    assert roofline.op_time(opt, hw).overhead_s == pytest.approx(5 * 6e-6 + 55e-6)
-    assert roofline.op_time(opt, bare).overhead_s == pytest.approx(5 * 6e-6)
+    assert op_time.op_time(opt, hw).overhead_s == pytest.approx(5 * 6e-6 + 55e-6)
+    assert op_time.op_time(opt, bare).overhead_s == pytest.approx(5 * 6e-6)
     # a whole step: the two predictions differ by exactly the two calls
     diff = predict("mlp", 64, hw).time_per_step_s - predict("mlp", 64, bare).time_per_step_s
     assert diff == pytest.approx(55e-6)
@@ -263,15 +264,15 @@ def test_rnn_ratio_to_components_interpolated_and_bwd_split():
     op = rnn_op(512, 16, steps=35, input_=1312)
     i_f, r_f = _rnn_parts(op, hw)
     assert i_f > 0 and r_f > 0
-    assert roofline.op_time(op, hw).time_s == pytest.approx(i_f + 1.5 * r_f, rel=1e-6)
+    assert op_time.op_time(op, hw).time_s == pytest.approx(i_f + 1.5 * r_f, rel=1e-6)
     for ph in ("bwd_data", "bwd_weight"):
         i_b, r_b = _rnn_parts(rnn_op(512, 16, steps=35, input_=1312, phase=ph), hw)
-        assert roofline.op_time(rnn_op(512, 16, steps=35, input_=1312, phase=ph), hw).time_s == \
+        assert op_time.op_time(rnn_op(512, 16, steps=35, input_=1312, phase=ph), hw).time_s == \
             pytest.approx(i_b + 2.0 * r_b, rel=1e-6)
     # the parts add up to the whole components time
     assert sum(_rnn_parts(op, hw)) == pytest.approx(roofline.rnn_components_time(op, hw), rel=1e-12)
     gru = Op(OpKind.RNN, "g", {"cell": "gru", "hidden": 64, "input": 64, "batch": 4, "steps": 3})
-    assert tables.rnn_time_s(hw, gru) is None  # GRU never measured: components only
+    assert residuals.rnn_time_s(hw, gru) is None  # GRU never measured: components only
 
 
 def test_rnn_per_call_cost_from_two_lengths():
@@ -288,7 +289,7 @@ def test_rnn_per_call_cost_from_two_lengths():
     hw = with_cal({"rnn": pts})
     op = rnn_op(512, 8, steps=50, input_=1312)
     i_f, r_f = _rnn_parts(op, hw)
-    assert roofline.op_time(op, hw).time_s == pytest.approx(f_call + i_f + r * r_f, rel=1e-3)
+    assert op_time.op_time(op, hw).time_s == pytest.approx(f_call + i_f + r * r_f, rel=1e-3)
 
 
 def _conv(n=2, c=32, h=16, w=16, k=32, r=3, s=3, stride=1, pad=1, phase="fwd"):
@@ -318,7 +319,7 @@ def test_conv_table_scales_the_analytic_time_by_the_measured_ratio():
     hw = with_cal({"conv": pts})
     for phase, ratio in (("fwd", 1.5), ("bwd_data", 3.0), ("bwd_weight", 1.5)):
         op = _conv(n=2, c=32, k=32, phase=phase)
-        assert roofline.op_time(op, hw).compute_s == pytest.approx(ratio * roofline.conv_compute_s(op, CPU0),
+        assert op_time.op_time(op, hw).compute_s == pytest.approx(ratio * roofline.conv_compute_s(op, CPU0),
                                                                    rel=1e-6)
 
 
@@ -332,9 +333,9 @@ def test_conv_measured_geometry_keeps_its_ratio_at_another_batch():
            _fwd_point(_conv(n=8, w=100, **{**ds2, "c": 64}, stride=1, pad=5), 1.0)]
     hw = with_cal({"conv": pts})
     big = _conv(n=8, w=100, **ds2, stride=1, pad=5)
-    assert roofline.op_time(big, hw).compute_s == pytest.approx(3.0 * roofline.conv_compute_s(big, CPU0), rel=1e-6)
+    assert op_time.op_time(big, hw).compute_s == pytest.approx(3.0 * roofline.conv_compute_s(big, CPU0), rel=1e-6)
     # a conv of the class that is neither: the nearest point of the class
-    assert tables.conv_ratio(hw, _conv(n=8, w=100, **{**ds2, "c": 48}, stride=1, pad=5)) == 1.0
+    assert residuals.conv_ratio(hw, _conv(n=8, w=100, **{**ds2, "c": 48}, stride=1, pad=5)) == 1.0
 
 
 def test_conv_geometry_measured_at_two_batches_interpolates_in_log_m():
@@ -343,8 +344,8 @@ def test_conv_geometry_measured_at_two_batches_interpolates_in_log_m():
     doublings, 8 / 2 = 2 of them): ratio exp((ln 1 + ln 0.5) / 2) = 0.7071.  Batch 64 keeps 0.5."""
     pts = [_fwd_point(_conv(n=2, c=64, k=64, h=28, w=28), 1.0), _fwd_point(_conv(n=32, c=64, k=64, h=28, w=28), 0.5)]
     hw = with_cal({"conv": pts})
-    assert tables.conv_ratio(hw, _conv(n=8, c=64, k=64, h=28, w=28)) == pytest.approx(0.5 ** 0.5, rel=1e-9)
-    assert tables.conv_ratio(hw, _conv(n=64, c=64, k=64, h=28, w=28)) == pytest.approx(0.5, rel=1e-9)
+    assert residuals.conv_ratio(hw, _conv(n=8, c=64, k=64, h=28, w=28)) == pytest.approx(0.5 ** 0.5, rel=1e-9)
+    assert residuals.conv_ratio(hw, _conv(n=64, c=64, k=64, h=28, w=28)) == pytest.approx(0.5, rel=1e-9)
 
 
 def test_conv_ratio_interpolated_within_the_filter_class():
@@ -356,12 +357,12 @@ def test_conv_ratio_interpolated_within_the_filter_class():
     pts += [_fwd_point(_conv(c=c, k=c, h=8 + c // 16, w=8 + c // 16), 0.5) for c in (16, 32, 64, 128, 256)]
     pts += [_fwd_point(_conv(c=32, k=64, r=1, s=1, pad=0, stride=2), 6.0)]
     hw = with_cal({"conv": pts})
-    assert tables.conv_ratio(hw, _conv(c=48, k=96, r=1, s=1, pad=0)) == pytest.approx(2.0, rel=1e-6)
-    assert tables.conv_ratio(hw, _conv(c=48, k=48, h=11, w=11)) == pytest.approx(0.5, rel=1e-6)
-    assert tables.conv_ratio(hw, _conv(n=32, c=128, h=56, w=56, k=256, r=1, s=1, pad=0, stride=2)) == 6.0
+    assert residuals.conv_ratio(hw, _conv(c=48, k=96, r=1, s=1, pad=0)) == pytest.approx(2.0, rel=1e-6)
+    assert residuals.conv_ratio(hw, _conv(c=48, k=48, h=11, w=11)) == pytest.approx(0.5, rel=1e-6)
+    assert residuals.conv_ratio(hw, _conv(n=32, c=128, h=56, w=56, k=256, r=1, s=1, pad=0, stride=2)) == 6.0
     five = _conv(c=48, k=48, r=5, s=5, pad=2)
-    every = tables.LogInterpolator([tables.conv_gemm_shape(p) for p in pts], [2.0] * 5 + [0.5] * 5 + [6.0])
-    assert tables.conv_ratio(hw, five) == pytest.approx(every(*tables.conv_gemm_shape(five.dims)), rel=1e-9)
+    every = interp.LogInterpolator([residuals.conv_gemm_shape(p) for p in pts], [2.0] * 5 + [0.5] * 5 + [6.0])
+    assert residuals.conv_ratio(hw, five) == pytest.approx(every(*residuals.conv_gemm_shape(five.dims)), rel=1e-9)
 
 
 def test_conv_ratio_vectorized_over_widths():
@@ -370,8 +371,8 @@ def test_conv_ratio_vectorized_over_widths():
     hw = with_cal({"conv": pts})
     cs = np.array([24, 32, 100, 256])
     op = _conv(c=cs, k=cs)
-    got = tables.conv_ratio(hw, op)
-    want = [tables.conv_ratio(hw, _conv(c=int(c), k=int(c))) for c in cs]
+    got = residuals.conv_ratio(hw, op)
+    want = [residuals.conv_ratio(hw, _conv(c=int(c), k=int(c))) for c in cs]
     np.testing.assert_allclose(got, want, rtol=1e-12)
     assert got[1] == pytest.approx(1.32) and got[3] == pytest.approx(3.56)  # measured: their own ratios
     widths = np.array([16, 32, 64])
@@ -381,7 +382,8 @@ def test_conv_ratio_vectorized_over_widths():
 
 def test_tables_cached_per_profile():
     hw = with_cal({"overhead_us": {"default": 1.0}, "memory": [{"op": "copy", "bytes": 10, "time_s": 1e-6}]})
-    assert tables._tables(hw) is tables._tables(hw)
+    assert rates.rate_tables(hw) is rates.rate_tables(hw)
+    assert residuals.residual_tables(hw) is residuals.residual_tables(hw)
 
 
 def test_outputs_at_or_above_the_threshold_are_priced_as_fresh_pages():
@@ -394,5 +396,5 @@ def test_outputs_at_or_above_the_threshold_are_priced_as_fresh_pages():
     p, q = predict("mlp", 512, hw), predict("mlp", 512, bare)
     assert p.fresh_bytes_per_step == 5 * 2**20 and q.fresh_bytes_per_step == 0.0
     assert p.time_per_step_s - q.time_per_step_s == pytest.approx(5 * 2**20 * 2e-9)
-    assert tables.fresh_bytes(hw, [2**20 - 1, 2**20]).tolist() == [0.0, 2**20]
-    assert tables.fresh_bytes(bare, 2**20) is None
+    assert rates.fresh_bytes(hw, [2**20 - 1, 2**20]).tolist() == [0.0, 2**20]
+    assert rates.fresh_bytes(bare, 2**20) is None

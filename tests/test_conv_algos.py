@@ -6,6 +6,7 @@ output tile of a 3x3 filter needs a 6x6 input tile and 36 multiplies per (tile, 
 import pytest
 
 from perfmodel.cost import roofline
+from perfmodel.cost.op_time import op_time
 from perfmodel.cost.conv_algos import winograd_applies, winograd_parts
 from perfmodel.cost.waves import gemm_wave_efficiency
 from perfmodel.hardware import load
@@ -54,10 +55,10 @@ def test_gpu_takes_the_faster_algorithm_cpu_keeps_implicit_gemm():
     op = conv()
     implicit = implicit_s(op, gpu)
     gemm, nbytes = winograd_parts(op)
-    winograd = roofline.op_time(gemm, gpu).compute_s + roofline.memory_time(gpu, nbytes)
+    winograd = op_time(gemm, gpu).compute_s + roofline.memory_time(gpu, nbytes)
     assert winograd < implicit  # 4x fewer multiplies outweigh the transforms here
-    assert roofline._compute_time(op, gpu) == pytest.approx(min(implicit, winograd))
+    assert roofline.compute_time(op, gpu) == pytest.approx(min(implicit, winograd))
     one_by_one = conv(r=1, pad=0)
-    assert roofline._compute_time(one_by_one, gpu) == pytest.approx(implicit_s(one_by_one, gpu))
-    assert roofline._compute_time(op, cpu) == pytest.approx(
+    assert roofline.compute_time(one_by_one, gpu) == pytest.approx(implicit_s(one_by_one, gpu))
+    assert roofline.compute_time(op, cpu) == pytest.approx(
         op.flops / (cpu.peak_flops("fp32") * cpu.efficiency["conv_max"]))

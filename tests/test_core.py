@@ -14,7 +14,7 @@ from perfmodel.architectures import build_graph
 from perfmodel.cli import main
 from perfmodel.cli.options import parse_int_list
 from perfmodel.cost.memory import memory_footprint
-from perfmodel.cost.roofline import op_time
+from perfmodel.cost.op_time import op_time
 from perfmodel.cost.waves import gemm_wave_efficiency
 from perfmodel.hardware import load, profile_from_dict
 from perfmodel.ops import Op, OpKind, derive_backward

@@ -57,7 +57,7 @@ class GraphBuilder:
 
     def reduction(self, path, numel, flops_per_elem=5, n_in=1, n_out=1, repeat=1, kernels=1, curve=None):
         """Softmax, layer norm, sums: memory-bound passes over ``numel`` elements.  ``curve`` names
-        a measured time-vs-bytes curve of this very kernel (``cost.tables``), used when calibrated."""
+        a measured time-vs-bytes curve of this very kernel (``cost.rates``), used when calibrated."""
         meta = {"curve": curve} if curve else {}
         return self.op(OpKind.REDUCTION, path, {"numel": numel, "n_in": n_in, "n_out": n_out,
                                                 "flops_per_elem": flops_per_elem}, repeat, kernels, **meta)

@@ -1,20 +1,30 @@
-"""Op + hardware profile -> seconds.  The one place where time is computed.
+"""Analytic roofline: op + hardware profile -> seconds, from rates and datasheet figures.
 
-Per op execution::
+Per op execution (the roofline model: Williams, Waterman & Patterson, "Roofline: an
+insightful visual performance model for multicore architectures", CACM 52(4), 2009)::
 
     compute_s  = flops / (peak_flops[dtype] * efficiency(op))
-    memory_s   = bytes / (bandwidth * memory_efficiency(bytes))
-    time_s     = overlap(compute_s, memory_s) + overhead_s
+    memory_s   = bytes / bandwidth(bytes)
+    time_s     = max(compute_s, memory_s) + overhead_s
     overhead_s = kernels * per_kernel_overhead (+ first-touch page faults of a fresh output)
                  (the optimizer op also carries the step's fixed per-call costs:
                  one backward() call and one optimizer call, when calibrated)
 
-``efficiency`` comes from the profile: a calibrated table when the profile
-has one (``perfmodel.cost.tables``), otherwise the datasheet fraction
-``efficiency.gemm_max`` times the GPU wave-quantization factor
-(``perfmodel.cost.waves``).  A GPU conv takes the faster of the implicit GEMM
-and Winograd (``perfmodel.cost.conv_algos``); measured convs in the profile
-scale that analytic time by their measured / analytic ratio.
+``efficiency`` and ``bandwidth`` come from the profile: the calibrated rates when it
+has them (:mod:`perfmodel.cost.rates`), otherwise the datasheet fractions.
+
+* GEMM: the calibrated efficiency, else ``efficiency.gemm_max`` times the GPU
+  wave-quantization factor (:mod:`perfmodel.cost.waves`).
+* Conv2d: its implicit GEMM (:func:`perfmodel.ops.conv_gemm_dims`) at the GEMM
+  table's efficiency, else ``efficiency.conv_max`` (times the wave factor on a
+  GPU); on a GPU the faster of that and Winograd (:mod:`perfmodel.cost.conv_algos`).
+* Pointwise work (elementwise, reductions, losses, embeddings, optimizer updates):
+  the vector units at ``peak_flops["fp32"] * efficiency.elementwise_max``.
+* Memory: the calibrated curve, else ``memory_bandwidth * efficiency.memory_max``.
+* A fused RNN layer: the sum of its GEMMs and cell kernels (:func:`perfmodel.ops.rnn_components`).
+
+Measured residuals of conv and RNN layers are not applied here: they scale this
+analytic time in :mod:`perfmodel.cost.residuals`, composed in :mod:`perfmodel.cost.op_time`.
 Every function accepts scalar or array dims.
 """
 from __future__ import annotations
@@ -25,7 +35,7 @@ import numpy as np
 
 from ..hardware import HardwareProfile
 from ..ops import Op, OpKind, conv_gemm_dims, rnn_components
-from . import tables
+from . import rates
 from .conv_algos import winograd_applies, winograd_parts
 from .waves import gemm_wave_efficiency
 
@@ -75,7 +85,7 @@ def gemm_layout(op: Op):
 
 def gemm_efficiency(hw: HardwareProfile, dtype, m, n, k, batch=1, trans_b=False, trans_a=False):
     """Fraction of the dtype's peak a GEMM reaches on ``hw``."""
-    cal = tables.gemm_efficiency(hw, dtype, m, n, k, batch, trans_b, trans_a)
+    cal = rates.gemm_efficiency(hw, dtype, m, n, k, batch, trans_b, trans_a)
     if cal is not None:
         return cal
     eff = hw.efficiency["gemm_max"]
@@ -86,35 +96,36 @@ def gemm_efficiency(hw: HardwareProfile, dtype, m, n, k, batch=1, trans_b=False,
 
 def op_curve(op: Op) -> str | None:
     """The measured curve of ``op``'s own kernel, if it names one: ``meta["curve"]`` forward,
-    ``<curve>_bwd`` in the backward phases (``tables.LAYER_CURVES``)."""
+    ``<curve>_bwd`` in the backward phases (``hardware.calibration.LAYER_CURVES``)."""
     curve = op.meta.get("curve")
     return None if curve is None else (curve if op.phase == "fwd" else f"{curve}_bwd")
 
 
 def memory_time(hw: HardwareProfile, nbytes, kind: str | None = None, curve: str | None = None):
-    bw = tables.bandwidth_Bps(hw, nbytes, kind, curve)
+    """Seconds to move ``nbytes`` in one kernel: ``nbytes / bandwidth``."""
+    bw = rates.bandwidth_Bps(hw, nbytes, kind, curve)
     if bw is None:
         bw = hw.memory_bandwidth_Bps * hw.efficiency["memory_max"]
     return nbytes / bw
 
 
 def per_kernel_overhead_s(hw: HardwareProfile, kind: str):
-    cal = tables.overhead_s(hw, kind)
+    """Fixed seconds of one kernel of ``kind``: calibrated, else the profile's launch overhead."""
+    cal = rates.overhead_s(hw, kind)
     return hw.launch_overhead_s if cal is None else cal
 
 
-def _compute_time(op: Op, hw: HardwareProfile):
+def compute_time(op: Op, hw: HardwareProfile):
+    """Analytic compute seconds of one execution of a (non-RNN) op."""
     d, flops = op.dims, op.flops
     if op.kind == OpKind.GEMM:
         m, n, k, trans_a, trans_b = gemm_layout(op)
         eff = gemm_efficiency(hw, op.dtype, m, n, k, d.get("batch", 1), trans_b, trans_a)
         return flops / (hw.peak_flops(op.dtype) * eff)
     if op.kind == OpKind.CONV2D:
-        analytic = conv_compute_s(op, hw)
-        ratio = tables.conv_ratio(hw, op)  # measured / analytic, when the profile measured convs
-        return analytic if ratio is None else analytic * ratio
+        return conv_compute_s(op, hw)
     # pointwise work runs on the vector units at the fp32 rate
-    return flops / (hw.peak_flops("fp32") * hw.efficiency["gemm_max"])
+    return flops / (hw.peak_flops("fp32") * hw.efficiency["elementwise_max"])
 
 
 def conv_compute_s(op: Op, hw: HardwareProfile):
@@ -122,7 +133,7 @@ def conv_compute_s(op: Op, hw: HardwareProfile):
     datasheet conv) efficiency; on a GPU the faster of that and Winograd, as the library's
     algorithm search picks."""
     m, n, k = conv_gemm_dims(op)
-    eff = tables.gemm_efficiency(hw, op.dtype, m, n, k, 1, False)
+    eff = rates.gemm_efficiency(hw, op.dtype, m, n, k, 1, False)
     if eff is None:
         eff = hw.efficiency["conv_max"]
         if hw.kind == "gpu":
@@ -130,20 +141,21 @@ def conv_compute_s(op: Op, hw: HardwareProfile):
     implicit = op.flops / (hw.peak_flops(op.dtype) * eff)
     if hw.kind == "gpu" and winograd_applies(op.dims):
         gemm, transform_bytes = winograd_parts(op)
-        return np.minimum(implicit, _compute_time(gemm, hw) + memory_time(hw, transform_bytes))
+        return np.minimum(implicit, compute_time(gemm, hw) + memory_time(hw, transform_bytes))
     return implicit
 
 
-def op_time(op: Op, hw: HardwareProfile) -> OpTime:
-    """Time of one execution of ``op`` on ``hw``."""
+def roofline_time(op: Op, hw: HardwareProfile, compute_s=None) -> OpTime:
+    """Analytic time of one execution of ``op``; ``compute_s``, when given, replaces the analytic
+    compute part (the caller passes a measured one)."""
     if op.kind == OpKind.RNN:
-        return _rnn_time(op, hw)
-    compute = _compute_time(op, hw)
+        return rnn_roofline(op, hw)[0]
+    compute = compute_time(op, hw) if compute_s is None else compute_s
     memory = memory_time(hw, op.bytes, op.kind, op_curve(op))
     kernels = op.meta.get("kernels", 1)
     overhead = kernels * per_kernel_overhead_s(hw, op.kind) + 0 * compute
     if op.kind == OpKind.OPTIMIZER:  # once per training step (calibrated per-call costs)
-        calls = tables.step_calls_s(hw)
+        calls = rates.step_calls_s(hw)
         overhead = overhead if calls is None else overhead + calls
     fresh = fresh_output_bytes(op, hw)
     if fresh is not None:
@@ -156,7 +168,7 @@ def fresh_output_bytes(op: Op, hw: HardwareProfile):
     ``allocation`` calibration; None otherwise).  In-place updates allocate nothing."""
     if op.kind == OpKind.OPTIMIZER or op.meta.get("no_grad"):
         return None
-    return tables.fresh_bytes(hw, op.out_bytes)
+    return rates.fresh_bytes(hw, op.out_bytes)
 
 
 def is_rnn_input_gemm(component: Op) -> bool:
@@ -175,7 +187,7 @@ def _input_recurrent(timed) -> tuple[float, float]:
 def rnn_components_split(op: Op, hw: HardwareProfile) -> tuple[float, float]:
     """Seconds of a fused RNN layer phase costed as its GEMMs and cell kernels (``ops.rnn_components``),
     as (input GEMM over all steps -- one ordinary GEMM --, recurrent part: per-step GEMMs and cell math)."""
-    return _input_recurrent((c, op_time(c, hw).time_s) for c in rnn_components(op))
+    return _input_recurrent((c, roofline_time(c, hw).time_s) for c in rnn_components(op))
 
 
 def rnn_components_time(op: Op, hw: HardwareProfile) -> float:
@@ -183,17 +195,12 @@ def rnn_components_time(op: Op, hw: HardwareProfile) -> float:
     return sum(rnn_components_split(op, hw))
 
 
-def _rnn_time(op: Op, hw: HardwareProfile) -> OpTime:
-    """A fused RNN layer: its GEMMs + cell math, scaled to the measured layer time when calibrated."""
-    parts = [(c, op_time(c, hw)) for c in rnn_components(op)]
+def rnn_roofline(op: Op, hw: HardwareProfile) -> tuple[OpTime, tuple[float, float]]:
+    """A fused RNN layer phase as the sum of its GEMMs and cell kernels, and that time split as
+    (input GEMM, recurrent part) (:func:`rnn_components_split`)."""
+    parts = [(c, roofline_time(c, hw)) for c in rnn_components(op)]
     compute = sum(t.compute_s * c.repeat for c, t in parts)
     memory = sum(t.memory_s * c.repeat for c, t in parts)
     overhead = sum(t.overhead_s * c.repeat for c, t in parts)
     split = _input_recurrent((c, t.time_s) for c, t in parts)
-    total = sum(split)
-    cal = tables.rnn_time_s(hw, op, split=split)
-    if cal is not None:
-        # keep the analytic split, scaled to the measured total
-        scale = cal / total
-        return OpTime(compute * scale, memory * scale, overhead * scale, cal)
-    return OpTime(compute, memory, overhead, total)
+    return OpTime(compute, memory, overhead, sum(split)), split

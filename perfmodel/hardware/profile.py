@@ -10,10 +10,15 @@ Schema (``profiles/*.json``)::
     devices_per_node
     intra_node_bandwidth_GBps  intra_node_latency_us   (per direction, per device)
     inter_node_bandwidth_GBps  inter_node_latency_us
-    efficiency             {gemm_max, memory_max, conv_max}  fractions of peak reached
+    efficiency             {gemm_max, memory_max, conv_max, elementwise_max?}  fractions of peak reached:
+                           gemm_max of peak_tflops for GEMMs, conv_max for convolutions,
+                           memory_max of memory_bandwidth_GBps, elementwise_max of the fp32 peak
+                           for pointwise work on the vector units (elementwise ops, reductions,
+                           losses, optimizer updates); elementwise_max defaults to gemm_max
+                           when a profile lacks it
     gemm_tile              {m, n, ctas_per_sm}   output tile for wave quantization
     sources                {key: citation}  -- every numeric key above needs one
-    calibration            (optional) measured tables + provenance, see perfmodel.cost.tables
+    calibration            (optional) measured points + provenance, see perfmodel.hardware.calibration
 
 Rates use base 1000 (GB/s, TFLOP/s); sizes use base 1024 with "iB".
 """
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ProfileError
+from .calibration import validate_calibration
 
 DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8")
 NUMERIC_KEYS = (
@@ -37,7 +43,10 @@ NUMERIC_KEYS = (
 REQUIRED_KEYS = ("name", "kind", "description", "peak_tflops", *NUMERIC_KEYS,
                  "efficiency", "gemm_tile", "sources")
 OPTIONAL_KEYS = ("calibration",)
-EFFICIENCY_KEYS = ("gemm_max", "memory_max", "conv_max")
+EFFICIENCY_KEYS = ("gemm_max", "memory_max", "conv_max", "elementwise_max")
+EFFICIENCY_REQUIRED = ("gemm_max", "memory_max", "conv_max")
+#: optional efficiency key -> the required key whose value it takes when a profile lacks it
+EFFICIENCY_DEFAULTS = {"elementwise_max": "gemm_max"}
 TILE_KEYS = ("m", "n", "ctas_per_sm")
 
 
@@ -64,6 +73,11 @@ class HardwareProfile:
     sources: Mapping[str, str]
     calibration: Mapping[str, Any] | None = None
     path: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        missing = {k: self.efficiency[v] for k, v in EFFICIENCY_DEFAULTS.items() if k not in self.efficiency}
+        if missing:  # an older profile: the documented defaults (EFFICIENCY_DEFAULTS)
+            object.__setattr__(self, "efficiency", {**self.efficiency, **missing})
 
     # convenience in SI units -------------------------------------------------
     def peak_flops(self, dtype: str) -> float:
@@ -133,7 +147,7 @@ def profile_from_dict(d: dict, where: str = "<profile>") -> HardwareProfile:
     for k in NUMERIC_KEYS:
         _positive(where, k, d[k])
     _check_map(where, "peak_tflops", d["peak_tflops"], DTYPES, ("fp32",))
-    _check_map(where, "efficiency", d["efficiency"], EFFICIENCY_KEYS, EFFICIENCY_KEYS, upper=1.0)
+    _check_map(where, "efficiency", d["efficiency"], EFFICIENCY_KEYS, EFFICIENCY_REQUIRED, upper=1.0)
     _check_map(where, "gemm_tile", d["gemm_tile"], TILE_KEYS, TILE_KEYS)
     src = d["sources"]
     if not isinstance(src, dict):
@@ -143,7 +157,6 @@ def profile_from_dict(d: dict, where: str = "<profile>") -> HardwareProfile:
             raise ProfileError(f"{where}: missing source for key {k!r} in 'sources'")
     cal = d.get("calibration")
     if cal is not None:
-        from ..cost.tables import validate_calibration
         validate_calibration(cal, where)
     return HardwareProfile(**{k: d[k] for k in REQUIRED_KEYS}, calibration=cal, path=where)
 

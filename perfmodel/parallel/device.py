@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..architectures import check_width, get_spec
-from ..cost.roofline import op_time
+from ..cost.op_time import op_time
 from ..errors import PerfmodelError
 from ..hardware import HardwareProfile
 from ..ops import DTYPE_BYTES, Op, OpKind

@@ -43,7 +43,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cost.roofline import memory_time, op_time
+from ..cost.op_time import op_time
+from ..cost.roofline import memory_time
 from ..hardware import HardwareProfile
 from ..ops import DTYPE_BYTES, Op, OpKind, rnn_components
 

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from ..cost import tables
+from ..cost import rates
 from .blocks import Facts, Figure, Note, Section, Table
 from .figures import color, new_figure, to_data_uri
 
@@ -15,8 +15,8 @@ MAIN_PROVENANCE = ("date", "device", "kind", "source", "command", "torch", "thre
 
 
 def pure_time_s(hw, t: float) -> float:
-    """Measured time minus the standalone dispatch cost, as :mod:`perfmodel.cost.tables` credits it."""
-    return max(t - tables.dispatch_s(hw), tables.PURE_FLOOR * t)
+    """Measured time minus the standalone dispatch cost, as :mod:`perfmodel.cost.rates` credits it."""
+    return max(t - rates.dispatch_s(hw), rates.PURE_FLOOR * t)
 
 
 def gemm_rows(hw) -> list[dict]:
@@ -27,7 +27,7 @@ def gemm_rows(hw) -> list[dict]:
         flops = 2.0 * g["m"] * g["n"] * g["k"] * b
         peak = hw.peak_tflops.get(dt)
         achieved = flops / pure_time_s(hw, g["time_s"])
-        model = tables.gemm_efficiency(hw, dt, g["m"], g["n"], g["k"], b, bool(g.get("trans_b")),
+        model = rates.gemm_efficiency(hw, dt, g["m"], g["n"], g["k"], b, bool(g.get("trans_b")),
                                        bool(g.get("trans_a"))) if peak else None
         out.append({"dtype": dt, "m": g["m"], "n": g["n"], "k": g["k"], "batch": b,
                     "trans_a": bool(g.get("trans_a", False)), "trans_b": bool(g.get("trans_b", False)),

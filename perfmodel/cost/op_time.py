@@ -1,0 +1,34 @@
+"""Op + hardware profile -> seconds: the analytic roofline, scaled by measured residuals.
+
+    op_time(op) = roofline_time(op)                                   GEMM, pointwise, memory ops
+    op_time(conv) = roofline_time(conv, compute_s = conv_compute_s * conv_ratio)
+    op_time(rnn)  = roofline_time(rnn) * rnn_time_s / roofline_time(rnn).time_s
+
+The roofline (:mod:`perfmodel.cost.roofline`) already reads the calibrated GEMM,
+memory and overhead rates (:mod:`perfmodel.cost.rates`); the measured conv ratio
+and RNN layer time (:mod:`perfmodel.cost.residuals`) apply where the profile
+measured those layers, else the analytic time stands.  A measured RNN layer keeps
+the analytic split into compute, memory and overhead, scaled to the measured total.
+"""
+from __future__ import annotations
+
+from ..hardware import HardwareProfile
+from ..ops import Op, OpKind
+from . import residuals
+from .roofline import OpTime, conv_compute_s, rnn_roofline, roofline_time
+
+
+def op_time(op: Op, hw: HardwareProfile) -> OpTime:
+    """Time of one execution of ``op`` on ``hw``."""
+    if op.kind == OpKind.RNN:
+        analytic, split = rnn_roofline(op, hw)
+        measured = residuals.rnn_time_s(hw, op, split=split)
+        if measured is None:
+            return analytic
+        scale = measured / analytic.time_s
+        return OpTime(analytic.compute_s * scale, analytic.memory_s * scale, analytic.overhead_s * scale, measured)
+    if op.kind == OpKind.CONV2D:
+        ratio = residuals.conv_ratio(hw, op)  # measured / analytic, when the profile measured convs
+        if ratio is not None:
+            return roofline_time(op, hw, compute_s=conv_compute_s(op, hw) * ratio)
+    return roofline_time(op, hw)
