@@ -2,7 +2,7 @@
 
 A predictive draw of log steps at (M, D) is::
 
-    log S_j = log S(θ_j; M, D) + z_j · sqrt(σ² + τ² · x²),    z_j ~ N(0, 1)
+    log S_j = log S(θ_j; M, D) + σ · z_j + τ · x · t_j,    z_j ~ N(0, 1),  t_j ~ Student-t(3)
 
 * θ_j: the law's bootstrap draws of its parameters (a resample of the runs, refitted);
 * σ: the residual standard deviation of log steps in the fit (run-to-run and seed noise),
@@ -10,8 +10,10 @@ A predictive draw of log steps at (M, D) is::
 * x = max(0, ln(M / M_max)) + max(0, ln(D / D_max)): how far (in e-folds) the point lies
   beyond the largest measured parameter count and dataset size;
 * τ: extrapolation error per e-fold, estimated by leave-the-widest-width(s)-out inside the
-  fit: τ² = max(0, Σ (e_i² − σ²)) / Σ x_i², with e_i the held-out runs' log errors and x_i
-  their distance beyond the widths that were kept.
+  fit: τ² = Σ e_i² / Σ x_i², with e_i the held-out runs' log errors and x_i their distance
+  beyond the widths that were kept (σ is not subtracted: with one or two folds the
+  estimate is too coarse to split, and a t with 3 degrees of freedom carries τ for the
+  same reason: it rests on one to three held-out widths).
 
 Quantiles of the draws give the median and the 80 % and 95 % intervals.  The z_j come
 from ``numpy.random.default_rng(seed)`` with the seed stored in the law file, so the
@@ -26,6 +28,7 @@ import numpy as np
 from .law import law_steps
 
 N_PREDICTIVE = 2000       # predictive draws per point (θ draws repeated, fresh z)
+TAU_DOF = 3               # Student-t degrees of freedom of the extrapolation term (τ rests on 1-3 folds)
 WARN_EXTRAPOLATION = 30.0  # beyond this factor past the measured M or D, say so
 
 
@@ -77,9 +80,11 @@ def predictive_draws(law, M, D, B=None, n: int = N_PREDICTIVE) -> np.ndarray | N
     theta = {f: v[idx][expand] for f, v in fields.items()}
     s = law_steps(theta, M, D, law.batch_ref, law.tokens_per_example)
     s = s * law.batch_factor(B)
-    sd = np.sqrt((law.sigma_log or 0.0) ** 2 + (law.tau_extrap or 0.0) ** 2 * log_distance(law, M, D) ** 2)
-    z = np.random.default_rng(law.interval_seed).standard_normal((n,) + shape)
-    return np.broadcast_to(s, (n,) + shape) * np.exp(z * sd)
+    rng = np.random.default_rng(law.interval_seed)
+    z = rng.standard_normal((n,) + shape)
+    t = rng.standard_t(TAU_DOF, (n,) + shape)
+    noise = (law.sigma_log or 0.0) * z + (law.tau_extrap or 0.0) * log_distance(law, M, D) * t
+    return np.broadcast_to(s, (n,) + shape) * np.exp(noise)
 
 
 def interval(law, M, D, B=None) -> dict:
@@ -102,9 +107,9 @@ def interval(law, M, D, B=None) -> dict:
 
 
 def tau_from_heldout(log_errors, distances, sigma: float) -> float:
-    """τ = sqrt(max(0, Σ(e² − σ²)) / Σ x²) from held-out log errors and their e-fold distances."""
+    """τ = sqrt(Σ e² / Σ x²) from held-out log errors and their e-fold distances (σ unused, kept for callers)."""
     e, x = np.asarray(log_errors, float), np.asarray(distances, float)
     ok = np.isfinite(e) & (x > 0)
     if not ok.any():
         return 0.0
-    return float(math.sqrt(max(0.0, float(np.sum(e[ok] ** 2 - sigma ** 2))) / float(np.sum(x[ok] ** 2))))
+    return float(math.sqrt(float(np.sum(e[ok] ** 2)) / float(np.sum(x[ok] ** 2))))
