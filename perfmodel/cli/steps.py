@@ -1,4 +1,5 @@
 """``perfmodel steps measure|fit``: measure steps to minimum validation loss, fit the step law."""
+import math
 import shlex
 
 import click
@@ -120,3 +121,45 @@ def predict_steps(law_path, params, dataset_size, batch, as_json):
     click.echo(f"{law.model}: {out['steps']:,.0f} steps at M = {params:.4g}, D = {dataset_size:.4g}"
                f"{f', B = {batch:g}' if batch else ''}; {ci}; "
                f"{x['params_x']}x beyond the measured parameters, {x['dataset_x']}x beyond the measured data")
+
+
+@steps.command("suggest")
+@click.argument("law_path", metavar="LAW", type=click.Path(dir_okay=False))
+@click.option("--params", required=True, type=click.FloatRange(min=0, min_open=True), help="target parameters M")
+@click.option("--dataset-size", required=True, type=click.FloatRange(min=0, min_open=True),
+              help="target training-set size D in the law's unit")
+@click.option("--budget-hours", type=click.FloatRange(min=0, min_open=True), help="hours of this machine to spend")
+@click.option("--runs", "runs_path", type=click.Path(dir_okay=False),
+              help="the law's runs CSV (default: its provenance runs_file, or <model>_runs.csv beside it)")
+@click.option("--hardware", "hw_name", help="profile that prices each run (default: this machine's calibrated CPU "
+              "profile, else cpu-generic)")
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def suggest_runs(law_path, params, dataset_size, budget_hours, runs_path, hw_name, as_json):
+    """The next runs that would shrink the 80% interval at the target most per hour."""
+    from pathlib import Path
+
+    from .. import hardware
+    from ..errors import PerfmodelError
+    from ..steps.fit import read_runs
+    from ..steps.law import load_law
+    from ..steps.suggest import suggest
+    law = load_law(law_path)
+    if not runs_path:
+        guesses = [law.provenance.get("runs_file"), Path(law_path).with_name(f"{law.model}_runs.csv")]
+        runs_path = next((str(g) for g in guesses if g and Path(g).is_file()), None)
+        if runs_path is None:
+            raise PerfmodelError(f"cannot find the runs of {law_path!r}; pass --runs FILE")
+    hw = hardware.load(hw_name or hardware.local_cpu_profile())
+    out = suggest(law, read_runs(runs_path), params, dataset_size, hw, budget_hours)
+    if as_json:
+        click.echo(to_json(out))
+        return
+    click.echo(f"{law.model}: target M = {params:.4g}, D = {dataset_size:.4g}; 80% interval now spans "
+               f"x{math.exp(out['interval_80_log_width_now']):.2f} (hi/lo); runs priced on {hw.name}")
+    for i, r in enumerate(out["suggested"], 1):
+        click.echo(f"  {i}. width {r['width']}, D = {r['dataset_size']:.4g}, 1 seed: ~{r['predicted_steps']:,.0f} steps, "
+                   f"{r['cost_hours']:.2f} h; interval x{math.exp(out['interval_80_log_width_now']):.2f} -> "
+                   f"x{math.exp(out['interval_80_log_width_now'] - r['log_width_gain']):.2f}")
+    if not out["suggested"]:
+        click.echo("  no candidate run narrows the interval within the budget")
+    click.echo(f"  total {out['total_hours']:.2f} h of {out['candidates']} candidates scored ({out['method']})")
