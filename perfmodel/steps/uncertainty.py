@@ -8,7 +8,9 @@ A predictive draw of log steps at (M, D) is::
 * σ: the residual standard deviation of log steps in the fit (run-to-run and seed noise),
   sqrt(Σ r² / (n − p)) over uncapped runs;
 * x = max(0, ln(M / M_max)) + max(0, ln(D / D_max)): how far (in e-folds) the point lies
-  beyond the largest measured parameter count and dataset size;
+  beyond the largest measured parameter count and dataset size; z_j is drawn per point
+  (run-to-run noise), t_j once per draw for all points (a law that extrapolates badly does
+  so at every width), so that comparisons between widths see joint draws;
 * τ: extrapolation error per e-fold, estimated by leave-the-widest-width(s)-out inside the
   fit: τ² = Σ e_i² / Σ x_i², with e_i the held-out runs' log errors and x_i their distance
   beyond the widths that were kept (σ is not subtracted: with one or two folds the
@@ -82,7 +84,7 @@ def predictive_draws(law, M, D, B=None, n: int = N_PREDICTIVE) -> np.ndarray | N
     s = s * law.batch_factor(B)
     rng = np.random.default_rng(law.interval_seed)
     z = rng.standard_normal((n,) + shape)
-    t = rng.standard_t(TAU_DOF, (n,) + shape)
+    t = rng.standard_t(TAU_DOF, (n,) + (1,) * len(shape))  # one extrapolation error per draw, shared by all points
     noise = (law.sigma_log or 0.0) * z + (law.tau_extrap or 0.0) * log_distance(law, M, D) * t
     return np.broadcast_to(s, (n,) + shape) * np.exp(noise)
 

@@ -1,0 +1,101 @@
+"""Total training time with an interval: the step law's draws × the time-per-step model's error.
+
+A draw of total time for width w is::
+
+    T_j(w) = S_j(w) · t(w) · exp(σ_t · u_j(w)),   u_j(w) = √ρ · g_j + √(1 − ρ) · h_j(w)
+
+* S_j(w): the law's predictive draws of steps (:func:`perfmodel.steps.uncertainty.predictive_draws`),
+  joint over widths (one parameter draw and one extrapolation error per j);
+* t(w): the predicted time per step of the chosen layout;
+* σ_t: the time-per-step model's spread in log units, from a MAPE m as σ_t = m·√(π/2)
+  (for a normal error e, E|e| = σ·√(2/π)).  m is the MAPE that ``perfmodel validate
+  --record`` stored in the profile (``calibration.provenance.validation.mape``), else the
+  default for the profile's source in :data:`DEFAULT_MAPE` (evidence in docs/accuracy.md);
+* g_j, h_j(w) ~ N(0, 1): a part of the time error shared by all widths on one profile and a
+  part per width, with correlation ρ = :data:`TIME_ERROR_CORRELATION`.
+
+The answer is the median with the 10th and 90th percentiles (80 % interval), and for a
+set of widths the probability p_fastest that each has the least total time over the joint
+draws (widths that do not fit in memory get 0).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# MAPE of time per step per profile source, used when the profile records no validation:
+# datasheet: published multi-GPU transformer runs were predicted 32% off (MAPE), DeepBench kernels
+#   on the datasheet V100/P100 profiles 46-74% per kernel kind; whole steps mix kernels: 0.35;
+# csv (DeepBench-imported tables): held-out DeepBench rows 13-37% per kind: 0.25;
+# microbenchmark (calibrated on the device): validate on configurations not tuned to, 10-28%: 0.20.
+DEFAULT_MAPE = {"datasheet": 0.35, "csv": 0.25, "microbenchmark": 0.20}
+TIME_ERROR_CORRELATION = 0.5
+SEED = 12345
+
+
+def profile_source(hw) -> str:
+    cal = getattr(hw, "calibration", None) or {}
+    return str((cal.get("provenance") or {}).get("source") or "datasheet") if cal else "datasheet"
+
+
+def step_time_mape(hw) -> tuple[float, str]:
+    """(MAPE of the time-per-step model on ``hw``, where it comes from)."""
+    cal = getattr(hw, "calibration", None) or {}
+    rec = ((cal.get("provenance") or {}).get("validation") or {}) if cal else {}
+    if isinstance(rec.get("mape"), (int, float)) and rec["mape"] > 0:
+        return float(rec["mape"]), f"validate --record on {rec.get('date', '?')} ({rec.get('model', '?')})"
+    src = profile_source(hw)
+    m = DEFAULT_MAPE.get(src, DEFAULT_MAPE["datasheet"])
+    return m, f"default for a {src} profile (docs/accuracy.md)"
+
+
+def sigma_from_mape(mape: float) -> float:
+    return float(mape) * math.sqrt(math.pi / 2)
+
+
+def total_draws(steps_draws: np.ndarray, time_per_step_s, sigma_t: float, seed: int = SEED) -> np.ndarray:
+    """[n, W] draws of total seconds from [n, W] step draws and W times per step."""
+    steps_draws = np.asarray(steps_draws, float)
+    n = steps_draws.shape[0]
+    t = np.asarray(time_per_step_s, float)
+    rng = np.random.default_rng(seed)
+    g = rng.standard_normal((n,) + (1,) * (steps_draws.ndim - 1))
+    h = rng.standard_normal(steps_draws.shape)
+    rho = TIME_ERROR_CORRELATION
+    u = math.sqrt(rho) * g + math.sqrt(1 - rho) * h
+    return steps_draws * t * np.exp(sigma_t * u)
+
+
+def summarize(draws: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(median, 10th, 90th percentile) over the draws axis."""
+    q = np.percentile(draws, [50, 10, 90], axis=0)
+    return q[0], q[1], q[2]
+
+
+def p_fastest(draws: np.ndarray, valid) -> np.ndarray:
+    """Per width, the share of joint draws in which it has the least total time (0 where not valid)."""
+    draws = np.where(np.asarray(valid, bool)[None, :], np.asarray(draws, float), np.inf)
+    out = np.zeros(draws.shape[1])
+    ok = np.isfinite(draws).any(axis=1)
+    if ok.any():
+        winners = np.argmin(draws[ok], axis=1)
+        out += np.bincount(winners, minlength=draws.shape[1]) / ok.sum()
+    return out
+
+
+def width_intervals(law, params, dataset_size, batch, time_per_step_s, valid, hw) -> dict | None:
+    """Total-time medians, 80 % intervals and p_fastest for widths with ``params`` (None without draws)."""
+    from .steps.uncertainty import predictive_draws
+    params = np.asarray(params, float)
+    steps = predictive_draws(law, params, dataset_size, batch)
+    if steps is None:
+        return None
+    mape, source = step_time_mape(hw)
+    t = np.where(np.asarray(valid, bool), np.asarray(time_per_step_s, float), np.nan)
+    d = total_draws(steps, np.nan_to_num(t, nan=1.0), sigma_from_mape(mape))
+    med, lo, hi = summarize(d)
+    bad = ~np.asarray(valid, bool)
+    med, lo, hi = (np.where(bad, np.nan, v) for v in (med, lo, hi))
+    return {"total_time_median_s": med, "total_time_interval_80": np.stack([lo, hi], axis=-1),
+            "p_fastest": p_fastest(d, valid), "step_time_mape": mape, "step_time_mape_source": source}
