@@ -28,8 +28,8 @@ class ModelGraph:
         """Every op of one training step: forward, backward (derived), optimizer."""
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
-        opt = Op(OpKind.OPTIMIZER, "optimizer", {"numel": self.params, "optimizer": optimizer},
-                 "fp32", "optimizer", saved=False, meta={"kernels": len(self.param_groups)})
+        opt = Op(OpKind.OPTIMIZER, "optimizer", {"numel": self.params}, "fp32", "optimizer", saved=False,
+                 meta={"kernels": len(self.param_groups)}, attrs={"optimizer": optimizer})
         return [*self.fwd, *derive_backward(self.fwd), opt]
 
     def activation_bytes(self):

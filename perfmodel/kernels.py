@@ -108,7 +108,8 @@ def gemm_dims(row: dict) -> dict:
     column-major ``C^T = op(b)^T op(a)^T``, i.e. cuBLAS ``(M, N, K, transA, transB) = (n, m, k,
     trans_b, trans_a)``.  So the row's kernel is the IR GEMM ``m = N, n = M, k = K, trans_a =
     transB, trans_b = transA`` -- and DeepBench's RNN-shaped rows (``N`` = batch) land where the
-    IR's RNN GEMMs (``m`` = batch) look them up.
+    IR's RNN GEMMs (``m`` = batch) look them up.  Returned as a GEMM calibration point's fields;
+    :func:`row_op` puts ``m, n, k`` in the op's dims and the layout in its attrs.
     """
     return {"m": int(row["N"]), "n": int(row["M"]), "k": int(row["K"]),
             "trans_a": row["transB"] == "T", "trans_b": row["transA"] == "T"}
@@ -118,16 +119,18 @@ def row_op(kind: str, row: dict, phase: str) -> Op:
     """The op a kernel row's phase measures."""
     i = lambda c: int(row[c])  # noqa: E731
     if kind == "gemm":
-        return Op(OpKind.GEMM, "gemm", gemm_dims(row), _dtype(row))
+        g = gemm_dims(row)
+        return Op(OpKind.GEMM, "gemm", {k: g[k] for k in ("m", "n", "k")}, _dtype(row),
+                  attrs={k: g[k] for k in ("trans_a", "trans_b")})
     if kind == "rnn":
         cell = CELL_NAMES.get(row["cell"].lower())
         if cell is None:
             raise PerfmodelError(f"unknown RNN cell {row['cell']!r}; allowed: {', '.join(CELL_NAMES)}")
         # DeepBench's rnn_bench (code/nvidia/rnn_bench.cu) builds its cuDNN RNN descriptor with
         # CUDNN_SKIP_INPUT: an input of the hidden size enters the cell with no input GEMM.
-        return Op(OpKind.RNN, f"rnn/{cell}", {"cell": cell, "hidden": i("hidden"), "input": i("hidden"),
-                                              "batch": i("batch"), "steps": i("timesteps"), "input_mode": "skip"},
-                  _dtype(row), phase)
+        return Op(OpKind.RNN, f"rnn/{cell}", {"hidden": i("hidden"), "input": i("hidden"), "batch": i("batch"),
+                                              "steps": i("timesteps")}, _dtype(row), phase,
+                  attrs={"cell": cell, "input_mode": "skip"})
     return Op(OpKind.CONV2D, "conv", {"n": i("N"), "c": i("C"), "h": i("H"), "w": i("W"), "k": i("K"),
                                       "r": i("R"), "s": i("S"), "stride_h": i("stride_h"),
                                       "stride_w": i("stride_w"), "pad_h": i("pad_h"), "pad_w": i("pad_w")},

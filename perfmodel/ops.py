@@ -16,9 +16,14 @@ Counting convention (stated once, used everywhere)
 * Bytes are counted as each kernel's compulsory traffic: every input read
   once and every output written once (no cache reuse across kernels).
 
-Shapes may be Python ints or NumPy integer arrays of one common length: a
+An op holds its sizes and its attributes apart: ``dims`` are the sizes the cost
+formulas multiply (Python ints or NumPy integer arrays of one common length: a
 sweep over 10,000 widths is one graph whose dims are arrays, and every formula
-here is written with ``+ - * //`` and ``numpy`` ufuncs so it broadcasts.
+here is written with ``+ - * //`` and ``numpy`` ufuncs so it broadcasts);
+``attrs`` are the layout and role flags and names that select a formula or a
+kernel (``trans_b``, ``first_layer``, ``cell``, ...), one value per op, listed per
+kind in :data:`OP_ATTRS` (the split ONNX makes between a node's input shapes and
+its attributes).
 """
 from __future__ import annotations
 
@@ -37,23 +42,49 @@ OPTIMIZER_FLOPS_PER_PARAM = {"sgd": 2, "momentum": 4, "adam": 12}
 
 
 class OpKind:
-    GEMM = "gemm"              # dims: m, n, k, [batch], trans_b, weight ("b" | None)
+    GEMM = "gemm"              # dims: m, n, k, [batch]
     CONV2D = "conv2d"          # dims: n, c, h, w, k, r, s, stride_h, stride_w, pad_h, pad_w
     ELEMENTWISE = "elementwise"  # dims: numel, n_in, n_out, flops_per_elem
     REDUCTION = "reduction"    # softmax / layernorm / sums: numel, n_in, n_out, flops_per_elem
     EMBEDDING = "embedding"    # gather: tokens, dim, vocab
     LOSS = "loss"              # cross-entropy / CTC: numel (logits), flops_per_elem
-    OPTIMIZER = "optimizer"    # numel, optimizer
+    OPTIMIZER = "optimizer"    # dims: numel
     COPY = "copy"              # numel
-    RNN = "rnn"                # fused recurrent layer: cell, hidden, input, batch, steps [, input_mode]
+    RNN = "rnn"                # fused recurrent layer: hidden, input, batch, steps
 
 
 ALL_KINDS = tuple(v for k, v in vars(OpKind).items() if k.isupper())
 
+#: ``Op.attrs`` each kind takes (absent = the default in brackets):
+#:
+#: * GEMM ``C = A @ B``: ``weight`` ("b" when B is a parameter [None: both operands are
+#:   activations]), ``trans_a`` / ``trans_b`` (operand stored transposed: ``nn.Linear`` is
+#:   ``x @ W^T``, trans_b [False]; a forward op that states ``trans_a`` fixes its backward
+#:   layouts too), ``bias`` (addmm: ``C = bias + A @ B`` in one kernel [False]),
+#:   ``first_layer`` (A is the network's input: no data gradient [False]),
+#:   ``both_activations`` (with no weight, B needs a gradient as well [False])
+#: * CONV2D: ``first_layer`` [False]
+#: * RNN: ``cell`` (a key of :data:`RNN_CELLS`), ``input_mode`` ("linear" | "skip", cuDNN's
+#:   CUDNN_LINEAR_INPUT / CUDNN_SKIP_INPUT ["linear"]), ``first_layer`` [False]
+#: * OPTIMIZER: ``optimizer`` (a key of :data:`OPTIMIZER_STATE_TENSORS`)
+OP_ATTRS = {
+    OpKind.GEMM: frozenset({"weight", "trans_a", "trans_b", "bias", "first_layer", "both_activations"}),
+    OpKind.CONV2D: frozenset({"first_layer"}),
+    OpKind.RNN: frozenset({"cell", "input_mode", "first_layer"}),
+    OpKind.OPTIMIZER: frozenset({"optimizer"}),
+}
+_ATTR_NAMES = frozenset().union(*OP_ATTRS.values())
+_NO_ATTRS: frozenset = frozenset()
+
 
 @dataclass(frozen=True)
 class Op:
-    """One kernel (or a fused layer) executed ``repeat`` times per training step."""
+    """One kernel (or a fused layer) executed ``repeat`` times per training step.
+
+    ``dims``: sizes (ints or integer arrays); ``attrs``: layout and role flags and names
+    (:data:`OP_ATTRS`); ``meta``: costing hints (``kernels`` per execution, a measured
+    ``curve``, ``no_grad``) and annotations of the parallel models.
+    """
 
     kind: str
     path: str
@@ -63,10 +94,19 @@ class Op:
     repeat: Any = 1
     saved: bool = True  # fwd output kept for backward (activation memory)
     meta: Mapping[str, Any] = field(default_factory=dict)
+    attrs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.kind not in ALL_KINDS:
             raise ValueError(f"unknown op kind {self.kind!r}; allowed: {', '.join(ALL_KINDS)}")
+        if not _ATTR_NAMES.isdisjoint(self.dims):
+            bad = sorted(_ATTR_NAMES.intersection(self.dims))
+            raise ValueError(f"op {self.path!r}: {', '.join(bad)} belong in attrs, not dims")
+        allowed = OP_ATTRS.get(self.kind, _NO_ATTRS)
+        if not allowed.issuperset(self.attrs):
+            bad = sorted(set(self.attrs) - allowed)
+            raise ValueError(f"op {self.path!r}: unknown {self.kind} attribute(s) {', '.join(bad)}; "
+                             f"allowed: {', '.join(sorted(allowed)) or 'none'}")
         if self.phase not in PHASES:
             raise ValueError(f"unknown phase {self.phase!r}; allowed: {', '.join(PHASES)}")
         if self.dtype not in DTYPE_BYTES:
@@ -122,7 +162,7 @@ def _gemm_cost(op):
     m, n, k, batch = d["m"], d["n"], d["k"], d.get("batch", 1)
     flops = 2 * m * n * k * batch
     read = (m * k + k * n) * batch
-    if d.get("bias"):  # addmm: C = bias + A @ B, one kernel
+    if op.attrs.get("bias"):  # addmm: C = bias + A @ B, one kernel
         flops, read = flops + m * n * batch, read + n
     return flops, read * _b(op), m * n * batch * _b(op)
 
@@ -193,7 +233,7 @@ def _loss_cost(op):
 @register_cost(OpKind.OPTIMIZER)
 def _optimizer_cost(op):
     d = op.dims
-    opt = d["optimizer"]
+    opt = op.attrs["optimizer"]
     state = OPTIMIZER_STATE_TENSORS[opt]
     # master weights/state kept in fp32
     return d["numel"] * OPTIMIZER_FLOPS_PER_PARAM[opt], d["numel"] * (2 + state) * 4, d["numel"] * (1 + state) * 4
@@ -229,16 +269,16 @@ def rnn_components(op: Op) -> list[Op]:
     hidden size) enters the cell as it is, so there is no input GEMM and no
     input weight -- what DeepBench's ``rnn_bench`` times.
     """
-    d = op.dims
-    cell = RNN_CELLS[d["cell"]]
+    d, a = op.dims, op.attrs
+    cell = RNN_CELLS[a["cell"]]
     g, h, b, t, x = cell["gates"], d["hidden"], d["batch"], d["steps"], d["input"]
     path = op.path
-    input_gemm = [] if d.get("input_mode") == "skip" else [
-        Op(OpKind.GEMM, f"{path}/input_gemm", {"m": t * b, "n": g * h, "k": x, "weight": "b", "trans_b": True,
-                                                "first_layer": d.get("first_layer", False)}, op.dtype)]
+    input_gemm = [] if a.get("input_mode") == "skip" else [
+        Op(OpKind.GEMM, f"{path}/input_gemm", {"m": t * b, "n": g * h, "k": x}, op.dtype,
+           attrs={"weight": "b", "trans_b": True, "first_layer": a.get("first_layer", False)})]
     fwd = input_gemm + [
-        Op(OpKind.GEMM, f"{path}/recurrent_gemm", {"m": b, "n": g * h, "k": h, "weight": "b", "trans_b": True},
-           op.dtype, repeat=t),
+        Op(OpKind.GEMM, f"{path}/recurrent_gemm", {"m": b, "n": g * h, "k": h}, op.dtype, repeat=t,
+           attrs={"weight": "b", "trans_b": True}),
         Op(OpKind.ELEMENTWISE, f"{path}/cell", {"numel": b * h, "n_in": g + 1, "n_out": 2,
                                                  "flops_per_elem": cell["pointwise_flops"]}, op.dtype, repeat=t),
     ]
@@ -276,28 +316,28 @@ def _bwd(op: Op, phase: str, dims=None, path_suffix: str = "", **kw) -> Op:
 
 
 def _gemm_bwd(op):
-    d = op.dims
+    d, a = op.dims, op.attrs
     m, n, k = d["m"], d["n"], d["k"]
-    base = {kk: v for kk, v in d.items() if kk not in ("m", "n", "k", "bias", "first_layer")}
+    base = {kk: v for kk, v in d.items() if kk not in ("m", "n", "k")}
+    attrs = {kk: v for kk, v in a.items() if kk not in ("bias", "first_layer")}
     out = []
-    if not d.get("first_layer"):  # no gradient w.r.t. the network's input
+    if not a.get("first_layer"):  # no gradient w.r.t. the network's input
         # dA = dC @ B^T : [m x n] @ [n x k]
-        out.append(_bwd(op, "bwd_data", {**base, "m": m, "n": k, "k": n}))
-    if d.get("weight") == "b":
+        out.append(_bwd(op, "bwd_data", {**base, "m": m, "n": k, "k": n}, attrs=attrs))
+    if a.get("weight") == "b":
         # dB = A^T @ dC : [k x m] @ [m x n]
-        out.append(_bwd(op, "bwd_weight", {**base, "m": k, "n": n, "k": m}))
-        if d.get("bias"):  # db = sum over rows of dC
+        out.append(_bwd(op, "bwd_weight", {**base, "m": k, "n": n, "k": m}, attrs=attrs))
+        if a.get("bias"):  # db = sum over rows of dC
             out.append(Op(OpKind.REDUCTION, op.path + "/bias_grad",
                           {"numel": m * n * d.get("batch", 1), "n_in": 1, "n_out": 0, "flops_per_elem": 1},
                           op.dtype, "bwd_weight", op.repeat, saved=False))
-    elif d.get("weight") is None and d.get("both_activations"):
-        out.append(_bwd(op, "bwd_data", {**base, "m": k, "n": n, "k": m}, "/grad_b"))
+    elif a.get("weight") is None and a.get("both_activations"):
+        out.append(_bwd(op, "bwd_data", {**base, "m": k, "n": n, "k": m}, "/grad_b", attrs=attrs))
     return out
 
 
 def _conv_bwd(op):
-    d = op.dims
-    out = [] if d.get("first_layer") else [_bwd(op, "bwd_data")]
+    out = [] if op.attrs.get("first_layer") else [_bwd(op, "bwd_data")]
     return out + [_bwd(op, "bwd_weight")]
 
 

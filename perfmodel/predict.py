@@ -146,11 +146,11 @@ def _fingerprint(op: Op) -> tuple:
             return (v.shape, v.flat[0].item(), v.flat[v.size // 2].item(), v.flat[-1].item())
         return v.item() if isinstance(v, np.generic) else v
     return (op.kind, op.phase, op.dtype, f(op.repeat), op.meta.get("kernels", 1),
-            tuple((k, f(v)) for k, v in sorted(op.dims.items())))
+            tuple((k, f(v)) for k, v in sorted(op.dims.items())), tuple(sorted(op.attrs.items())))
 
 
 def unique_ops(ops: list[Op]) -> list[tuple[Op, int]]:
-    """Ops with equal kind, phase, dtype, repeat, kernels and dims (checked element-wise)
+    """Ops with equal kind, phase, dtype, repeat, kernels, attrs and dims (checked element-wise)
     merged into ``(op, count)``: identical layers are costed once."""
     groups: dict[tuple, list[list]] = {}
     for op in ops:

@@ -93,7 +93,7 @@ def test_every_section_optional_and_collectives_accepted():
 # -- datasheet-only profiles --------------------------------------------------
 def test_datasheet_profile_unchanged():
     hw = hardware.load(hardware.DEFAULT_CPU)
-    op = Op(OpKind.GEMM, "x", {"m": 64, "n": 256, "k": 128, "weight": "b", "trans_b": True})
+    op = Op(OpKind.GEMM, "x", {"m": 64, "n": 256, "k": 128}, attrs={"weight": "b", "trans_b": True})
     t = op_time.op_time(op, hw)
     compute = 2 * 64 * 256 * 128 / (hw.peak_flops("fp32") * hw.efficiency["gemm_max"])
     memory = op.bytes / (hw.memory_bandwidth_Bps * hw.efficiency["memory_max"])
@@ -177,16 +177,17 @@ def test_roofline_reproduces_a_measured_gemm_and_uses_backward_layouts():
         if p["trans_a"]:
             p["time_s"] = 2 * (p["time_s"] - 2e-8) + 2e-8
     hw = with_cal({"gemm": pts, "overhead_us": {"dispatch": 0.02, "gemm": 7.0}})
-    fwd = Op(OpKind.GEMM, "l", {"m": 128, "n": 512, "k": 32, "weight": "b", "trans_b": True})
+    fwd = Op(OpKind.GEMM, "l", {"m": 128, "n": 512, "k": 32}, attrs={"weight": "b", "trans_b": True})
     work = 2 * 128 * 512 * 32 / (peak * law(128, 512, 32))
     assert op_time.op_time(fwd, hw).time_s == pytest.approx(max(work, roofline.memory_time(hw, fwd.bytes, "gemm"))
                                                              + 7e-6, rel=1e-5)
-    bwd_weight = Op(OpKind.GEMM, "l", {"m": 32, "n": 512, "k": 128, "weight": "b", "trans_b": True},
-                    phase="bwd_weight")
+    bwd_weight = Op(OpKind.GEMM, "l", {"m": 32, "n": 512, "k": 128}, phase="bwd_weight",
+                    attrs={"weight": "b", "trans_b": True})
     # dW = dY^T @ X: M = 512, N = 32, K = 128 with A transposed
     assert roofline.gemm_layout(bwd_weight) == (512, 32, 128, True, False)
     assert op_time.op_time(bwd_weight, hw).compute_s == pytest.approx(2 * work, rel=1e-5)
-    bwd_data = Op(OpKind.GEMM, "l", {"m": 128, "n": 32, "k": 512, "weight": "b", "trans_b": True}, phase="bwd_data")
+    bwd_data = Op(OpKind.GEMM, "l", {"m": 128, "n": 32, "k": 512}, phase="bwd_data",
+                  attrs={"weight": "b", "trans_b": True})
     assert roofline.gemm_layout(bwd_data) == (128, 32, 512, False, False)
 
 
@@ -229,8 +230,8 @@ def test_step_call_costs_are_booked_once_per_step_on_the_optimizer():
     ov = {"default": 4.0, "optimizer": 6.0, "dispatch": 1.0, "backward_call": 30.0, "optimizer_call": 25.0}
     hw, bare = with_cal({"overhead_us": ov}), with_cal({"overhead_us": {k: ov[k] for k in ("default", "optimizer")}})
     assert rates.step_calls_s(hw) == pytest.approx(55e-6) and rates.step_calls_s(bare) is None
-    opt = Op(OpKind.OPTIMIZER, "optimizer", {"numel": 1000, "optimizer": "sgd"}, "fp32", "optimizer",
-             meta={"kernels": 5})
+    opt = Op(OpKind.OPTIMIZER, "optimizer", {"numel": 1000}, "fp32", "optimizer",
+             meta={"kernels": 5}, attrs={"optimizer": "sgd"})
     assert op_time.op_time(opt, hw).overhead_s == pytest.approx(5 * 6e-6 + 55e-6)
     assert op_time.op_time(opt, bare).overhead_s == pytest.approx(5 * 6e-6)
     # a whole step: the two predictions differ by exactly the two calls
@@ -240,8 +241,8 @@ def test_step_call_costs_are_booked_once_per_step_on_the_optimizer():
 
 # -- RNN, conv -----------------------------------------------------------------
 def rnn_op(hidden, batch, steps=10, input_=None, phase="fwd"):
-    return Op(OpKind.RNN, "rnn", {"cell": "lstm", "hidden": hidden, "input": input_ or hidden, "batch": batch,
-                                  "steps": steps}, "fp32", phase)
+    return Op(OpKind.RNN, "rnn", {"hidden": hidden, "input": input_ or hidden, "batch": batch, "steps": steps},
+              "fp32", phase, attrs={"cell": "lstm"})
 
 
 def _rnn_parts(op, hw):
@@ -271,7 +272,7 @@ def test_rnn_ratio_to_components_interpolated_and_bwd_split():
             pytest.approx(i_b + 2.0 * r_b, rel=1e-6)
     # the parts add up to the whole components time
     assert sum(_rnn_parts(op, hw)) == pytest.approx(roofline.rnn_components_time(op, hw), rel=1e-12)
-    gru = Op(OpKind.RNN, "g", {"cell": "gru", "hidden": 64, "input": 64, "batch": 4, "steps": 3})
+    gru = Op(OpKind.RNN, "g", {"hidden": 64, "input": 64, "batch": 4, "steps": 3}, attrs={"cell": "gru"})
     assert residuals.rnn_time_s(hw, gru) is None  # GRU never measured: components only
 
 

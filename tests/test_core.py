@@ -32,7 +32,7 @@ def toy_gpu(**over):
 
 
 def test_gemm_flops_are_two_per_multiply_add_and_backward_is_derived():
-    fwd = Op(OpKind.GEMM, "fc", {"m": 32, "n": 256, "k": 128, "weight": "b", "trans_b": True})
+    fwd = Op(OpKind.GEMM, "fc", {"m": 32, "n": 256, "k": 128}, attrs={"weight": "b", "trans_b": True})
     assert fwd.flops == 2 * 32 * 256 * 128
     bwd = derive_backward([fwd])
     # dX = dY @ W : [32x256]@[256x128];  dW = X^T @ dY : [128x32]@[32x256]
@@ -42,8 +42,24 @@ def test_gemm_flops_are_two_per_multiply_add_and_backward_is_derived():
 
 
 def test_first_layer_has_no_input_gradient():
-    op = Op(OpKind.GEMM, "fc", {"m": 4, "n": 4, "k": 4, "weight": "b", "first_layer": True})
+    op = Op(OpKind.GEMM, "fc", {"m": 4, "n": 4, "k": 4}, attrs={"weight": "b", "first_layer": True})
     assert [o.phase for o in derive_backward([op])] == ["bwd_weight"]
+
+
+def test_dims_hold_sizes_and_attrs_hold_flags():
+    fwd = Op(OpKind.GEMM, "fc", {"m": 8, "n": 4, "k": 2}, attrs={"weight": "b", "trans_b": True, "bias": True})
+    # dX = dY @ W: [8x4]@[4x2]; dW = X^T @ dY: [2x8]@[8x4].  Both keep the layout and the weight's role;
+    # the bias belongs to the forward addmm only (its gradient is a reduction of its own)
+    assert [(o.dims, dict(o.attrs)) for o in derive_backward([fwd]) if o.kind == OpKind.GEMM] == [
+        ({"m": 8, "n": 2, "k": 4}, {"weight": "b", "trans_b": True}),
+        ({"m": 2, "n": 4, "k": 8}, {"weight": "b", "trans_b": True})]
+    with pytest.raises(ValueError, match="trans_b belong in attrs, not dims"):
+        Op(OpKind.GEMM, "fc", {"m": 1, "n": 1, "k": 1, "trans_b": True})
+    with pytest.raises(ValueError, match="unknown conv2d attribute"):
+        Op(OpKind.CONV2D, "c", {"n": 1}, attrs={"trans_b": True})
+    for model in ("charlm", "wordlm", "speech", "mlp", "transformer", "resnet"):
+        for op in build_graph(model, 64).step_ops():
+            assert all(v is not None and not isinstance(v, (bool, str)) for v in op.dims.values()), (model, op)
 
 
 def test_unknown_kind_and_phase_are_rejected():

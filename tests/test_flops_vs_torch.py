@@ -87,7 +87,7 @@ def step_knobs(name):
 def op_matmul_flops(op: Op):
     """FLOPs of ``op`` that FlopCounterMode would count (see module docstring), all repeats."""
     if op.kind == OpKind.GEMM:
-        return replace(op, dims={**op.dims, "bias": False}).total_flops
+        return replace(op, attrs={**op.attrs, "bias": False}).total_flops
     if op.kind == OpKind.CONV2D:
         return op.total_flops
     if op.kind == OpKind.RNN:

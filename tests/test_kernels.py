@@ -49,7 +49,8 @@ def test_column_major_rows_become_row_major_ops():
     # so the row (M=2560, N=64, K=2560, T, N) is the IR GEMM m=64, n=2560, k=2560, trans_a=False, trans_b=True
     # -- the shape of a batch-64 RNN step x @ W^T, where the IR's RNN GEMMs look it up.
     row = read_kernel_csv(GEMM).rows[2]
-    assert row_op("gemm", row, "fwd").dims == {"m": 64, "n": 2560, "k": 2560, "trans_a": False, "trans_b": True}
+    op = row_op("gemm", row, "fwd")
+    assert (op.dims, op.attrs) == ({"m": 64, "n": 2560, "k": 2560}, {"trans_a": False, "trans_b": True})
     point = profile_from_csv([GEMM], load("V100-SXM2"))["calibration"]["gemm"][2]
     assert (point["m"], point["n"], point["trans_a"], point["trans_b"]) == (64, 2560, False, True)
 

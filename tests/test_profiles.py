@@ -258,3 +258,28 @@ def test_invalid_json_names_file(tmp_path):
 def test_unknown_name_lists_choices():
     with pytest.raises(ProfileError, match="H100-SXM5"):
         load("no-such-gpu")
+
+
+# -- efficiency.elementwise_max ---------------------------------------------------------------------
+
+def test_pointwise_work_runs_at_elementwise_max_which_defaults_to_gemm_max():
+    import copy
+
+    from perfmodel.cost.op_time import op_time
+    from perfmodel.hardware import profile_from_dict
+    from perfmodel.ops import Op, OpKind
+
+    for name in SHIPPED:  # shipped at the fraction pointwise ops were priced at before the key existed
+        eff = load(name).efficiency
+        assert eff["elementwise_max"] == eff["gemm_max"], name
+    d = load("V100-SXM2").to_dict()
+    old = copy.deepcopy(d)
+    del old["efficiency"]["elementwise_max"]
+    assert profile_from_dict(old).efficiency["elementwise_max"] == old["efficiency"]["gemm_max"]
+    d["efficiency"]["elementwise_max"] = 0.25
+    hw, before = profile_from_dict(d), profile_from_dict(old)
+    relu = Op(OpKind.ELEMENTWISE, "relu", {"numel": 10**6, "n_in": 1, "n_out": 1, "flops_per_elem": 1})
+    # 1e6 FLOPs at 0.25 of the fp32 peak
+    assert op_time(relu, hw).compute_s == pytest.approx(1e6 / (hw.peak_flops("fp32") * 0.25), rel=1e-12)
+    gemm = Op(OpKind.GEMM, "g", {"m": 512, "n": 512, "k": 512})
+    assert op_time(gemm, hw).compute_s == op_time(gemm, before).compute_s  # GEMMs keep gemm_max

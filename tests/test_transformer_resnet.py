@@ -34,7 +34,7 @@ def matmul_flops(ops):
 def addmm_bias_flops(graph):
     """The graph counts addmm's bias add (m*n FLOPs); FlopCounterMode's addmm_flop ignores it."""
     return sum(op.dims["m"] * op.dims["n"] * op.repeat
-               for op in graph.fwd if op.kind == OpKind.GEMM and op.dims.get("bias"))
+               for op in graph.fwd if op.kind == OpKind.GEMM and op.attrs.get("bias"))
 
 
 def torch_step_flops(module):

@@ -29,8 +29,8 @@ class GraphBuilder:
             raise ValueError(f"parameter group {path!r} registered twice")
         self.param_groups[path] = count
 
-    def op(self, kind, path, dims, repeat=1, kernels=1, saved=True, **meta) -> Op:
-        o = Op(kind, path, dims, self.dtype, "fwd", repeat, saved, {"kernels": kernels, **meta})
+    def op(self, kind, path, dims, repeat=1, kernels=1, saved=True, attrs=None, **meta) -> Op:
+        o = Op(kind, path, dims, self.dtype, "fwd", repeat, saved, {"kernels": kernels, **meta}, attrs or {})
         self.fwd.append(o)
         return o
 
@@ -42,14 +42,13 @@ class GraphBuilder:
     def linear(self, path, tokens, d_in, d_out, bias=True, first_layer=False, repeat=1):
         """``nn.Linear``: y = x @ W^T + b, one (add)mm kernel."""
         self.params(path, d_in * d_out + (d_out if bias else 0))
-        return self.op(OpKind.GEMM, path, {"m": tokens, "n": d_out, "k": d_in, "weight": "b",
-                                           "trans_b": True, "bias": bias, "first_layer": first_layer},
-                       repeat)
+        return self.op(OpKind.GEMM, path, {"m": tokens, "n": d_out, "k": d_in}, repeat,
+                       attrs={"weight": "b", "trans_b": True, "bias": bias, "first_layer": first_layer})
 
     def gemm(self, path, m, n, k, batch=1, repeat=1, both_activations=True):
         """Activation x activation product (attention scores), no parameters."""
-        return self.op(OpKind.GEMM, path, {"m": m, "n": n, "k": k, "batch": batch, "weight": None,
-                                           "both_activations": both_activations}, repeat)
+        return self.op(OpKind.GEMM, path, {"m": m, "n": n, "k": k, "batch": batch}, repeat,
+                       attrs={"weight": None, "both_activations": both_activations})
 
     def pointwise(self, path, numel, flops_per_elem=1, n_in=1, n_out=1, repeat=1, kernels=1, saved=True):
         return self.op(OpKind.ELEMENTWISE, path, {"numel": numel, "n_in": n_in, "n_out": n_out,
@@ -75,15 +74,15 @@ class GraphBuilder:
         self.params(path, lstm_params(cell, input_size, hidden, directions))
         for d in range(directions):
             p = path if directions == 1 else f"{path}/{'fwd' if d == 0 else 'rev'}"
-            self.op(OpKind.RNN, p, {"cell": cell, "hidden": hidden, "input": input_size,
-                                    "batch": batch, "steps": steps, "first_layer": first_layer},
-                    direction=d, directions=directions)
+            self.op(OpKind.RNN, p, {"hidden": hidden, "input": input_size, "batch": batch, "steps": steps},
+                    attrs={"cell": cell, "first_layer": first_layer}, direction=d, directions=directions)
 
     def conv2d(self, path, n, c, h, w, k, r, s, stride=(1, 1), pad=(0, 0), bias=True, first_layer=False):
         self.params(path, k * c * r * s + (k if bias else 0))
         return self.op(OpKind.CONV2D, path, {"n": n, "c": c, "h": h, "w": w, "k": k, "r": r, "s": s,
                                              "stride_h": stride[0], "stride_w": stride[1],
-                                             "pad_h": pad[0], "pad_w": pad[1], "first_layer": first_layer})
+                                             "pad_h": pad[0], "pad_w": pad[1]},
+                       attrs={"first_layer": first_layer})
 
     def norm(self, path, numel, channels, affine=True, kernels=1, curve=None):
         """Batch/layer norm: ~8 FLOPs/elem, reads x, writes y (saved)."""

@@ -81,8 +81,8 @@ def build(width, batch=8, seq_len=1024, layers=12, heads=None, vocab=50257, dtyp
         g.pointwise(f"{p}/mlp/residual", tokens * width, n_in=2)
     g.norm("ln_f", tokens * width, width)
     # LM head tied to wte: its weight is already counted under "wte"
-    g.op(OpKind.GEMM, "lm_head", {"m": tokens, "n": vocab, "k": width, "weight": "b",
-                                  "trans_b": True, "bias": False})
+    g.op(OpKind.GEMM, "lm_head", {"m": tokens, "n": vocab, "k": width},
+         attrs={"weight": "b", "trans_b": True, "bias": False})
     g.cross_entropy("loss", tokens, vocab)
     return g.build(width=width, batch=batch, seq_len=seq_len, layers=layers, heads=heads,
                    vocab=vocab)

@@ -50,8 +50,8 @@ def winograd_parts(op: Op):
         m, nn_, kk = tiles, c, k
     else:                             # Y[a] = X[a] W[a]
         m, nn_, kk = tiles, k, c
-    gemm = Op(OpKind.GEMM, op.path + "/winograd_gemm", {"m": a2 * m, "n": nn_, "k": kk, "trans_a": False,
-                                                         "trans_b": False}, op.dtype, op.phase)
+    gemm = Op(OpKind.GEMM, op.path + "/winograd_gemm", {"m": a2 * m, "n": nn_, "k": kk}, op.dtype, op.phase,
+              attrs={"trans_a": False, "trans_b": False})
     nbytes = DTYPE_BYTES[op.dtype] * (n * c * d["h"] * d["w"] + a2 * tiles * c + k * c * FILTER * FILTER
                                       + a2 * k * c + a2 * tiles * k + n * k * p * q)
     return gemm, nbytes

@@ -117,9 +117,10 @@ class _ResidualTables:
                     if f_call < 0 or slope <= 0:  # noise: no measurable per-call part
                         f_call, slope = 0.0, None
                 per_steps = slope * ref["steps"] if slope is not None else ref[col]
-                dims = {"cell": ref["cell"], "hidden": h, "input": ref["input"], "batch": b, "steps": ref["steps"],
-                        "input_mode": ref.get("input_mode", "linear")}
-                ops = [Op(OpKind.RNN, "calibration", dims, ref.get("dtype", "fp32"), ph) for ph in phases]
+                dims = {"hidden": h, "input": ref["input"], "batch": b, "steps": ref["steps"]}
+                attrs = {"cell": ref["cell"], "input_mode": ref.get("input_mode", "linear")}
+                ops = [Op(OpKind.RNN, "calibration", dims, ref.get("dtype", "fp32"), ph, attrs=attrs)
+                       for ph in phases]
                 input_s, recurrent_s = map(sum, zip(*(rnn_components_split(o, self.hw) for o in ops)))
                 coords.append((h, b))
                 ratios.append(max(per_steps - input_s, RNN_MIN_RECURRENT_SHARE * per_steps) / recurrent_s)
@@ -182,7 +183,7 @@ def rnn_time_s(hw, op, split=None):
     t = residual_tables(hw)
     if t is None or not t.cal.get("rnn"):
         return None
-    table = t.rnn(op.dtype, op.dims["cell"])
+    table = t.rnn(op.dtype, op.attrs["cell"])
     if table is None:
         return None
     fit = table["fwd"] if op.phase == "fwd" else table["bwd"]

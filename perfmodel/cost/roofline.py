@@ -73,10 +73,10 @@ def gemm_layout(op: Op):
     gets ``dW = dC^T @ A``, i.e. M and N of the IR's ``dB`` swapped.  Ops that
     state ``trans_a`` themselves are taken as they are.
     """
-    d = op.dims
-    m, n, k, tb = d["m"], d["n"], d["k"], bool(d.get("trans_b", False))
-    if "trans_a" in d or op.phase == "fwd":
-        return m, n, k, bool(d.get("trans_a", False)), tb
+    d, a = op.dims, op.attrs
+    m, n, k, tb = d["m"], d["n"], d["k"], bool(a.get("trans_b", False))
+    if "trans_a" in a or op.phase == "fwd":
+        return m, n, k, bool(a.get("trans_a", False)), tb
     grad_of_b = op.phase == "bwd_weight" or op.path.endswith("/grad_b")
     if not grad_of_b:
         return m, n, k, False, not tb

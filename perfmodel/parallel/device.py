@@ -49,7 +49,7 @@ def annotate_loops(fwd_ops: list[Op]) -> list[Op]:
             out.append(op)
             continue
         loop = loop or f"loop:{op.path}"
-        role = "recurrent_gemm" if op.kind == OpKind.GEMM and op.dims.get("weight") == "b" else "cell"
+        role = "recurrent_gemm" if op.kind == OpKind.GEMM and op.attrs.get("weight") == "b" else "cell"
         out.append(replace(op, meta={**op.meta, "recurrence": loop, "role": role}))
     return out
 
@@ -153,8 +153,8 @@ def device_pass(model: str, widths, micro_batch, tp, hw: HardwareProfile, dtype:
         acc["params"][u] += _ceil_div(np.asarray(count), ts.param_divisor(g, tpa))
         groups_per_unit[u] = groups_per_unit.get(u, 0) + 1
     for u, n in groups_per_unit.items():
-        opt = Op(OpKind.OPTIMIZER, f"{units[u]}/optimizer", {"numel": acc["params"][u], "optimizer": optimizer},
-                 "fp32", "optimizer", saved=False, meta={"kernels": n})
+        opt = Op(OpKind.OPTIMIZER, f"{units[u]}/optimizer", {"numel": acc["params"][u]},
+                 "fp32", "optimizer", saved=False, meta={"kernels": n}, attrs={"optimizer": optimizer})
         acc["opt_s"][u] = op_time(opt, hw).time_s
     steps, cyclic = _recurrence(fwd)
     persistent = np.zeros(widths.shape, bool)

@@ -39,7 +39,7 @@ RNNs: Stashing Recurrent Weights On-Chip", ICML, PMLR 48:2024-2033)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -126,8 +126,7 @@ def recurrent_weight_bytes(ops: list[Op]) -> dict:
 
 
 def _rnn_components_meta(op: Op):
-    return [c.__class__(c.kind, c.path, c.dims, c.dtype, c.phase, c.repeat, c.saved,
-                        {**c.meta, "recurrence": op.path, "role": c.path.rsplit("/", 1)[-1]})
+    return [replace(c, meta={**c.meta, "recurrence": op.path, "role": c.path.rsplit("/", 1)[-1]})
             for c in rnn_components(op)]
 
 

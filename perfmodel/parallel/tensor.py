@@ -115,7 +115,7 @@ def no_split(fwd_ops: list[Op]) -> TensorSplit:
 
 
 def _has_bwd_data(op: Op) -> bool:
-    return not op.dims.get("first_layer") and not op.meta.get("no_grad")
+    return not op.attrs.get("first_layer") and not op.meta.get("no_grad")
 
 
 def _weight_io(op: Op):
@@ -199,7 +199,7 @@ class _Splitter:
         comm = [Comm("allgather", op.path, "fwd", np.where(sharded_in, in_bytes, 0)),
                 Comm("allgather", op.path, "fwd", state_bytes, t),
                 Comm("reducescatter", op.path, "bwd", state_bytes, t)]
-        if not d.get("first_layer"):
+        if not op.attrs.get("first_layer"):
             comm += [Comm("reducescatter", op.path, "bwd", np.where(sharded_in, in_bytes, 0)),
                      Comm("allreduce", op.path, "bwd", np.where(sharded_in, 0, in_bytes))]
         self.split_paths.append(op.path)
@@ -256,7 +256,7 @@ def split(fwd_ops: list[Op], tp, config: dict | None = None) -> TensorSplit:
             items.append(s.rnn(op))
         elif op.kind == OpKind.EMBEDDING:
             items.append(s.embedding(op))
-        elif op.kind == OpKind.CONV2D or (op.kind == OpKind.GEMM and op.dims.get("weight") == "b"):
+        elif op.kind == OpKind.CONV2D or (op.kind == OpKind.GEMM and op.attrs.get("weight") == "b"):
             items.append(s.weight(op, loop="recurrence" in op.meta))
         else:
             items.append(s.elementwise(op))
