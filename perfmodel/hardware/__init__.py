@@ -43,17 +43,31 @@ def local_cpu_profile() -> str:
     return LOCAL_CPU if LOCAL_CPU in _by_name() else DEFAULT_CPU
 
 
+def resolve_name(name: str) -> str:
+    """The profile name ``name`` means: exact or case-insensitive match, else a unique prefix
+    (``h100`` -> ``H100-SXM5``); otherwise a one-line error with the closest names."""
+    names = available()
+    by_lower = {n.lower(): n for n in names}
+    key = str(name).strip().lower()
+    if key in by_lower:
+        return by_lower[key]
+    starts = [n for n in names if n.lower().startswith(key)] if key else []
+    if len(starts) == 1:
+        return starts[0]
+    if len(starts) > 1:
+        raise ProfileError(f"hardware {name!r} is ambiguous: it starts {', '.join(starts)}; give more of the name")
+    import difflib
+    close = difflib.get_close_matches(key, list(by_lower), n=3, cutoff=0.5)
+    hint = f"did you mean {', '.join(by_lower[c] for c in close)}? " if close else ""
+    raise ProfileError(f"unknown hardware {name!r}; {hint}allowed: {', '.join(names)} or a path to a profile .json")
+
+
 def load(name_or_path: str) -> HardwareProfile:
-    """A shipped profile by name (case-insensitive) or any profile JSON by path."""
+    """A profile by name (case-insensitive, or a unique prefix) or any profile JSON by path."""
     p = Path(name_or_path)
     if p.suffix == ".json" or p.exists():
         return load_profile_file(p)
-    by_lower = {n.lower(): p for n, p in _by_name().items()}
-    path = by_lower.get(name_or_path.lower())
-    if path is None:
-        raise ProfileError(f"unknown hardware {name_or_path!r}; allowed: {', '.join(available())} "
-                           "or a path to a profile .json")
-    return load_profile_file(path)
+    return load_profile_file(_by_name()[resolve_name(name_or_path)])
 
 
-__all__ = ["HardwareProfile", "available", "load", "load_profile_file", "profile_from_dict", "PROFILES_DIR"]
+__all__ = ["HardwareProfile", "available", "load", "resolve_name", "load_profile_file", "profile_from_dict", "PROFILES_DIR"]
