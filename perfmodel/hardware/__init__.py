@@ -57,7 +57,7 @@ def resolve_name(name: str) -> str:
     if len(starts) > 1:
         raise ProfileError(f"hardware {name!r} is ambiguous: it starts {', '.join(starts)}; give more of the name")
     import difflib
-    close = difflib.get_close_matches(key, list(by_lower), n=3, cutoff=0.5)
+    close = difflib.get_close_matches(key, list(by_lower), n=1, cutoff=0.6)
     hint = f"did you mean {', '.join(by_lower[c] for c in close)}? " if close else ""
     raise ProfileError(f"unknown hardware {name!r}; {hint}allowed: {', '.join(names)} or a path to a profile .json")
 
