@@ -20,28 +20,31 @@ from __future__ import annotations
 import platform
 
 from .devices import Context
-from .tasks import Task
-from .timing import measure
+from .tasks import Probe
 
 GLIBC_MMAP_THRESHOLD_MAX = 32 * 2**20  # bytes, 64-bit glibc
 
 
-def measure_first_touch(ctx: Context) -> dict | None:
-    import torch
-    if ctx.kind != "cpu":
-        return None
-    numel = ctx.plan.first_touch_bytes // 4
-    reused = torch.empty(numel)
-    reused.fill_(0.0)
-    t_reused = measure(lambda: reused.fill_(1.0), **ctx.timing).seconds
-    t_fresh = measure(lambda: torch.empty(numel).fill_(1.0), **ctx.timing).seconds
+def first_touch_from(t_reused: float, t_fresh: float, nbytes: int) -> dict:
+    """``allocation``: ``first_touch_s_per_byte = max(t_fresh - t_reused, 0) / nbytes``, and the libc."""
     libc, version = platform.libc_ver()
-    out = {"first_touch_s_per_byte": max(t_fresh - t_reused, 0.0) / (numel * 4),
-           "measured_bytes": numel * 4, "libc": f"{libc} {version}".strip()}
+    out = {"first_touch_s_per_byte": max(t_fresh - t_reused, 0.0) / nbytes,
+           "measured_bytes": nbytes, "libc": f"{libc} {version}".strip()}
     if libc == "glibc":
         out["always_fresh_bytes"] = GLIBC_MMAP_THRESHOLD_MAX
     return out
 
 
-def tasks(ctx: Context) -> list[Task]:
-    return [Task("allocation", "first-touch cost", lambda: measure_first_touch(ctx))] if ctx.kind == "cpu" else []
+def _callables(numel: int) -> dict:
+    import torch
+    reused = torch.empty(numel)
+    reused.fill_(0.0)
+    return {"reused": lambda: reused.fill_(1.0), "fresh": lambda: torch.empty(numel).fill_(1.0)}
+
+
+def probes(ctx: Context) -> list[Probe]:
+    if ctx.kind != "cpu":
+        return []
+    numel = ctx.plan.first_touch_bytes // 4
+    return [Probe("allocation", "first-touch cost", lambda: _callables(numel),
+                  lambda t: first_touch_from(t["reused"].seconds, t["fresh"].seconds, numel * 4))]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from perfmodel.ops import OpKind, conv_out_hw
 
-from .devices import Context, matmul_precision, torch_dtype
-from .tasks import Task
-from .timing import measure
+from .backend import place
+from .devices import Context, torch_dtype
+from .tasks import Probe
 
 SHAPE_KEYS = ("n", "c", "h", "w", "k", "r", "s", "stride_h", "stride_w", "pad_h", "pad_w")
 
@@ -33,28 +33,34 @@ def reference_shapes(conv_models) -> list[dict]:
     return out
 
 
-def _point(ctx: Context, dtype, d):
+def conv_callables(dtype, d, device) -> dict:
+    """``fwd`` (``F.conv2d``), ``bwd_data`` and ``bwd_weight`` (``aten.convolution_backward``, one output each)."""
     import torch
     from torch.nn import functional as F
-    td = torch_dtype(dtype)
-    x = torch.randn(d["n"], d["c"], d["h"], d["w"], device=ctx.device, dtype=td)
-    w = torch.randn(d["k"], d["c"], d["r"], d["s"], device=ctx.device, dtype=td)
+    td, device = torch_dtype(dtype), place(device)
+    x = torch.randn(d["n"], d["c"], d["h"], d["w"], device=device, dtype=td)
+    w = torch.randn(d["k"], d["c"], d["r"], d["s"], device=device, dtype=td)
     stride, pad = (d["stride_h"], d["stride_w"]), (d["pad_h"], d["pad_w"])
     p, q = conv_out_hw(d)
-    gy = torch.randn(d["n"], d["k"], p, q, device=ctx.device, dtype=td)
+    gy = torch.randn(d["n"], d["k"], p, q, device=device, dtype=td)
 
     def bwd(mask):
         return lambda: torch.ops.aten.convolution_backward(gy, x, w, None, stride, pad, (1, 1), False,
                                                            (0, 0), 1, mask)
-    with matmul_precision(dtype, ctx.device):
-        tf = measure(lambda: F.conv2d(x, w, None, stride, pad), **ctx.timing)
-        td_ = measure(bwd([True, False, False]), **ctx.timing)
-        tw = measure(bwd([False, True, False]), **ctx.timing)
-    return {"dtype": dtype, **d, "fwd_s": tf.seconds, "bwd_data_s": td_.seconds, "bwd_weight_s": tw.seconds,
-            "spread": round(max(tf.spread, td_.spread, tw.spread), 4)}
+    return {"fwd": lambda: F.conv2d(x, w, None, stride, pad), "bwd_data": bwd([True, False, False]),
+            "bwd_weight": bwd([False, True, False])}
 
 
-def tasks(ctx: Context) -> list[Task]:
+def _probe(ctx: Context, dtype, d) -> Probe:
+    def point(t):
+        return {"dtype": dtype, **d, "fwd_s": t["fwd"].seconds, "bwd_data_s": t["bwd_data"].seconds,
+                "bwd_weight_s": t["bwd_weight"].seconds, "spread": round(max(x.spread for x in t.values()), 4)}
+    shape = f"{d['n']}x{d['c']}x{d['h']}x{d['w']}"
+    return Probe("conv", f"conv {dtype} {shape} {d['c']}->{d['k']} {d['r']}x{d['s']}/{d['stride_h']}",
+                 lambda: conv_callables(dtype, d, ctx.device), point, dtype=dtype)
+
+
+def probes(ctx: Context) -> list[Probe]:
     out = []
     for dtype in ctx.dtypes:
         if dtype == "fp8":
@@ -63,6 +69,5 @@ def tasks(ctx: Context) -> list[Task]:
             p, q = conv_out_hw(d)
             if 6 * d["n"] * d["k"] * p * q * d["c"] * d["r"] * d["s"] > ctx.plan.conv_max_flops:
                 continue
-            out.append(Task("conv", f"conv {dtype} {d['c']}->{d['k']} {d['r']}x{d['s']}",
-                            lambda dt=dtype, d=d: _point(ctx, dt, d)))
+            out.append(_probe(ctx, dtype, d))
     return out

@@ -21,13 +21,13 @@ fp32 on one thread ran 5-12% slower with a cold ``C`` than with a fixed one).
 """
 from __future__ import annotations
 
-from .devices import Context, matmul_precision, torch_dtype
+from .backend import place
+from .devices import Context, torch_dtype
+from .tasks import Probe
 
 COLD_POOL_BYTES = 64 * 2**20
 MAX_COPIES = 256
 _POOLS: dict = {}
-from .tasks import Task
-from .timing import measure
 
 
 def _operand(rows, cols, transposed, batch, dtype, device):
@@ -42,6 +42,7 @@ def _operand(rows, cols, transposed, batch, dtype, device):
 
 def gemm_callable(batch, m, n, k, trans_a, trans_b, dtype, device):
     import torch
+    gpu, device = device != "cpu", place(device)
     if dtype == "fp8":
         if batch > 1 or trans_a or not trans_b:
             raise ValueError("fp8 GEMMs are timed only as x @ W.T (torch._scaled_mm layout)")
@@ -50,7 +51,7 @@ def gemm_callable(batch, m, n, k, trans_a, trans_b, dtype, device):
         one = torch.ones((), device=device)
         return lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
     a = _operand(m, k, trans_a, batch, dtype, device)
-    if device != "cpu":
+    if gpu:
         b = _operand(k, n, trans_b, batch, dtype, device)
         c = torch.empty((batch, m, n) if batch > 1 else (m, n), device=device, dtype=a.dtype)
         return lambda: (torch.bmm if batch > 1 else torch.mm)(a, b, out=c)
@@ -84,24 +85,21 @@ def _cold_copies(rows, cols, transposed, batch, dtype, device, pool="in"):
     return [v.transpose(-1, -2) if transposed else v for v in views]
 
 
-def _point(ctx: Context, dtype, batch, m, n, k, ta, tb):
-    """One measured point, or None where the library rejects the shape (e.g. fp8 needs multiples of 16)."""
-    try:
-        fn = gemm_callable(batch, m, n, k, ta, tb, dtype, ctx.device)
-        with matmul_precision(dtype, ctx.device):
-            t = measure(fn, **ctx.timing)
-    except (ValueError, RuntimeError):
-        return None
-    return {"dtype": dtype, "m": m, "n": n, "k": k, "batch": batch, "trans_a": ta, "trans_b": tb,
-            "time_s": t.seconds, "spread": round(t.spread, 4)}
+def _probe(ctx: Context, dtype, batch, m, n, k, ta, tb) -> Probe:
+    """One point; the library may reject the shape (ValueError, RuntimeError: fp8 needs multiples of 16)."""
+    def point(t):
+        return {"dtype": dtype, "m": m, "n": n, "k": k, "batch": batch, "trans_a": ta, "trans_b": tb,
+                "time_s": t["gemm"].seconds, "spread": round(t["gemm"].spread, 4)}
+    return Probe("gemm", f"gemm {dtype} {batch}x{m}x{n}x{k} {'T' if ta else 'N'}{'T' if tb else 'N'}",
+                 lambda: {"gemm": gemm_callable(batch, m, n, k, ta, tb, dtype, ctx.device)}, point, dtype=dtype,
+                 rejects=(ValueError, RuntimeError))
 
 
-def tasks(ctx: Context) -> list[Task]:
+def probes(ctx: Context) -> list[Probe]:
     out = []
     for dtype in ctx.dtypes:
         layouts = ((False, True),) if dtype == "fp8" else ctx.plan.layouts
         for batch, m, n, k in ctx.plan.gemm_shapes():
             for ta, tb in layouts:
-                out.append(Task("gemm", f"gemm {dtype} {batch}x{m}x{n}x{k}",
-                                lambda a=(dtype, batch, m, n, k, ta, tb): _point(ctx, *a)))
+                out.append(_probe(ctx, dtype, batch, m, n, k, ta, tb))
     return out

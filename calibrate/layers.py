@@ -8,7 +8,7 @@ mode 9.7 ms against 2.0 ms.  So each is timed here over sizes, forward and
 backward, as a curve of time against the bytes the op IR gives the very op
 (:meth:`perfmodel.architectures.layers.GraphBuilder.batchnorm` / ``maxpool``
 and their derived backward ops), and the cost model reads that curve for ops
-that name it (``meta["curve"]``, :data:`perfmodel.cost.tables.LAYER_CURVES`).
+that name it (``meta["curve"]``, :data:`perfmodel.hardware.calibration.LAYER_CURVES`).
 
 Shapes: NCHW with ``CHANNELS`` channels and square planes of up to ``PLANE``
 pixels a side; larger sizes add images.  Max pooling is ResNet's stem,
@@ -21,9 +21,9 @@ import math
 from perfmodel.architectures.layers import GraphBuilder
 from perfmodel.ops import conv_out_hw, derive_backward
 
+from .backend import place
 from .devices import Context
-from .tasks import Task
-from .timing import measure
+from .tasks import Probe
 
 CHANNELS = 64
 PLANE = 56
@@ -56,6 +56,7 @@ def layer_callables(layer: str, shape: tuple, device: str) -> tuple:
     """(forward, backward) callables of the aten kernels ``layer`` launches in a training step."""
     import torch
     aten = torch.ops.aten
+    device = place(device)
     x = torch.randn(shape, device=device)
     if layer == "batchnorm":
         c = shape[1]
@@ -73,20 +74,21 @@ def layer_callables(layer: str, shape: tuple, device: str) -> tuple:
             lambda: aten.max_pool2d_with_indices_backward(dy, x, [k, k], [s, s], [p, p], [1, 1], False, idx))
 
 
-def _points(ctx: Context, layer: str, shape: tuple) -> list[dict]:
-    fwd_op, bwd_op = ir_ops(layer, shape)
-    out = []
-    for op, name, fn in zip((fwd_op, bwd_op), (layer, f"{layer}_bwd"), layer_callables(layer, shape, ctx.device)):
-        t = measure(fn, **ctx.timing)
-        out.append({"op": name, "bytes": int(op.bytes), "time_s": t.seconds, "spread": round(t.spread, 4)})
-    return out
+def _probe(ctx: Context, layer: str, shape: tuple) -> Probe:
+    """The forward and backward kernels of ``layer`` on ``shape``: two points, bytes from the op IR."""
+    ops = dict(zip(("fwd", "bwd"), ir_ops(layer, shape)))
+    names = {"fwd": layer, "bwd": f"{layer}_bwd"}
+
+    def points(t):
+        return [{"op": names[k], "bytes": int(op.bytes), "time_s": t[k].seconds, "spread": round(t[k].spread, 4)}
+                for k, op in ops.items()]
+    return Probe("memory", f"{layer} {'x'.join(map(str, shape))}",
+                 lambda: dict(zip(("fwd", "bwd"), layer_callables(layer, shape, ctx.device))), points)
 
 
-def tasks(ctx: Context) -> list[Task]:
-    """One task per layer and input shape: the plan's memory sizes up to ``layer_max_bytes``, the
+def probes(ctx: Context) -> list[Probe]:
+    """One probe per layer and input shape: the plan's memory sizes up to ``layer_max_bytes``, the
     forward pass moving about 2 x 4 bytes per input element (tiny sizes share a shape: once)."""
     shapes = dict.fromkeys(input_shape(max(1, nb // 8)) for nb in ctx.plan.memory_bytes
                            if nb <= ctx.plan.layer_max_bytes)
-    return [Task("memory", f"{layer} {'x'.join(map(str, shape))}",
-                 lambda layer=layer, shape=shape: _points(ctx, layer, shape))
-            for layer in ctx.plan.layer_ops for shape in shapes]
+    return [_probe(ctx, layer, shape) for layer in ctx.plan.layer_ops for shape in shapes]

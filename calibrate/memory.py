@@ -11,9 +11,9 @@ their own by :mod:`calibrate.allocation`.
 from __future__ import annotations
 
 from . import layers
+from .backend import place
 from .devices import Context
-from .tasks import Task
-from .timing import measure
+from .tasks import Probe
 
 ROW = 512
 BYTES_PER_ELEMENT_MOVED = {"copy": 2, "elementwise": 3, "reduction": 2}
@@ -21,6 +21,7 @@ BYTES_PER_ELEMENT_MOVED = {"copy": 2, "elementwise": 3, "reduction": 2}
 
 def memory_callable(op: str, numel: int, device: str):
     import torch
+    device = place(device)
     a = torch.randn(numel, device=device)
     if op == "copy":
         dst = torch.empty_like(a)
@@ -34,15 +35,16 @@ def memory_callable(op: str, numel: int, device: str):
     return lambda: torch._softmax(rows, -1, False, out=out)
 
 
-def _point(ctx: Context, op: str, nbytes: int):
+def _probe(ctx: Context, op: str, nbytes: int) -> Probe:
     numel = max(1, nbytes // (4 * BYTES_PER_ELEMENT_MOVED[op]))
-    t = measure(memory_callable(op, numel, ctx.device), **ctx.timing)
-    return {"op": op, "bytes": numel * 4 * BYTES_PER_ELEMENT_MOVED[op], "time_s": t.seconds,
-            "spread": round(t.spread, 4)}
+
+    def point(t):
+        return {"op": op, "bytes": numel * 4 * BYTES_PER_ELEMENT_MOVED[op], "time_s": t[op].seconds,
+                "spread": round(t[op].spread, 4)}
+    return Probe("memory", f"memory {op} {nbytes} B", lambda: {op: memory_callable(op, numel, ctx.device)}, point)
 
 
-def tasks(ctx: Context) -> list[Task]:
+def probes(ctx: Context) -> list[Probe]:
     """Bandwidth curves of the generic kernels, then the curves of batch norm and max pooling
     (:mod:`calibrate.layers`), which belong to the same ``memory`` section."""
-    return [Task("memory", f"memory {op} {nb} B", lambda op=op, nb=nb: _point(ctx, op, nb))
-            for op in ctx.plan.memory_ops for nb in ctx.plan.memory_bytes] + layers.tasks(ctx)
+    return [_probe(ctx, op, nb) for op in ctx.plan.memory_ops for nb in ctx.plan.memory_bytes] + layers.probes(ctx)

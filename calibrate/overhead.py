@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import statistics
 
+from .backend import place
 from .devices import Context
-from .tasks import Task
+from .tasks import Probe
 from .timing import measure
 
 #: IR kernels per chain layer (see the table above); gemm's bias-grad reduction is removed separately
@@ -52,6 +53,7 @@ CALL_CHAINS = {"backward_call": "gemm", "optimizer_call": "optimizer"}
 
 def _dispatch_fns(device):
     import torch
+    device = place(device)
     a, b = torch.randn(4, 4, device=device), torch.randn(4, 4, device=device)
     dst = torch.empty_like(a)
     return [lambda: torch.mul(a, b), lambda: torch.add(a, b), lambda: torch.mm(a, b), lambda: dst.copy_(a)]
@@ -84,6 +86,7 @@ def _chain_and_params(kind: str, n: int, device: str):
     from torch import nn
     from torch.nn import functional as F
 
+    device = place(device)
     x0 = torch.randn(4, 8, device=device)
     if kind == "elementwise":
         ws = [torch.randn(4, 8, device=device, requires_grad=True) for _ in range(n)]
@@ -140,19 +143,9 @@ def _chain_and_params(kind: str, n: int, device: str):
 
 #: tiny-op timings are cheap but jittery: more samples and longer blocks than the plan's default
 MIN_REPEATS, MIN_BLOCK_S = 7, 2e-3
-
-
-def _timing(ctx: Context) -> dict:
-    t = dict(ctx.timing)
-    t["repeats"] = max(t["repeats"], MIN_REPEATS)
-    t["min_block_s"] = max(t["min_block_s"], MIN_BLOCK_S)
-    return t
-
-
-def _per_kernel(ctx: Context, kind: str) -> float:
-    n = ctx.plan.overhead_chain
-    t = measure(_chain(kind, n, ctx.device), **_timing(ctx))
-    return t.seconds / (n * IR_KERNELS[kind])
+#: the chains timed, in the order ``overhead_us`` lists them
+KINDS = ("elementwise", "reduction", "copy", "conv2d", "embedding", "loss", "optimizer", "gemm")
+DISPATCH_OPS = 4  # mul, add, mm, copy (``_dispatch_fns``)
 
 
 def per_call(t_1: float, t_n: float, n: int) -> float:
@@ -161,33 +154,35 @@ def per_call(t_1: float, t_n: float, n: int) -> float:
     return max(t_1 - per_layer, 0.0)
 
 
-def _per_call(ctx: Context, kind: str) -> float:
-    n = ctx.plan.overhead_chain
-    t_1, t_n = (measure(_chain(kind, m, ctx.device), **_timing(ctx)).seconds for m in (1, n))
-    return per_call(t_1, t_n, n)
+def overheads_from(t: dict, n: int) -> dict:
+    """``overhead_us`` (microseconds) from seconds per call: ``dispatch0..3`` (the tiny ops), each kind's
+    ``n``-layer chain (``t[kind]``) and the 1-layer chains of :data:`CALL_CHAINS` (``t["gemm@1"]``...).
 
-
-def measure_overheads(ctx: Context, progress=None) -> dict:
-    """``overhead_us`` for the profile (microseconds)."""
-    out = {}
-    out["dispatch"] = dispatch_s(ctx.device, _timing(ctx)) * 1e6
-    if progress:
-        progress()
-    for kind in ("elementwise", "reduction", "copy", "conv2d", "embedding", "loss", "optimizer", "gemm"):
-        per = _per_kernel(ctx, kind)
+    per kernel = t[kind] / (n x IR_KERNELS[kind]), less, for ``gemm``, the bias-grad reduction's share;
+    ``default`` = median of the kinds; ``<call>`` = :func:`per_call` of the chain's 1- and n-layer times.
+    """
+    out = {"dispatch": statistics.median(t[f"dispatch{i}"] for i in range(DISPATCH_OPS)) * 1e6}
+    for kind in KINDS:
+        per = t[kind] / (n * IR_KERNELS[kind])
         if kind == "gemm":  # a Linear layer is 3 GEMMs + 1 bias-grad reduction in the IR
             per = max((per * IR_KERNELS["gemm"] - out["reduction"] * 1e-6) / IR_KERNELS["gemm"], 0.0)
         out[kind] = per * 1e6
-        if progress:
-            progress()
     out["default"] = statistics.median(v for k, v in out.items() if k != "dispatch")
     for key, kind in CALL_CHAINS.items():
-        out[key] = _per_call(ctx, kind) * 1e6
-        if progress:
-            progress()
+        out[key] = per_call(t[f"{kind}@1"], t[kind], n) * 1e6
     return {k: round(v, 3) for k, v in out.items()}
 
 
-def tasks(ctx: Context) -> list[Task]:
-    """One task (its own progress steps are coarse: the whole section is a few seconds)."""
-    return [Task("overhead", "per-op overhead", lambda: measure_overheads(ctx))]
+def probes(ctx: Context) -> list[Probe]:
+    """One probe: the dispatch ops, every kind's chain of ``overhead_chain`` layers, and the 1-layer
+    chains whose intercepts give the per-call costs."""
+    n = ctx.plan.overhead_chain
+
+    def setup():
+        fns = {f"dispatch{i}": f for i, f in enumerate(_dispatch_fns(ctx.device))}
+        fns.update({kind: _chain(kind, n, ctx.device) for kind in KINDS})
+        fns.update({f"{kind}@1": _chain(kind, 1, ctx.device) for kind in CALL_CHAINS.values()})
+        return fns
+    return [Probe("overhead", "per-op overhead", setup,
+                  lambda t: overheads_from({k: v.seconds for k, v in t.items()}, n),
+                  min_repeats=MIN_REPEATS, min_block_s=MIN_BLOCK_S)]

@@ -1,7 +1,7 @@
 """What was measured, where, with what: the ``calibration.provenance`` object.
 
 CPU: model name, cores, torch threads, MKL and oneDNN versions, load average.
-GPU: name, capability, driver, CUDA/cuDNN versions, and through NVML (pynvml)
+GPU (through :mod:`calibrate.backend`): name, capability, driver, CUDA/cuDNN versions, and through NVML (pynvml)
 SM/memory clocks, power limit and temperature -- sampled before and after the
 run so thermal or power throttling can be flagged.  NVML is optional: when the
 module is missing or fails, the provenance says so and calibration goes on.
@@ -13,6 +13,9 @@ import os
 import platform
 import re
 import sys
+
+from . import backend
+from .backend import Nvml
 
 THROTTLE_DROP = 0.10  # warn when the SM clock fell by more than 10 % during the run
 
@@ -54,67 +57,12 @@ def cpu_provenance(command: str) -> dict:
             "load_average_start": list(load) if load else None}
 
 
-# -- NVML --------------------------------------------------------------------
-class Nvml:
-    """Thin, failure-tolerant wrapper: every reading is ``None`` when NVML is unusable."""
-
-    def __init__(self, index: int):
-        self.handle, self.error = None, None
-        try:
-            import pynvml
-            pynvml.nvmlInit()
-            self.nv = pynvml
-            self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        except Exception as e:  # ImportError, NVMLError, driver/library mismatch ...
-            self.error = f"{type(e).__name__}: {e}".strip()
-
-    @property
-    def ok(self) -> bool:
-        return self.handle is not None
-
-    def _read(self, fn, *args):
-        if not self.ok:
-            return None
-        try:
-            return fn(self.handle, *args)
-        except Exception:
-            return None
-
-    def static(self) -> dict:
-        if not self.ok:
-            return {"nvml": f"unavailable ({self.error})"}
-        nv = self.nv
-        limit = self._read(nv.nvmlDeviceGetPowerManagementLimit)
-        driver = None
-        try:
-            driver = nv.nvmlSystemGetDriverVersion()
-        except Exception:
-            pass
-        return {"nvml": "ok", "driver": driver.decode() if isinstance(driver, bytes) else driver,
-                "power_limit_W": None if limit is None else limit / 1000,
-                "max_sm_clock_MHz": self._read(nv.nvmlDeviceGetMaxClockInfo, nv.NVML_CLOCK_SM),
-                "max_mem_clock_MHz": self._read(nv.nvmlDeviceGetMaxClockInfo, nv.NVML_CLOCK_MEM)}
-
-    def sample(self) -> dict:
-        if not self.ok:
-            return {}
-        nv = self.nv
-        return {"sm_clock_MHz": self._read(nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_SM),
-                "mem_clock_MHz": self._read(nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_MEM),
-                "temperature_C": self._read(nv.nvmlDeviceGetTemperature, nv.NVML_TEMPERATURE_GPU),
-                "power_W": (lambda p: None if p is None else p / 1000)(self._read(nv.nvmlDeviceGetPowerUsage)),
-                "throttle_reasons": self._read(nv.nvmlDeviceGetCurrentClocksThrottleReasons)}
-
-
 def gpu_provenance(command: str, device: str, nvml: Nvml) -> dict:
-    import torch
-    idx = torch.device(device).index or 0
-    props = torch.cuda.get_device_properties(idx)
-    return {**common(command), "device": torch.cuda.get_device_name(idx), "kind": "gpu",
-            "device_index": idx, "capability": f"{props.major}.{props.minor}",
-            "sm_count": props.multi_processor_count, "memory_GiB": round(props.total_memory / 2**30, 2),
-            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-            **nvml.static(), "clocks_start": nvml.sample()}
+    """Name, capability, SMs, memory, CUDA and cuDNN versions (:func:`calibrate.backend.get`), NVML's readings."""
+    cuda = backend.get()
+    idx = backend.device_index(device)
+    return {**common(command), "device": cuda.device_name(idx), "kind": "gpu", "device_index": idx,
+            **cuda.properties(idx), **cuda.versions(), **nvml.static(), "clocks_start": nvml.sample()}
 
 
 def throttle_warning(start: dict, end: dict) -> str | None:

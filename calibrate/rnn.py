@@ -6,15 +6,15 @@ One point per (cell, hidden, batch, steps): a one-layer, one-direction
 a fused layer has a per-call cost (weight re-layout, workspace) besides its
 per-step cost; the tables interpolate over log(steps) as well.  ``fwd_s`` times the
 forward call; ``bwd_s`` is forward+backward minus forward (data and weight
-gradients together; ``perfmodel.cost.tables`` documents how it is split).
+gradients together; ``perfmodel.cost.residuals`` documents how it is split).
 """
 from __future__ import annotations
 
 from perfmodel.ops import Op, OpKind
 
-from .devices import Context, matmul_precision, torch_dtype
-from .tasks import Task
-from .timing import measure
+from .backend import place
+from .devices import Context, torch_dtype
+from .tasks import Probe
 
 MIN_REPEATS = 4  # each point feeds a two-length fit, which doubles its noise
 
@@ -32,15 +32,17 @@ def rnn_module(cell: str, hidden: int, dtype, device):
 
 def step_flops(cell, hidden, batch, steps, dtype="fp32") -> float:
     """FLOPs of forward + backward by the op IR (used only to skip points over the budget)."""
-    dims = {"cell": cell, "hidden": hidden, "input": hidden, "batch": batch, "steps": steps}
-    return sum(Op(OpKind.RNN, "x", dims, dtype, ph).flops for ph in ("fwd", "bwd_data", "bwd_weight"))
+    dims = {"hidden": hidden, "input": hidden, "batch": batch, "steps": steps}
+    return sum(Op(OpKind.RNN, "x", dims, dtype, ph, attrs={"cell": cell}).flops
+               for ph in ("fwd", "bwd_data", "bwd_weight"))
 
 
-def _point(ctx: Context, dtype, cell, hidden, batch, steps):
+def rnn_callables(dtype, cell, hidden, batch, steps, device) -> dict:
+    """``fwd``: the layer's forward call; ``fwd_bwd``: forward and backward, gradients reset first."""
     import torch
-    td = torch_dtype(dtype)
-    mod = rnn_module(cell, hidden, td, ctx.device)
-    x = torch.randn(steps, batch, hidden, device=ctx.device, dtype=td, requires_grad=True)
+    td, device = torch_dtype(dtype), place(device)
+    mod = rnn_module(cell, hidden, td, device)
+    x = torch.randn(steps, batch, hidden, device=device, dtype=td, requires_grad=True)
     params = list(mod.parameters())
 
     def fwd():
@@ -52,17 +54,21 @@ def _point(ctx: Context, dtype, cell, hidden, batch, steps):
         x.grad = None
         out = mod(x)[0]
         out.backward(torch.ones_like(out))
-
-    timing = {**ctx.timing, "repeats": max(ctx.timing["repeats"], MIN_REPEATS)}
-    with matmul_precision(dtype, ctx.device):
-        tf = measure(fwd, **timing)
-        tfb = measure(fwd_bwd, **timing)
-    return {"dtype": dtype, "cell": cell, "hidden": hidden, "batch": batch, "steps": steps, "input": hidden,
-            "fwd_s": tf.seconds, "bwd_s": max(tfb.seconds - tf.seconds, 0.05 * tfb.seconds),
-            "spread": round(max(tf.spread, tfb.spread), 4)}
+    return {"fwd": fwd, "fwd_bwd": fwd_bwd}
 
 
-def tasks(ctx: Context) -> list[Task]:
+def _probe(ctx: Context, dtype, cell, hidden, batch, steps) -> Probe:
+    def point(t):
+        fwd, fb = t["fwd"].seconds, t["fwd_bwd"].seconds
+        return {"dtype": dtype, "cell": cell, "hidden": hidden, "batch": batch, "steps": steps, "input": hidden,
+                "fwd_s": fwd, "bwd_s": max(fb - fwd, 0.05 * fb),
+                "spread": round(max(t["fwd"].spread, t["fwd_bwd"].spread), 4)}
+    return Probe("rnn", f"rnn {dtype} {cell} h={hidden} b={batch} t={steps}",
+                 lambda: rnn_callables(dtype, cell, hidden, batch, steps, ctx.device), point, dtype=dtype,
+                 min_repeats=MIN_REPEATS)
+
+
+def probes(ctx: Context) -> list[Probe]:
     p = ctx.plan
     out = []
     for dtype in ctx.dtypes:
@@ -74,6 +80,5 @@ def tasks(ctx: Context) -> list[Task]:
                     for steps in p.rnn_steps:
                         if step_flops(cell, h, b, steps) > p.rnn_max_flops:
                             continue
-                        out.append(Task("rnn", f"rnn {dtype} {cell} h={h} b={b} t={steps}",
-                                        lambda a=(dtype, cell, h, b, steps): _point(ctx, *a)))
+                        out.append(_probe(ctx, dtype, cell, h, b, steps))
     return out

@@ -2,6 +2,7 @@
 import click
 
 from .. import hardware
+from ..hardware.stability import unstable_warning
 from ..predict import predict as run_predict
 from .options import collect_knobs, knob_options, output_format, rows_to_csv, to_json
 from .plan import build_options, parallel_options
@@ -35,6 +36,8 @@ def predict(model, width, batch, seq_len, sets, hw_name, dtype, optimizer, datas
     """
     knobs = collect_knobs(batch, seq_len, sets)
     hw = hardware.load(hw_name)
+    if unstable_warning(hw):  # a calibration the noise guard could not settle: say so once
+        click.echo(unstable_warning(hw), err=True)
     p = run_predict(model, width, hw, dtype, optimizer, **knobs)
     extra = None
     layout_given = any(v is not None for v in (dataset_size, law_path, devices, dp)) or \

@@ -1,0 +1,32 @@
+"""Whether a calibrated profile's points were measured steadily: the noise guard's record.
+
+``perfmodel calibrate`` re-measures points whose repeats disagree and writes those that never
+settled to ``calibration.provenance.unstable_points`` as ``{"count": N, "names": [...]}``
+(:mod:`calibrate.interleave`).  :func:`unstable_warning` turns that record into the one line that
+``calibrate`` prints and ``validate`` and ``predict`` repeat for such a profile.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+SHOWN_NAMES = 3
+
+
+def unstable_points(profile) -> dict:
+    """``calibration.provenance.unstable_points`` of a profile (a ``HardwareProfile`` or its dict); ``{}`` if none."""
+    cal = profile.get("calibration") if isinstance(profile, Mapping) else getattr(profile, "calibration", None)
+    return dict(((cal or {}).get("provenance") or {}).get("unstable_points") or {})
+
+
+def unstable_warning(profile) -> str | None:
+    """One ``warning:`` line naming how many points stayed unstable, or None when none did."""
+    info = unstable_points(profile)
+    n = int(info.get("count") or 0)
+    if n <= 0:
+        return None
+    name = profile.get("name") if isinstance(profile, Mapping) else getattr(profile, "name", "?")
+    names = list(info.get("names") or [])
+    shown = ", ".join(names[:SHOWN_NAMES]) + (", ..." if len(names) > SHOWN_NAMES else "")
+    return (f"warning: {n} calibration point{'s' if n != 1 else ''} of profile {name!r} stayed unstable after "
+            f"re-measuring ({shown}): the machine looks busy; recalibrate on an idle machine "
+            "(all names in calibration.provenance.unstable_points)")
