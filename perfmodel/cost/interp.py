@@ -1,9 +1,10 @@
 """Interpolation of measured points in log space: the smooth N-d fit and the 1-D curve.
 
 :class:`LogInterpolator` fits ``log(value)`` over ``log2`` coordinates with a
-thin-plate-spline radial basis function (Duchon 1977; ``scipy.interpolate.
-RBFInterpolator``) and bakes it on a regular grid, so that a query is multilinear
-on that grid.  :class:`Curve1D` is ``log(time)`` piecewise linear in
+thin-plate-spline radial basis function (J. Duchon, "Splines minimizing
+rotation-invariant semi-norms in Sobolev spaces", Constructive Theory of Functions
+of Several Variables, LNM 571, 1977; ``scipy.interpolate.RBFInterpolator``) and
+bakes it on a regular grid, so that a query is multilinear on that grid.  :class:`Curve1D` is ``log(time)`` piecewise linear in
 ``log(bytes)``, with constant bandwidth (time proportional to bytes) beyond its
 ends.  Both are vectorized: a query takes scalars or arrays and broadcasts.
 """

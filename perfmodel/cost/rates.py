@@ -23,7 +23,7 @@ back to the datasheet figures.  Interpolators are built once per profile (cached
 * **Overhead.**  ``overhead_us[kind]`` (else ``default``) per kernel of an op;
   ``backward_call + optimizer_call`` once per training step.
 * **Allocation (CPU).**  An op output of at least ``always_fresh_bytes`` lands on
-  freshly mapped pages (glibc serves it with ``mmap``) and pays
+  freshly mapped pages (glibc serves it with ``mmap``, mallopt(3) ``M_MMAP_THRESHOLD``) and pays
   ``first_touch_s_per_byte`` per byte for the page faults, serially with the
   kernel.  The GEMM, memory and conv points are timed into preallocated outputs,
   so nothing is counted twice.
