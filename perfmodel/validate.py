@@ -52,6 +52,8 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from statistics import median
 
+from calibrate import backend
+
 from .errors import PerfmodelError
 from .hardware import HardwareProfile
 from .predict import predict
@@ -78,6 +80,7 @@ class ValidationRow:
     fresh_bytes: float | None = None  # CPU: bytes faulted in per step (minor page faults x page size), median
     predicted_fresh_bytes: float | None = None  # CPU: the bytes the model prices as faulted in per step
     first_touch_s_per_byte: float | None = None  # CPU: the profile's price of a faulted-in byte
+    knobs: dict = field(default_factory=dict)  # this row's own knobs (sampled configurations)
 
     @property
     def error(self) -> float | None:
@@ -152,6 +155,7 @@ class Validation:
                           "predicted_fresh_bytes_per_step": r.predicted_fresh_bytes,
                           "unpriced_fault_s": r.unpriced_fault_s,
                           "error_with_measured_faults": r.error_with_measured_faults,
+                          **({"knobs": r.knobs} if r.knobs else {}),
                           **({"rounds_s": list(r.rounds_s)} if len(r.rounds_s) > 1 else {})} for r in self.rows],
                 "mape": self.mape, "mape_with_measured_faults": self.mape_with_measured_faults,
                 "drift": self.drift,
@@ -230,12 +234,13 @@ def time_training_step(model: str, width: int, device: str = "cpu", warmup: int 
     from .torchmodels import build_module
     if optimizer not in OPTIMIZERS and optimizer != "adam":
         raise PerfmodelError(f"unknown optimizer {optimizer!r}; allowed: sgd, momentum, adam")
-    module = build_module(model, width, **knobs).to(device).train()
+    place = backend.place(device)
+    module = build_module(model, width, **knobs).to(place).train()
     params = list(module.parameters())
     opt = (torch.optim.Adam(params, lr=LEARNING_RATE) if optimizer == "adam"
            else torch.optim.SGD(params, lr=LEARNING_RATE, **OPTIMIZERS[optimizer]))
-    gen = torch.Generator(device=device).manual_seed(0)
-    inputs, targets = module.example_batch(device, generator=gen)
+    gen = torch.Generator(device=place).manual_seed(0)
+    inputs, targets = module.example_batch(place, generator=gen)
     count = device == "cpu" and _minor_faults() is not None
     faults: list[int] = []
 
@@ -257,7 +262,7 @@ def time_training_step(model: str, width: int, device: str = "cpu", warmup: int 
         del module, opt, params, inputs, targets
         gc.collect()
         if device.startswith("cuda"):
-            torch.cuda.empty_cache()
+            backend.get().empty_cache()
 
 
 def _step_in_child(threads: int | None, dtype: str, args: tuple, knobs: dict) -> tuple:
@@ -280,9 +285,19 @@ def validate(model: str, widths, hw: HardwareProfile, device: str = "cpu", warmu
              threads: int | None = None, clock: str | None = None, dtype: str = "fp32", optimizer: str = "sgd",
              progress: bool = True, stat: str | None = None, rounds: int = 1, fresh_process: bool = False,
              **knobs) -> Validation:
-    """Measure and predict ``model`` at each width; see the module docstring."""
+    """Measure and predict ``model`` at each width, with the same knobs; see the module docstring."""
+    return validate_configs(model, [(w, dict(knobs)) for w in widths], hw, device, warmup, repeats, threads, clock,
+                            dtype, optimizer, progress, stat, rounds, fresh_process, shared_knobs=dict(knobs))
+
+
+def validate_configs(model: str, configs, hw: HardwareProfile, device: str = "cpu", warmup: int = 2,
+                     repeats: int = 5, threads: int | None = None, clock: str | None = None, dtype: str = "fp32",
+                     optimizer: str = "sgd", progress: bool = True, stat: str | None = None, rounds: int = 1,
+                     fresh_process: bool = False, shared_knobs: dict | None = None) -> Validation:
+    """Measure and predict ``model`` at each ``(width, knobs)`` of ``configs``.  Rows carry their own
+    knobs unless ``shared_knobs`` (the knobs every configuration has) is given."""
     import torch
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if device.startswith("cuda") and not backend.get().is_available():
         raise PerfmodelError("--device cuda needs a CUDA GPU, none found (torch.cuda.is_available() is False); "
                              "use --device cpu")
     if device != "cpu" and not device.startswith("cuda"):
@@ -294,22 +309,22 @@ def validate(model: str, widths, hw: HardwareProfile, device: str = "cpu", warmu
     if device == "cpu" and threads:
         torch.set_num_threads(threads)
     _precision(dtype, device)
-    predictions = {w: predict(model, w, hw, dtype, optimizer, **knobs) for w in widths}
-    preds = {w: p.time_per_step_s for w, p in predictions.items()}
+    configs = [(int(w), dict(k)) for w, k in configs]
+    predictions = [predict(model, w, hw, dtype, optimizer, **k) for w, k in configs]
     if rounds < 1:
         raise PerfmodelError(f"rounds {rounds!r} is not allowed; it must be >= 1")
     from tqdm import tqdm
     drift = {"before": machine_drift(hw, device, clock, stat)}
-    timed: dict = {w: [] for w in widths}
-    spreads: dict = {w: [] for w in widths}
-    fresh: dict = {w: [] for w in widths}
+    timed: list = [[] for _ in configs]
+    spreads: list = [[] for _ in configs]
+    fresh: list = [[] for _ in configs]
     oom = set()
-    with tqdm(total=rounds * len(widths), desc=f"validate {model}", unit="width", disable=not progress,
+    with tqdm(total=rounds * len(configs), desc=f"validate {model}", unit="config", disable=not progress,
               leave=False) as bar:
         for _ in range(rounds):
-            for w in widths:
+            for i, (w, knobs) in enumerate(configs):
                 bar.update()
-                if w in oom:
+                if i in oom:
                     continue
                 args = (model, w, device, warmup, repeats, clock if device == "cpu" else "wall", optimizer, stat)
                 try:
@@ -319,28 +334,31 @@ def validate(model: str, widths, hw: HardwareProfile, device: str = "cpu", warmu
                     else:
                         t = time_training_step(*args, **knobs)
                         seconds, spread, faulted = t.seconds, t.spread, [getattr(t, "fresh_bytes", None)]
-                    timed[w].append(seconds)
-                    spreads[w].append(spread)
+                    timed[i].append(seconds)
+                    spreads[i].append(spread)
                     if faulted and faulted[0] is not None:
-                        fresh[w].append(faulted[0])
+                        fresh[i].append(faulted[0])
                 except BrokenProcessPool:   # the worker was killed, e.g. by the kernel's OOM killer
-                    oom.add(w)
+                    oom.add(i)
                 except Exception as e:  # noqa: BLE001 -- only out-of-memory is swallowed
                     if not is_out_of_memory(e):
                         raise
-                    oom.add(w)
+                    oom.add(i)
     drift["after"] = machine_drift(hw, device, clock, stat)
-    modelled = {w: getattr(p, "fresh_bytes_per_step", None) if device == "cpu" else None
-                for w, p in predictions.items()}
     touch = (hw.calibration or {}).get("allocation", {}).get("first_touch_s_per_byte") if device == "cpu" else None
-    rows = [ValidationRow(int(w), float(preds[w]), None, None, "does not fit") if w in oom else
-            ValidationRow(int(w), float(preds[w]), median(timed[w]), round(max(spreads[w]), 4),
-                          rounds_s=tuple(timed[w]), fresh_bytes=median(fresh[w]) if fresh[w] else None,
-                          predicted_fresh_bytes=modelled[w], first_touch_s_per_byte=touch)
-            for w in widths]
+    rows = []
+    for i, ((w, knobs), p) in enumerate(zip(configs, predictions)):
+        own = {} if shared_knobs is not None else knobs
+        if i in oom:
+            rows.append(ValidationRow(w, float(p.time_per_step_s), None, None, "does not fit", knobs=own))
+            continue
+        rows.append(ValidationRow(w, float(p.time_per_step_s), median(timed[i]), round(max(spreads[i]), 4),
+                                  rounds_s=tuple(timed[i]), fresh_bytes=median(fresh[i]) if fresh[i] else None,
+                                  predicted_fresh_bytes=getattr(p, "fresh_bytes_per_step", None)
+                                  if device == "cpu" else None, first_touch_s_per_byte=touch, knobs=own))
     return Validation(model, hw.name, device, torch.get_num_threads() if device == "cpu" else None,
-                      clock if device == "cpu" else "cuda_events", stat, dict(knobs), rows, fresh_process,
-                      drift if drift["before"] is not None else None)
+                      clock if device == "cpu" else "cuda_events", stat, dict(shared_knobs or {}), rows,
+                      fresh_process, drift if drift["before"] is not None else None)
 
 
 def machine_drift(hw: HardwareProfile, device: str, clock: str, stat: str) -> dict | None:

@@ -179,4 +179,5 @@ def test_cuda_step_timing():
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     t = pv.time_training_step("mlp", 64, "cuda", warmup=1, repeats=2, **TINY_MLP)
-    assert t.median_s > 0
+    assert t.seconds > 0 and t.spread >= 0
+    assert t.fresh_bytes is None   # page faults are counted on a CPU only

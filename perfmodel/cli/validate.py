@@ -21,7 +21,13 @@ def _pct(fraction) -> str:
 
 @click.command()
 @click.option("--model", required=True, help="architecture (see `perfmodel models`)")
-@click.option("--widths", required=True, type=IntList(), help="e.g. 64,128,256 or 64..1024 (doubling)")
+@click.option("--widths", type=IntList(), default=None, help="e.g. 64,128,256 or 64..1024 (doubling)")
+@click.option("--sample", type=click.IntRange(min=1), default=None,
+              help="instead of --widths: N random configurations (width, batch, sequence, knobs) predicted "
+                   "to take at most --max-step-s per step")
+@click.option("--seed", type=int, default=0, show_default=True, help="seed of the --sample draw")
+@click.option("--max-step-s", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
+              help="--sample keeps configurations predicted at most this long per step")
 @knob_options
 @click.option("--hardware", "hw_name", default=None,
               help="profile (default: local-cpu if calibrated, else cpu-generic; local-gpu/H100-SXM5 on cuda)")
@@ -41,19 +47,33 @@ def _pct(fraction) -> str:
 @click.option("--fresh-process/--same-process", default=True, show_default=True,
               help="time each width in a new process, as a training job starts (CPU malloc state carries over)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
-def validate(model, widths, batch, seq_len, sets, hw_name, device, dtype, optimizer, warmup, repeats, rounds,
-             threads, clock, stat, fresh_process, as_json):
-    """Run real training steps, compare with the prediction: error per width and MAPE."""
+def validate(model, widths, sample, seed, max_step_s, batch, seq_len, sets, hw_name, device, dtype, optimizer,
+             warmup, repeats, rounds, threads, clock, stat, fresh_process, as_json):
+    """Run real training steps, compare with the prediction: error per width (or sampled configuration) and MAPE."""
     from tabulate import tabulate
 
     from .. import hardware
+    from ..errors import PerfmodelError
+    from ..hardware.stability import unstable_warning
     from ..units import fmt_seconds
     from ..validate import validate as run_validate
 
+    if (widths is None) == (sample is None):
+        raise PerfmodelError("give one of --widths LIST or --sample N")
+    knobs = collect_knobs(batch, seq_len, sets)
+    if sample is not None and knobs:
+        raise PerfmodelError(f"--sample draws the knobs itself; {', '.join(sorted(knobs))} is not allowed with it")
     hw = hardware.load(hw_name or _default_hardware(device))
-    v = run_validate(model, widths, hw, device, warmup, repeats, threads, clock, dtype, optimizer,
-                     progress=not as_json, stat=stat, rounds=rounds, fresh_process=fresh_process,
-                     **collect_knobs(batch, seq_len, sets))
+    warning = unstable_warning(hw)
+    if warning:
+        click.echo(warning, err=True)
+    run = {"device": device, "warmup": warmup, "repeats": repeats, "threads": threads, "clock": clock,
+           "progress": not as_json, "stat": stat, "rounds": rounds, "fresh_process": fresh_process}
+    if sample is not None:
+        from ..validate_sample import validate_sample
+        v, info = validate_sample(model, sample, hw, seed, max_step_s, dtype=dtype, optimizer=optimizer, **run)
+        return _print_sample(v, info, as_json)
+    v = run_validate(model, widths, hw, dtype=dtype, optimizer=optimizer, **run, **knobs)
     if as_json:
         click.echo(to_json(v.to_dict()))
         return
@@ -84,3 +104,24 @@ def validate(model, widths, batch, seq_len, sets, hw_name, device, dtype, optimi
     if v.mape_by_round:
         click.echo(f"MAPE of each of the {rounds} rounds alone: "
                    + ", ".join(f"{100 * m:.1f}%" for m in v.mape_by_round) + " (the machine's run-to-run noise)")
+
+
+def _print_sample(v, info, as_json):
+    from tabulate import tabulate
+
+    from ..units import fmt_seconds
+    from ..validate_sample import worst_rows
+    worst = worst_rows(v)
+    if as_json:
+        click.echo(to_json({**v.to_dict(), "sample": info, "worst_rows": worst}))
+        return
+    worst = [v.rows[i] for i in worst]
+    click.echo(f"{v.model} on {v.device}: {info['n']} configurations drawn with seed {info['seed']} "
+               f"({info['draws']} draws, predicted <= {info['max_step_s']:g} s per step on {v.hardware})")
+    click.echo(f"the {len(worst)} largest errors:")
+    click.echo(tabulate([[r.width, " ".join(f"{k}={x}" for k, x in r.knobs.items()), fmt_seconds(r.predicted_s),
+                          fmt_seconds(r.measured_s), f"{100 * r.error:+.1f}%"] for r in worst],
+                        headers=["width", "knobs", "predicted", "measured", "error"], disable_numparse=True))
+    ran = sum(r.error is not None for r in v.rows)
+    click.echo(f"MAPE over {ran} of {len(v.rows)} configurations: "
+               + ("n/a (nothing ran)" if v.mape is None else f"{100 * v.mape:.1f}%"))

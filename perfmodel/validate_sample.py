@@ -1,0 +1,126 @@
+"""Validation on random configurations: ``perfmodel validate --model NAME --sample N [--seed S]``.
+
+A draw picks, with ``random.Random(seed)`` and in a fixed order,
+
+* ``width`` log-uniform in ``WIDTH`` = [32, 2048] (rounded to a multiple of ``WIDTH_MULTIPLE[model]``:
+  the transformer's head size, 64),
+* ``batch`` log-uniform in ``BATCH`` = [4, 128],
+* ``seq_len`` log-uniform in ``SEQ_LEN`` = [16, 150] for the models that have one,
+* the model's other knobs in the ranges of ``KNOBS[model]`` (a ``(lo, hi)`` tuple: a log-uniform
+  integer; a list: one of its values, uniformly),
+
+where an integer log-uniform in [lo, hi] is ``round(exp(U(ln(lo - 1/2), ln(hi + 1/2))))``: the
+integer ``v`` has probability ``ln((v + 1/2) / (v - 1/2)) / ln((hi + 1/2) / (lo - 1/2))``.  A draw is kept when
+its predicted step on the profile takes at most ``max_step_s`` seconds and fits in the device's
+memory; otherwise (or when the model rejects the knobs, e.g. a CTC target longer than its frames)
+it is redrawn, at most ``MAX_DRAWS_PER_CONFIG`` draws per configuration asked for.  The kept
+configurations are then validated like widths (:func:`perfmodel.validate.validate_configs`), each row
+carrying its knobs.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+from .errors import PerfmodelError
+from .hardware import HardwareProfile
+
+WIDTH = (32, 2048)
+BATCH = (4, 128)
+SEQ_LEN = (16, 150)
+WIDTH_MULTIPLE = {"transformer": 64}
+#: the other knobs drawn per model: (low, high) integers drawn log-uniformly, or a list of choices
+KNOBS = {
+    "charlm": {"depth": (1, 10)},
+    "wordlm": {"layers": (1, 3), "vocab": (1000, 10000)},
+    "speech": {"rnn_layers": (1, 4), "freq_bins": (41, 161), "target_len": (2, 20)},
+    "mlp": {"depth": (1, 6), "input_dim": (64, 2048), "classes": (10, 1000)},
+    "transformer": {"layers": (1, 4), "vocab": (1000, 50257)},
+    "resnet": {"variant": [18, 34], "image_size": (32, 128), "classes": (10, 1000)},
+}
+MAX_STEP_S = 2.0
+MAX_DRAWS_PER_CONFIG = 50
+WORST_ROWS = 5
+
+
+@dataclass(frozen=True)
+class Ranges:
+    """What a draw covers; the defaults are the module's ranges."""
+
+    width: tuple = WIDTH
+    batch: tuple = BATCH
+    seq_len: tuple = SEQ_LEN
+    knobs: dict | None = None      # None: KNOBS[model]
+
+    def for_model(self, model: str) -> dict:
+        """``{knob: (lo, hi) or choices}`` in drawing order, ``width`` first."""
+        from .architectures import get_spec
+        spec = get_spec(model)
+        out = {"width": self.width, "batch": self.batch}
+        if "seq_len" in spec.knobs:
+            out["seq_len"] = self.seq_len
+        out.update(KNOBS.get(model, {}) if self.knobs is None else self.knobs)
+        return out
+
+
+def log_uniform_int(rng: random.Random, lo: int, hi: int) -> int:
+    """An integer in [lo, hi], log-uniform (module docstring)."""
+    if lo > hi or lo < 1:
+        raise PerfmodelError(f"range [{lo}, {hi}] is not allowed; it needs 1 <= low <= high")
+    v = round(math.exp(rng.uniform(math.log(lo - 0.5), math.log(hi + 0.5))))
+    return min(max(v, lo), hi)
+
+
+def draw_one(rng: random.Random, model: str, ranges: dict) -> tuple[int, dict]:
+    """``(width, knobs)``: one configuration drawn from ``ranges`` (:meth:`Ranges.for_model`)."""
+    values = {}
+    for name, r in ranges.items():
+        values[name] = rng.choice(r) if isinstance(r, list) else log_uniform_int(rng, *r)
+    m = WIDTH_MULTIPLE.get(model, 1)
+    width = values.pop("width")
+    return max(m, round(width / m) * m), values
+
+
+def draw_configs(model: str, n: int, hw: HardwareProfile, seed: int = 0, max_step_s: float = MAX_STEP_S,
+                 ranges: Ranges = Ranges(), dtype: str = "fp32", optimizer: str = "sgd") -> tuple[list, int]:
+    """``n`` configurations whose predicted step on ``hw`` takes at most ``max_step_s``; ``(configs, draws)``."""
+    from .predict import predict
+    if n < 1:
+        raise PerfmodelError(f"--sample {n!r} is not allowed; it must be >= 1")
+    if not max_step_s > 0:
+        raise PerfmodelError(f"--max-step-s {max_step_s!r} is not allowed; it must be > 0")
+    rng, space = random.Random(seed), ranges.for_model(model)
+    out, draws = [], 0
+    while len(out) < n and draws < MAX_DRAWS_PER_CONFIG * n:
+        draws += 1
+        width, knobs = draw_one(rng, model, space)
+        try:
+            p = predict(model, width, hw, dtype, optimizer, **knobs)
+        except PerfmodelError:
+            continue
+        if p.time_per_step_s <= max_step_s and p.fits_in_memory:
+            out.append((width, knobs))
+    if len(out) < n:
+        raise PerfmodelError(f"--sample {n} is not allowed here: only {len(out)} of {draws} draws of {model!r} are "
+                             f"predicted at most {max_step_s:g} s per step on {hw.name}; raise --max-step-s")
+    return out, draws
+
+
+def validate_sample(model: str, n: int, hw: HardwareProfile, seed: int = 0, max_step_s: float = MAX_STEP_S,
+                    ranges: Ranges = Ranges(), dtype: str = "fp32", optimizer: str = "sgd", **run):
+    """Draw ``n`` configurations (:func:`draw_configs`) and validate them; ``(Validation, sample info)``.
+
+    ``run`` goes to :func:`perfmodel.validate.validate_configs` (device, warmup, repeats, ...)."""
+    from .validate import validate_configs
+    configs, draws = draw_configs(model, n, hw, seed, max_step_s, ranges, dtype, optimizer)
+    v = validate_configs(model, configs, hw, dtype=dtype, optimizer=optimizer, **run)
+    info = {"n": n, "seed": seed, "max_step_s": max_step_s, "draws": draws,
+            "ranges": {k: list(r) for k, r in ranges.for_model(model).items()}}
+    return v, info
+
+
+def worst_rows(v, k: int = WORST_ROWS) -> list[int]:
+    """Indices of the ``k`` rows that ran with the largest ``|error|``, largest first."""
+    ran = [i for i, r in enumerate(v.rows) if r.error is not None]
+    return sorted(ran, key=lambda i: -abs(v.rows[i].error))[:k]
