@@ -88,3 +88,37 @@ def test_validate_cuda_in_a_fresh_process_inherits_the_backend(fake_cuda):
     assert res.exit_code == 0, res.output
     v = json.loads(res.stdout)
     assert v["fresh_process"] is True and v["rows"][0]["measured_s"] > 0 and v["drift"] is None
+
+
+# -- the same paths on a real GPU (``pytest -m cuda``, run by ``make gpu-check``) ----------------------
+def _needs_cuda(monkeypatch):
+    import torch
+    monkeypatch.delenv(backend.ENV, raising=False)
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+
+
+@pytest.mark.cuda
+def test_real_cuda_event_timer(monkeypatch):
+    import torch
+    _needs_cuda(monkeypatch)
+    a = torch.randn(1024, 1024, device="cuda")
+    t = timing.measure(lambda: a @ a, "cuda", warmup=2, repeats=3, min_block_s=1e-3)
+    # 2 x 1024^3 FLOP in more than 1 us and less than 1 s
+    assert 1e-6 < t.seconds < 1.0 and t.number >= 1
+
+
+@pytest.mark.cuda
+def test_real_cuda_tiny_calibration_and_validation(monkeypatch, tmp_path):
+    from calibrate import run
+    from perfmodel import hardware
+    from perfmodel.validate import validate
+    _needs_cuda(monkeypatch)
+    prof, _ = run.calibrate(hardware.load("H100-SXM5"), GPU_TINY, "gpu", "cuda:0", progress=False)
+    prov = prof["calibration"]["provenance"]
+    assert prov["kind"] == "gpu" and prov["clock"] == "cuda_events" and prov["device"] and prov["cuda"]
+    assert all(p["time_s"] > 0 for p in prof["calibration"]["gemm"])
+    path = run.write_profile(prof, tmp_path / "gpu.json")
+    v = validate("mlp", [64], hardware.load(str(path)), device="cuda", warmup=1, repeats=2, progress=False,
+                 batch=4, depth=1, input_dim=8)
+    assert v.rows[0].measured_s > 0 and v.clock == "cuda_events" and v.drift is not None
