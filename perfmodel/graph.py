@@ -4,9 +4,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .ops import Op, OpKind, derive_backward
+from .ops import OPTIMIZER_STATE_TENSORS, Op, OpKind, derive_backward
 
-OPTIMIZERS = ("sgd", "momentum", "adam")
+#: optimizers whose update step the cost model prices (one OPTIMIZER op, :func:`optimizer_op`)
+PRICED_OPTIMIZERS = tuple(OPTIMIZER_STATE_TENSORS)
+
+
+def optimizer_op(numel, kernels: int, optimizer: str, path: str = "optimizer") -> Op:
+    """The update of ``numel`` parameters held in ``kernels`` parameter groups (one kernel each),
+    on fp32 state whatever the training dtype."""
+    return Op(OpKind.OPTIMIZER, path, {"numel": numel}, "fp32", "optimizer", saved=False,
+              meta={"kernels": kernels}, attrs={"optimizer": optimizer})
 
 
 @dataclass(frozen=True)
@@ -26,10 +34,9 @@ class ModelGraph:
 
     def step_ops(self, optimizer: str = "sgd") -> list[Op]:
         """Every op of one training step: forward, backward (derived), optimizer."""
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
-        opt = Op(OpKind.OPTIMIZER, "optimizer", {"numel": self.params}, "fp32", "optimizer", saved=False,
-                 meta={"kernels": len(self.param_groups)}, attrs={"optimizer": optimizer})
+        if optimizer not in PRICED_OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(PRICED_OPTIMIZERS)}")
+        opt = optimizer_op(self.params, len(self.param_groups), optimizer)
         return [*self.fwd, *derive_backward(self.fwd), opt]
 
     def activation_bytes(self):

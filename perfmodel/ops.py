@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping
 
 PHASES = ("fwd", "bwd_data", "bwd_weight", "optimizer")
 DTYPE_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
+DTYPES = tuple(DTYPE_BYTES)  # every dtype the IR, the profiles and the CLI know
 BWD_ELEMENTWISE_FLOPS_FACTOR = 2  # d(out)/d(in) evaluation + chain-rule multiply
 
 #: Bytes of optimizer state per parameter element (fp32 master state),

@@ -15,7 +15,7 @@ from .cost.memory import MemoryFootprint, memory_footprint
 from .cost.op_time import op_time
 from .cost.roofline import fresh_output_bytes
 from .errors import PerfmodelError
-from .graph import OPTIMIZERS
+from .graph import PRICED_OPTIMIZERS
 from .ops import COST_TABLE, Op
 from .hardware import HardwareProfile
 
@@ -105,8 +105,8 @@ class Prediction:
 
 
 def _check(hw: HardwareProfile, dtype: str, optimizer: str) -> None:
-    if optimizer not in OPTIMIZERS:
-        raise PerfmodelError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+    if optimizer not in PRICED_OPTIMIZERS:
+        raise PerfmodelError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(PRICED_OPTIMIZERS)}")
     hw.peak_flops(dtype)  # raises for a dtype the device lacks
 
 

@@ -1,4 +1,10 @@
-"""Human-readable quantities: SI rates (base 1000) and binary sizes (base 1024, 'iB')."""
+"""Quantities: integer ceiling division, and human-readable SI rates (base 1000) and binary sizes
+(base 1024, 'iB')."""
+
+
+def ceil_div(a, b):
+    """``ceil(a / b)`` for positive integers (or integer arrays): tiles, waves, shards of a split."""
+    return -(-a // b)
 
 
 def fmt_si(x: float, unit: str = "") -> str:

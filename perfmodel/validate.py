@@ -58,7 +58,8 @@ from .errors import PerfmodelError
 from .hardware import HardwareProfile
 from .predict import predict
 
-OPTIMIZERS = {"sgd": {"momentum": 0.0}, "momentum": {"momentum": 0.9}}
+#: optimizer name -> the torch.optim class and settings a validated step runs
+TORCH_OPTIMIZERS = {"sgd": ("SGD", {"momentum": 0.0}), "momentum": ("SGD", {"momentum": 0.9}), "adam": ("Adam", {})}
 VALIDATE_DTYPES = ("fp32", "tf32")
 LEARNING_RATE = 1e-4  # small: random data must not drive weights to inf/denormals mid-measurement
 
@@ -232,13 +233,13 @@ def time_training_step(model: str, width: int, device: str = "cpu", warmup: int 
     from calibrate.timing import measure
 
     from .torchmodels import build_module
-    if optimizer not in OPTIMIZERS and optimizer != "adam":
-        raise PerfmodelError(f"unknown optimizer {optimizer!r}; allowed: sgd, momentum, adam")
+    if optimizer not in TORCH_OPTIMIZERS:
+        raise PerfmodelError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(TORCH_OPTIMIZERS)}")
     place = backend.place(device)
     module = build_module(model, width, **knobs).to(place).train()
     params = list(module.parameters())
-    opt = (torch.optim.Adam(params, lr=LEARNING_RATE) if optimizer == "adam"
-           else torch.optim.SGD(params, lr=LEARNING_RATE, **OPTIMIZERS[optimizer]))
+    cls, settings = TORCH_OPTIMIZERS[optimizer]
+    opt = getattr(torch.optim, cls)(params, lr=LEARNING_RATE, **settings)
     gen = torch.Generator(device=place).manual_seed(0)
     inputs, targets = module.example_batch(place, generator=gen)
     count = device == "cpu" and _minor_faults() is not None

@@ -23,15 +23,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..units import ceil_div
+
 SPLIT_K_MIN = 256  # smallest K slice worth a CTA of its own (cuBLAS split-K heuristic scale)
 
 
-def _ceil_div(a, b):
-    return -(-a // b)
-
-
 def gemm_tiles(hw, m, n, batch=1):
-    return _ceil_div(m, hw.gemm_tile["m"]) * _ceil_div(n, hw.gemm_tile["n"]) * batch
+    return ceil_div(m, hw.gemm_tile["m"]) * ceil_div(n, hw.gemm_tile["n"]) * batch
 
 
 def split_k(hw, tiles, k):
@@ -45,7 +43,7 @@ def gemm_wave_efficiency(hw, m, n, batch=1, k=None):
     tiles = gemm_tiles(hw, m, n, batch)
     if k is not None:
         tiles = tiles * split_k(hw, tiles, k)
-    waves = _ceil_div(tiles, slots)
+    waves = ceil_div(tiles, slots)
     wave_eff = tiles / (waves * slots)
-    tile_eff = (m * n) / (_ceil_div(m, tm) * tm * _ceil_div(n, tn) * tn)
+    tile_eff = (m * n) / (ceil_div(m, tm) * tm * ceil_div(n, tn) * tn)
     return np.asarray(wave_eff * tile_eff, dtype=float) if np.ndim(m) or np.ndim(n) else wave_eff * tile_eff

@@ -210,11 +210,11 @@ def diagnose(model: str, widths, seeds: int = 3, corpus=None, steps: int = 300, 
     (measured 10-25x slower per step with 2 threads on a loaded 2-core box).
     """
     from ..steps.data import MODELS
-    from ..steps.train import OPTIMIZERS
+    from ..steps.train import STEP_LAW_OPTIMIZERS
     if model not in MODELS:
         raise PerfmodelError(f"unknown model {model!r} for diagnose; allowed: {', '.join(MODELS)}")
-    if optimizer not in OPTIMIZERS:
-        raise PerfmodelError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+    if optimizer not in STEP_LAW_OPTIMIZERS:
+        raise PerfmodelError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(STEP_LAW_OPTIMIZERS)}")
     for what, v, lo in (("seeds", seeds, 1), ("steps", steps, 2), ("batch", batch, 1), ("probe", probe, 2)):
         if not isinstance(v, int) or v < lo:
             raise PerfmodelError(f"{what}={v!r} must be an integer >= {lo}")

@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 
 from ..errors import ProfileError
-from ..ops import DTYPE_BYTES, RNN_CELLS, conv_out_hw
+from ..ops import DTYPES, RNN_CELLS, conv_out_hw
 
 SECTIONS = ("provenance", "gemm", "memory", "overhead_us", "allocation", "rnn", "conv", "collectives")
 MEMORY_OPS = ("copy", "elementwise", "reduction")
@@ -40,7 +40,6 @@ MEMORY_OPS = ("copy", "elementwise", "reduction")
 #: one reads it in the forward phase and ``<name>_bwd`` in its backward
 LAYER_CURVES = ("batchnorm", "maxpool")
 CURVE_OPS = MEMORY_OPS + LAYER_CURVES + tuple(f"{c}_bwd" for c in LAYER_CURVES)
-DTYPES = tuple(DTYPE_BYTES)
 #: cuDNN's input modes: CUDNN_LINEAR_INPUT (an input GEMM) or CUDNN_SKIP_INPUT (none; DeepBench's rnn_bench)
 RNN_INPUT_MODES = ("linear", "skip")
 

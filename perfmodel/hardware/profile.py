@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ProfileError
+from ..ops import DTYPES
 from .calibration import validate_calibration
 
-DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8")
 NUMERIC_KEYS = (
     "memory_bandwidth_GBps", "memory_capacity_GiB", "sm_count", "l2_cache_MiB",
     "kernel_launch_overhead_us", "register_file_KiB_per_sm", "shared_memory_KiB_per_sm",

@@ -28,8 +28,10 @@ import numpy as np
 from ..architectures import check_width, get_spec
 from ..cost.op_time import op_time
 from ..errors import PerfmodelError
+from ..graph import optimizer_op
 from ..hardware import HardwareProfile
 from ..ops import DTYPE_BYTES, Op, OpKind
+from ..units import ceil_div
 from . import collectives as coll
 from .kernel import KernelOptions, op_times
 from .tensor import split as tensor_split
@@ -150,12 +152,10 @@ def device_pass(model: str, widths, micro_batch, tp, hw: HardwareProfile, dtype:
     groups_per_unit: dict = {}
     for g, count in graph.param_groups.items():
         u = idx[unit_key(g)]
-        acc["params"][u] += _ceil_div(np.asarray(count), ts.param_divisor(g, tpa))
+        acc["params"][u] += ceil_div(np.asarray(count), ts.param_divisor(g, tpa))
         groups_per_unit[u] = groups_per_unit.get(u, 0) + 1
     for u, n in groups_per_unit.items():
-        opt = Op(OpKind.OPTIMIZER, f"{units[u]}/optimizer", {"numel": acc["params"][u]},
-                 "fp32", "optimizer", saved=False, meta={"kernels": n}, attrs={"optimizer": optimizer})
-        acc["opt_s"][u] = op_time(opt, hw).time_s
+        acc["opt_s"][u] = op_time(optimizer_op(acc["params"][u], n, optimizer, f"{units[u]}/optimizer"), hw).time_s
     steps, cyclic = _recurrence(fwd)
     persistent = np.zeros(widths.shape, bool)
     for f in fits.values():
@@ -165,10 +165,6 @@ def device_pass(model: str, widths, micro_batch, tp, hw: HardwareProfile, dtype:
                      steps=steps, cyclic=cyclic)
 
 
-def _ceil_div(a, b):
-    return -(-a // b)
-
-
 def _output_bytes(op: Op, sharded, tp):
     """Bytes of the activation a unit hands to the next one (a fused RNN: its hidden sequence)."""
     if op.kind == OpKind.RNN:
@@ -176,4 +172,4 @@ def _output_bytes(op: Op, sharded, tp):
         full = d["steps"] * d["batch"] * d["hidden"] * DTYPE_BYTES[op.dtype]
     else:
         full = op.out_bytes * op.repeat
-    return np.where(sharded, _ceil_div(full, tp), full)
+    return np.where(sharded, ceil_div(full, tp), full)

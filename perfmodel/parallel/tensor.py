@@ -46,6 +46,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..ops import DTYPE_BYTES, Op, OpKind, derive_backward_op, rnn_components
+from ..units import ceil_div
 
 #: fp32 statistics per row exchanged by the vocab-parallel cross-entropy (max and sum of exp)
 CE_STATS_BYTES_PER_ROW = 2 * 4
@@ -99,14 +100,10 @@ class TensorSplit:
         return self.__dict__["_owner_set"]
 
 
-def _ceil_div(a, b):
-    return -(-a // b)
-
-
 def _div(x, by, where):
     """``ceil(x / by)`` where ``where`` holds, else ``x`` (arrays broadcast)."""
-    return np.where(where, _ceil_div(x, by), x) if np.ndim(where) or np.ndim(x) or np.ndim(by) else \
-        (_ceil_div(x, by) if where else x)
+    return np.where(where, ceil_div(x, by), x) if np.ndim(where) or np.ndim(x) or np.ndim(by) else \
+        (ceil_div(x, by) if where else x)
 
 
 def no_split(fwd_ops: list[Op]) -> TensorSplit:
@@ -191,9 +188,9 @@ class _Splitter:
                         "recurrence": op.path, "role": role}
                 if c.kind == OpKind.GEMM:
                     dim = _COLUMN_DIM[c.phase]
-                    c = replace(c, dims={**c.dims, dim: _ceil_div(c.dims[dim], tp)}, meta=meta)
+                    c = replace(c, dims={**c.dims, dim: ceil_div(c.dims[dim], tp)}, meta=meta)
                 else:
-                    c = replace(c, dims={**c.dims, "numel": _ceil_div(c.dims["numel"], tp)}, meta=meta)
+                    c = replace(c, dims={**c.dims, "numel": ceil_div(c.dims["numel"], tp)}, meta=meta)
                 ops.append(c)
         in_bytes, state_bytes = t * b * x * nbytes, b * h * nbytes
         comm = [Comm("allgather", op.path, "fwd", np.where(sharded_in, in_bytes, 0)),

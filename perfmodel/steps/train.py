@@ -26,7 +26,8 @@ from ..errors import PerfmodelError
 from .data import Task
 from .gradstats import grad_stats
 
-OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+#: optimizers the step-law training runs use (name -> torch.optim class)
+STEP_LAW_OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
 
 
 def evaluate(task: Task, model: torch.nn.Module, batch: int = 256) -> float:
@@ -52,8 +53,8 @@ def train(task: Task, width: int, batch: int, lr: float, optimizer: str = "adam"
     the step's training loss as a float).  ``grad_probe=0`` skips gradient
     statistics.
     """
-    if optimizer not in OPTIMIZERS:
-        raise PerfmodelError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(OPTIMIZERS)}")
+    if optimizer not in STEP_LAW_OPTIMIZERS:
+        raise PerfmodelError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(STEP_LAW_OPTIMIZERS)}")
     steps_per_epoch = task.steps_per_epoch(batch)
     if steps_per_epoch < 1:
         raise PerfmodelError(f"batch {batch} is larger than the {task.n_train} training examples "
@@ -63,7 +64,7 @@ def train(task: Task, width: int, batch: int, lr: float, optimizer: str = "adam"
                              f"{eval_every}, {patience}, {max_epochs}, {lr}")
     torch.manual_seed(seed)
     model = task.make_model(width)
-    opt = OPTIMIZERS[optimizer](model.parameters(), lr=lr)
+    opt = STEP_LAW_OPTIMIZERS[optimizer](model.parameters(), lr=lr)
     order_gen = torch.Generator().manual_seed(seed)
     probe_gen = torch.Generator().manual_seed(seed + 7_777_777)
     max_steps = int(math.ceil(max_epochs * steps_per_epoch))
