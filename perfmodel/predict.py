@@ -12,11 +12,11 @@ import numpy as np
 
 from .architectures import build_graph
 from .cost.memory import MemoryFootprint, memory_footprint
-from .cost.op_time import op_time
 from .cost.roofline import fresh_output_bytes
+from .cost.step_cost import cost_ops
 from .errors import PerfmodelError
 from .graph import PRICED_OPTIMIZERS
-from .ops import COST_TABLE, Op
+from .ops import Op
 from .hardware import HardwareProfile
 
 
@@ -115,14 +115,14 @@ def predict(model: str, width: int, hw: HardwareProfile, dtype: str = "fp32", op
     """Predict one configuration with a per-op breakdown."""
     _check(hw, dtype, optimizer)
     graph = build_graph(model, int(width) if np.ndim(width) == 0 else width, dtype, **knobs)
-    rows, fresh = [], 0.0
-    for op in graph.step_ops(optimizer):
-        t = op_time(op, hw)
-        rep = op.repeat
-        fresh += float((fresh_output_bytes(op, hw) or 0.0) * rep)
-        rows.append(BreakdownRow(op.path, op.kind, op.phase, int(rep), float(op.flops * rep),
-                                 float(op.bytes * rep), float(t.compute_s * rep), float(t.memory_s * rep),
-                                 float(t.overhead_s * rep), float(t.time_s * rep), str(t.bound)))
+    ops = graph.step_ops(optimizer)
+    c = cost_ops(ops, hw)
+    rows = [BreakdownRow(op.path, op.kind, op.phase, int(op.repeat), float(c.flops[i]), float(c.bytes[i]),
+                         float(c.compute_s[i]), float(c.memory_s[i]), float(c.overhead_s[i]), float(c.time_s[i]),
+                         str(c.per_execution[i].bound)) for i, op in enumerate(ops)]
+    fresh = 0.0
+    for op in ops:
+        fresh += float((fresh_output_bytes(op, hw) or 0.0) * op.repeat)
     mem = memory_footprint(graph, dtype, optimizer)
     return Prediction(model, int(width), graph.config, hw.name, dtype, optimizer, int(graph.params),
                       sum(r.flops for r in rows), sum(r.bytes for r in rows), sum(r.time_s for r in rows),
@@ -176,19 +176,12 @@ def predict_arrays(model: str, widths, hw: HardwareProfile, dtype: str = "fp32",
     _check(hw, dtype, optimizer)
     w = np.asarray(widths, dtype=np.int64)
     graph = build_graph(model, w, dtype, **knobs)
+    ops, counts = zip(*unique_ops(graph.step_ops(optimizer)))
+    c = cost_ops(list(ops), hw, list(counts))
     zero = np.zeros(w.shape)
-    acc = {k: zero.copy() for k in ("flops_per_step", "bytes_per_step", "time_per_step_s",
-                                    "compute_s", "memory_s", "overhead_s")}
-    for op, count in unique_ops(graph.step_ops(optimizer)):
-        t = op_time(op, hw)
-        rep = op.repeat * count
-        flops, read, written = COST_TABLE[op.kind](op)
-        acc["flops_per_step"] += flops * rep
-        acc["bytes_per_step"] += (read + written) * rep
-        acc["time_per_step_s"] += t.time_s * rep
-        acc["compute_s"] += t.compute_s * rep
-        acc["memory_s"] += t.memory_s * rep
-        acc["overhead_s"] += t.overhead_s * rep
+    acc = {key: c.total(column, zero) for key, column in (
+        ("flops_per_step", "flops"), ("bytes_per_step", "bytes"), ("time_per_step_s", "time_s"),
+        ("compute_s", "compute_s"), ("memory_s", "memory_s"), ("overhead_s", "overhead_s"))}
     mem = memory_footprint(graph, dtype, optimizer).total_bytes
     acc["params"] = np.broadcast_to(graph.params, w.shape)
     acc["memory_bytes"] = np.broadcast_to(mem, w.shape)

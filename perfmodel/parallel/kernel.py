@@ -45,6 +45,7 @@ import numpy as np
 
 from ..cost.op_time import op_time
 from ..cost.roofline import memory_time
+from ..cost.step_cost import cost_ops
 from ..hardware import HardwareProfile
 from ..ops import DTYPE_BYTES, Op, OpKind, rnn_components
 
@@ -131,17 +132,18 @@ def _rnn_components_meta(op: Op):
 
 
 def op_times(ops: list[Op], hw: HardwareProfile, opts: KernelOptions = KernelOptions()):
-    """Seconds per step of each op (``time x repeat``), with the switches of ``opts`` applied.
+    """Seconds per step of each op (``time x repeat``, :func:`perfmodel.cost.step_cost.cost_ops`),
+    with the switches of ``opts`` applied.
 
     Returns ``(times, persistent_fits)``: a list aligned with ``ops`` and a dict
     recurrence id -> bool (array) of where the persistent kernel applies.
     """
+    costs = cost_ops(ops, hw)
     capacity = onchip_bytes(hw, opts)
     fits = {k: np.asarray(v) <= capacity for k, v in recurrent_weight_bytes(ops).items()} \
         if opts.persistent_rnn else {}
 
-    def parts(op):
-        p = _parts(op, hw)
+    def switched(op: Op, p: _Parts) -> _Parts:  # inside a persistent kernel where its recurrence fits
         key = op.meta.get("recurrence")
         if key in fits:
             q = _persistent(op, p, hw)
@@ -149,22 +151,24 @@ def op_times(ops: list[Op], hw: HardwareProfile, opts: KernelOptions = KernelOpt
                                                                  (p.c, p.m, p.o, p.c_full))))
         return p
 
-    def comps(op):  # a fused RNN op as (component, parts) with the switches applied
-        return [(c, parts(c)) for c in _rnn_components_meta(op)]
+    def parts(i: int) -> _Parts:  # op i of the list, one execution
+        op, t = ops[i], costs.per_execution[i]
+        return switched(op, _Parts(t.compute_s, t.memory_s, t.overhead_s, _full_compute(op, hw, t.compute_s)))
 
-    times = []
-    for op in ops:
-        if op.kind == OpKind.RNN:
-            base = op_time(op, hw).time_s  # measured layer time when the profile is calibrated
-            if op.path in fits:
-                cs = comps(op)
-                analytic = sum(_parts(c, hw).time * c.repeat for c, _ in cs)
-                base = base * sum(p.time * c.repeat for c, p in cs) / analytic
-            times.append(base * op.repeat)
-        else:
-            times.append(parts(op).time * op.repeat)
+    def comps(op):  # a fused RNN op as (component, parts) with the switches applied
+        return [(c, switched(c, _parts(c, hw))) for c in _rnn_components_meta(op)]
+
+    times = list(costs.time_s)
+    for i, op in enumerate(ops):
+        if op.kind == OpKind.RNN and op.path in fits:
+            cs = comps(op)
+            analytic = sum(_parts(c, hw).time * c.repeat for c, _ in cs)
+            base = costs.per_execution[i].time_s  # measured layer time when the profile is calibrated
+            times[i] = base * sum(p.time * c.repeat for c, p in cs) / analytic * op.repeat
+        elif op.kind != OpKind.RNN and op.meta.get("recurrence") in fits:
+            times[i] = parts(i).time * op.repeat
     if opts.streams:
-        _overlap_directions(ops, times, hw, parts, comps)
+        _overlap_directions(ops, times, parts, comps)
     return times, fits
 
 
@@ -177,7 +181,7 @@ def _direction_key(op: Op):
     return parent, op.phase, op.meta.get("role", ""), op.kind, d
 
 
-def _overlap_directions(ops, times, hw, parts, comps) -> None:
+def _overlap_directions(ops, times, parts, comps) -> None:
     """Replace each (direction 0, direction 1) pair's serial time by its concurrent time, half each."""
     index = {}
     for i, op in enumerate(ops):
@@ -195,5 +199,5 @@ def _overlap_directions(ops, times, hw, parts, comps) -> None:
             together = sum(_pair(pa, pb) * c.repeat for (c, pa), (_, pb) in zip(ca, cb))
             total = (times[i] + times[j]) * together / serial
         else:
-            total = _pair(parts(a), parts(b)) * a.repeat
+            total = _pair(parts(i), parts(j)) * a.repeat
         times[i] = times[j] = total / 2
