@@ -8,9 +8,12 @@ of one section.  For each group:
 2. the reference point -- an fp32 GEMM of ``REF_SIZE`` (``REF_SIZE_DEVICE`` on a GPU) cubed, the median
    of ``REF_REPEATS`` blocks of at least ``REF_BLOCK_S`` -- is timed;
 3. the samples are taken in rounds: round ``r`` times one block of every callable of the group that
-   needs an ``r``-th sample, each block after one untimed call, so that it starts in the state of
-   back-to-back calls (its operands in cache).  A burst of load shorter than a round therefore lands
-   on one sample of several points, not on every sample of one;
+   needs an ``r``-th sample.  A burst of load shorter than a round therefore lands on one sample of
+   several points, not on every sample of one.  The other points' blocks evict a point's operands
+   from the caches; refilling them costs about (operand bytes) / (memory bandwidth), at most
+   (last-level cache) / (memory bandwidth), a few milliseconds: large against a short call, small
+   against a long one.  So a callable whose call takes under ``PRECALL_MAX_S`` gets one untimed call
+   before each block, which then starts in the state of back-to-back calls;
 4. the reference point is timed again.
 
 Stability.  A timing of one callable is *stable* when
@@ -29,7 +32,10 @@ a load that lasts the whole group and so leaves the spreads small.
 
 Re-measurement.  After a pass over all groups, the callables with no stable timing are timed again,
 from a fresh setup of their probes, in groups of their own, at most ``MAX_REMEASURES`` times (later
-passes come after the first has finished, so a burst has had time to pass).  Each callable keeps its
+passes come after the first has finished, so a burst has had time to pass), and in all for at most
+``REMEASURE_BUDGET`` times as long as the first pass took (no group starts after that): on a machine
+busy throughout, nearly every point is unstable and more passes would only repeat the first.  Each
+callable keeps its
 first stable timing, else its timing least over the limits,
 ``max(spread / SPREAD_LIMIT, (reference / fastest reference) / LOAD_LIMIT)``; probes left with an
 unstable callable are reported by label (``calibration.provenance.unstable_points``).
@@ -51,9 +57,11 @@ GROUP_SIZE = 16
 SPREAD_LIMIT = 0.25
 LOAD_LIMIT = 1.25
 MAX_REMEASURES = 2
+REMEASURE_BUDGET = 1.0
 REF_SIZE, REF_SIZE_DEVICE = 128, 1024
 REF_REPEATS, REF_BLOCK_S = 3, 2e-3   # the reference is the median of 3 blocks of >= 2 ms
 MAX_NUMBER = 10_000
+PRECALL_MAX_S = 10e-3
 
 
 def excess(t: Timing, reference_s: float, best_reference_s: float) -> float:
@@ -68,6 +76,7 @@ class Outcome:
     seconds: dict                          # section -> wall seconds
     unstable: list = field(default_factory=list)   # labels of probes left with an unstable callable
     remeasured: int = 0                     # probes timed more than once
+    budget_spent: bool = False              # re-measuring stopped at REMEASURE_BUDGET
     reference_s: list = field(default_factory=list)  # every reference time, in order
 
     def provenance(self) -> dict:
@@ -77,6 +86,7 @@ class Outcome:
         return {"unstable_points": {"count": len(self.unstable), "names": list(self.unstable)},
                 "noise_guard": {"spread_limit": SPREAD_LIMIT, "load_limit": LOAD_LIMIT,
                                 "max_remeasures": MAX_REMEASURES, "remeasured_points": self.remeasured,
+                                "remeasure_budget_spent": self.budget_spent,
                                 "reference_worst_ratio": round(max(self.reference_s) / best, 3) if best else None}}
 
 
@@ -88,6 +98,7 @@ class _Series:
     number: int
     repeats: int
     dtype: str | None
+    precall: bool
     samples: list = field(default_factory=list)
 
 
@@ -120,7 +131,7 @@ class _Runner:
             with self._precision(p.dtype):
                 first = warm_up(self.timer, fn, plan.warmup)
             out.append(_Series(i, name, fn, calls_per_block(first, block, MAX_NUMBER),
-                               max(p.min_repeats, plan.repeats, 1), p.dtype))
+                               max(p.min_repeats, plan.repeats, 1), p.dtype, first < PRECALL_MAX_S))
         return out
 
     def group(self, todo: dict) -> dict:
@@ -138,7 +149,8 @@ class _Runner:
             for s in series:
                 if r < s.repeats:
                     with self._precision(s.dtype):
-                        s.fn()  # untimed: the block starts as back-to-back calls would
+                        if s.precall:
+                            s.fn()  # untimed: the block starts as back-to-back calls would
                         s.samples.append(self.timer.block(s.fn, s.number) / s.number)
         load = max(before, self.reference())
         return {i: (None if i in rejected else
@@ -167,8 +179,11 @@ def _unsettled(tries: dict, best: float) -> dict:
     return out
 
 
+_now = time.perf_counter  # the clock of the re-measurement budget and the section times
+
+
 def run_probes(probes: list[Probe], ctx: Context, timer: Timer | None = None, progress: bool = True,
-               desc: str = "calibrating") -> Outcome:
+               desc: str = "calibrating", remeasure_budget: float = REMEASURE_BUDGET) -> Outcome:
     """Time every probe with the noise guard (module docstring); combine each into its point."""
     from tqdm import tqdm
     runner = _Runner(probes, ctx, timer or block_timer(ctx.device, ctx.clock))
@@ -177,25 +192,32 @@ def run_probes(probes: list[Probe], ctx: Context, timer: Timer | None = None, pr
     seconds: dict = {}
     todo: dict = {i: None for i in range(len(probes))}
     remeasured: set = set()
+    spent = False
+    start = _now()
     with tqdm(total=len(probes), desc=desc, unit="pt", disable=not progress, dynamic_ncols=True,
               leave=True) as bar:
         for pass_no in range(MAX_REMEASURES + 1):
             for group in _groups(probes, todo):
+                if pass_no and _now() - start > (1 + remeasure_budget) * first_pass_s:
+                    spent = True
+                    break
                 first = probes[next(iter(group))]
                 bar.set_postfix_str(first.label, refresh=False)
-                t0 = time.perf_counter()
+                t0 = _now()
                 for i, (timings, ref) in runner.group(group).items():
                     if timings is None:
                         rejected.add(i)
                         continue
                     for name, t in timings.items():
                         tries.setdefault(i, {}).setdefault(name, []).append((t, ref))
-                seconds[first.section] = seconds.get(first.section, 0.0) + time.perf_counter() - t0
+                seconds[first.section] = seconds.get(first.section, 0.0) + _now() - t0
+                remeasured.update(group if pass_no else ())
                 bar.update(len(group))
+            if not pass_no:
+                first_pass_s = _now() - start
             todo = _unsettled(tries, min(runner.references, default=1.0))
-            if not todo or pass_no == MAX_REMEASURES:
+            if spent or not todo or pass_no == MAX_REMEASURES:
                 break
-            remeasured.update(todo)
             bar.total += len(todo)
             bar.refresh()
     best = min(runner.references, default=1.0)
@@ -212,4 +234,4 @@ def run_probes(probes: list[Probe], ctx: Context, timer: Timer | None = None, pr
         if pt is not None:
             points.append((p.section, pt))
     unstable = [probes[i].label for i in sorted(unsettled)]
-    return Outcome(points, seconds, unstable, len(remeasured), list(runner.references))
+    return Outcome(points, seconds, unstable, len(remeasured), spent, list(runner.references))

@@ -42,6 +42,15 @@ def _blocks(timer, fn):
     return sum(1 for f, _, _ in timer.log if f is fn)
 
 
+@pytest.fixture
+def run(monkeypatch):
+    """``run_probes`` with the re-measurement budget read on the fake timer's clock, not the wall clock."""
+    def run(probes, timer, **kw):
+        monkeypatch.setattr(interleave, "_now", lambda: timer.now)
+        return interleave.run_probes(probes, _ctx(), timer, progress=False, **kw)
+    return run
+
+
 def test_spread_is_the_p10_p90_range_over_the_median():
     # samples 1..5: deciles by linear interpolation, p10 = 1 + 0.4 * (2 - 1) = 1.4, p90 = 4 + 0.6 * (5 - 4) = 4.6
     assert spread_of([5, 1, 4, 2, 3]) == pytest.approx((4.6 - 1.4) / 3)
@@ -50,10 +59,10 @@ def test_spread_is_the_p10_p90_range_over_the_median():
     assert spread_of([1, 1, 1, 1, 30]) == pytest.approx(17.4)
 
 
-def test_repeats_are_interleaved_across_points():
+def test_repeats_are_interleaved_across_points(run):
     a, b, c = _fn("a"), _fn("b"), _fn("c")
     timer = FakeTimer(cost=lambda fn: MS)
-    out = interleave.run_probes([_probe(a), _probe(b), _probe(c)], _ctx(), timer, progress=False)
+    out = run([_probe(a), _probe(b), _probe(c)], timer)
     order = [f.__name__ for f, _, _ in timer.log if f in (a, b, c)]
     # one warm-up block each, then 4 rounds of one sample of every point
     assert order == ["a", "b", "c"] + ["a", "b", "c"] * 4
@@ -61,7 +70,22 @@ def test_repeats_are_interleaved_across_points():
     assert out.unstable == [] and out.remeasured == 0
 
 
-def test_a_burst_on_one_sample_is_remeasured_once():
+def test_short_calls_get_an_untimed_call_before_each_block(run):
+    """Under PRECALL_MAX_S (10 ms) a block starts after one untimed call (the cache state of back-to-back
+    calls): 1 warm-up + 4 x (1 + 1) = 9 calls; a 20 ms call is timed cold: 1 + 4 x 1 = 5 calls."""
+    calls = {"short": 0, "long": 0}
+
+    def counting(name):
+        def fn():
+            calls[name] += 1
+        fn.__name__ = name
+        return fn
+    short, long_ = counting("short"), counting("long")
+    run([_probe(short), _probe(long_)], FakeTimer(cost=lambda fn: 20 * MS if fn is long_ else MS))
+    assert calls == {"short": 9, "long": 5}
+
+
+def test_a_burst_on_one_sample_is_remeasured_once(run):
     a, b, c = _fn("a"), _fn("b"), _fn("c")
     calls = {"b": 0}
 
@@ -71,14 +95,14 @@ def test_a_burst_on_one_sample_is_remeasured_once():
             return 30 * MS if calls["b"] == 3 else MS   # b's 2nd sample (block 3, after its warm-up) is hit
         return MS
     timer = FakeTimer(cost)
-    out = interleave.run_probes([_probe(a), _probe(b), _probe(c)], _ctx(), timer, progress=False)
+    out = run([_probe(a), _probe(b), _probe(c)], timer)
     # a and c: 1 warm-up + 4 samples; b twice that (its samples 1, 30, 1, 1 ms: spread 11.6 > 0.25)
     assert (_blocks(timer, a), _blocks(timer, b), _blocks(timer, c)) == (5, 10, 5)
     assert out.remeasured == 1 and out.unstable == []
     assert dict((p["name"], p["time_s"]) for _, p in out.points) == pytest.approx({"a": MS, "b": MS, "c": MS})
 
 
-def test_a_load_over_a_whole_group_is_caught_by_the_reference_point():
+def test_a_load_over_a_whole_group_is_caught_by_the_reference_point(run):
     """Group 1 (section x) runs at 2x speed-down end to end, so its spreads are 0, but its reference
     times are 2x those of group 2 (section y) > LOAD_LIMIT = 1.25: both points are timed again."""
     a, b, c = _fn("a"), _fn("b"), _fn("c")
@@ -89,13 +113,13 @@ def test_a_load_over_a_whole_group_is_caught_by_the_reference_point():
             loaded["on"] = False   # group 2 starts: the load is gone
         return MS * (2 if loaded["on"] else 1)
     timer = FakeTimer(cost)
-    out = interleave.run_probes([_probe(a), _probe(b), _probe(c, "y")], _ctx(), timer, progress=False)
+    out = run([_probe(a), _probe(b), _probe(c, "y")], timer)
     assert out.remeasured == 2 and out.unstable == []
     assert [p["time_s"] for _, p in out.points] == pytest.approx([MS, MS, MS])
     assert out.provenance()["noise_guard"]["reference_worst_ratio"] == pytest.approx(2.0)
 
 
-def test_remeasurement_is_bounded_and_the_unstable_point_is_named():
+def test_remeasurement_is_bounded_and_the_unstable_point_is_named(run):
     noisy, calm = _fn("noisy"), _fn("calm")
     calls = {"n": 0}
 
@@ -105,19 +129,36 @@ def test_remeasurement_is_bounded_and_the_unstable_point_is_named():
         calls["n"] += 1
         return MS * (10 if calls["n"] % 2 else 1)   # alternates 10 ms / 1 ms forever
     timer = FakeTimer(cost)
-    out = interleave.run_probes([_probe(noisy), _probe(calm)], _ctx(), timer, progress=False)
+    out = run([_probe(noisy), _probe(calm)], timer)
     # 1 + MAX_REMEASURES attempts of (1 warm-up + 4 samples), then it stops
     assert _blocks(timer, noisy) == (1 + interleave.MAX_REMEASURES) * 5
     assert _blocks(timer, calm) == 5
     assert out.unstable == ["noisy"]
     assert out.provenance()["unstable_points"] == {"count": 1, "names": ["noisy"]}
+    assert out.provenance()["noise_guard"]["remeasure_budget_spent"] is False
 
 
-def test_a_rejected_probe_is_left_out():
+def test_remeasurement_stops_when_its_time_budget_is_spent(run):
+    """Everything unstable: the first re-measurement pass repeats the whole first pass, so with a
+    budget of half the first pass's time no second re-measurement pass starts."""
+    noisy = [_fn(f"n{i}") for i in range(3)]
+    calls = {"n": 0}
+
+    def cost(fn):
+        calls["n"] += 1
+        return MS * (10 if calls["n"] % 2 else 1)
+    timer = FakeTimer(cost)
+    out = run([_probe(f) for f in noisy], timer, remeasure_budget=0.5)
+    assert [_blocks(timer, f) for f in noisy] == [2 * 5] * 3
+    assert out.unstable == ["n0", "n1", "n2"] and out.remeasured == 3
+    assert out.provenance()["noise_guard"]["remeasure_budget_spent"] is True
+
+
+def test_a_rejected_probe_is_left_out(run):
     def refuse():
         raise ValueError("fp8 needs multiples of 16")
     p = Probe("x", "refused", refuse, lambda t: {"time_s": 1.0}, rejects=(ValueError,))
-    out = interleave.run_probes([p, _probe(_fn("a"))], _ctx(), FakeTimer(), progress=False)
+    out = run([p, _probe(_fn("a"))], FakeTimer())
     assert [pt["name"] for _, pt in out.points] == ["a"] and out.unstable == []
 
 
