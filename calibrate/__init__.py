@@ -7,8 +7,10 @@ points and their provenance (schema: :mod:`perfmodel.hardware.calibration`);
 into the interpolated rates and corrections the cost model reads.
 
 Modules, one benchmark each: :mod:`.gemm`, :mod:`.memory`, :mod:`.overhead`,
-:mod:`.rnn`, :mod:`.conv`; timing in :mod:`.timing`, what to measure in
-:mod:`.plan`, device facts in :mod:`.provenance`, atomic writes in
-:mod:`.atomic`.  ``deepbench`` (CSV import) and ``collectives`` are written
+:mod:`.rnn`, :mod:`.conv` (each a list of :class:`.tasks.Probe`); timers in
+:mod:`.timing`, the CUDA runtime (real or fake) in :mod:`.backend`, the noise
+guard that times the probes interleaved and re-measures unstable ones in
+:mod:`.interleave`, what to measure in :mod:`.plan`, device facts in
+:mod:`.provenance`, atomic writes in :mod:`.atomic`.  ``deepbench`` (CSV import) and ``collectives`` are written
 by other engineers and imported lazily by the CLI.
 """
