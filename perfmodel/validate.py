@@ -15,6 +15,10 @@ count and clock default to the ones the profile was calibrated with
 and measurement describe the same execution.  A configuration that
 runs out of memory is reported as "does not fit" instead of failing the run.
 
+:func:`validate_configs` takes ``(width, knobs)`` pairs, each row keeping its own knobs
+(``perfmodel validate --sample``: :mod:`perfmodel.validate_sample`).  CUDA goes through
+:mod:`calibrate.backend` (``torch.cuda``, or the fake CPU stand-in of the tests).
+
 ``rounds`` > 1 repeats the whole pass over the widths (a fresh module each
 time): a width's measured time is the median over rounds, and the MAPE of
 each round alone is reported too, so the run-to-run noise of the machine is
