@@ -21,9 +21,14 @@ def optimizer_op(numel, kernels: int, optimizer: str, path: str = "optimizer") -
 class ModelGraph:
     """What an architecture builder returns.
 
-    ``params`` is the exact trainable-parameter count (int, or an int array in
-    vectorized sweeps); ``param_groups`` breaks it down by layer path (the
-    nanoGPT-style ordered mapping checked against the torch module).
+    ``fwd`` holds the forward ops in execution order; their backward ops are derived
+    (:func:`perfmodel.ops.derive_backward`).  ``backward_only`` holds the backward kernels
+    autograd launches that no single forward op's rule derives (a reused weight's gradient
+    accumulation, the backward copy of a chunk or an unbind), keyed by the path of the
+    forward op whose output they serve: they are listed right after that op (breakdowns) and
+    split with it under tensor parallelism.  ``params`` is the exact trainable-parameter
+    count (int, or an int array in vectorized sweeps); ``param_groups`` breaks it down by
+    layer path (the nanoGPT-style ordered mapping checked against the torch module).
     """
 
     model: str
@@ -31,13 +36,29 @@ class ModelGraph:
     params: Any
     param_groups: dict[str, Any]
     config: dict[str, Any] = field(default_factory=dict)
+    backward_only: dict[str, list[Op]] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.backward_only:
+            paths = [op.path for op in self.fwd]
+            bad = [p for p in self.backward_only if paths.count(p) != 1]
+            if bad:
+                raise ValueError(f"backward-only ops of {', '.join(bad)}: each key must be the path of exactly "
+                                 f"one forward op")
+
+    def listed_ops(self) -> list[Op]:
+        """The forward ops, each followed by its backward-only ops."""
+        if not self.backward_only:
+            return list(self.fwd)
+        return [o for op in self.fwd for o in (op, *self.backward_only.get(op.path, ()))]
 
     def step_ops(self, optimizer: str = "sgd") -> list[Op]:
-        """Every op of one training step: forward, backward (derived), optimizer."""
+        """Every op of one training step: forward (with the backward-only ops, as listed), backward
+        (derived), optimizer."""
         if optimizer not in PRICED_OPTIMIZERS:
             raise ValueError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(PRICED_OPTIMIZERS)}")
         opt = optimizer_op(self.params, len(self.param_groups), optimizer)
-        return [*self.fwd, *derive_backward(self.fwd), opt]
+        return [*self.listed_ops(), *derive_backward(self.fwd), opt]
 
     def activation_bytes(self):
         """Bytes of forward outputs kept for the backward pass."""

@@ -84,7 +84,8 @@ class Op:
 
     ``dims``: sizes (ints or integer arrays); ``attrs``: layout and role flags and names
     (:data:`OP_ATTRS`); ``meta``: costing hints (``kernels`` per execution, a measured
-    ``curve``, ``no_grad``) and annotations of the parallel models.
+    ``curve``, ``backward_only``: a kernel of ``ModelGraph.backward_only``) and annotations of the
+    parallel models.
     """
 
     kind: str
@@ -380,8 +381,6 @@ BACKWARD_RULES.update({
 
 
 def derive_backward_op(op: Op) -> list[Op]:
-    if op.meta.get("no_grad"):
-        return []
     return BACKWARD_RULES[op.kind](op)
 
 

@@ -111,7 +111,7 @@ def test_tensor_split_of_a_transformer_is_megatron():
     # per block: qkv column (bwd all-reduce), proj row (fwd all-reduce), fc column (bwd), fc2 row (fwd):
     # 2 all-reduces of tokens x width forward and 2 backward (Shoeybi et al. 2019, Fig. 3)
     g = build_fwd("transformer", 128, 2, "fp32", {"layers": 2, "seq_len": 16, "vocab": 512})
-    s = split(annotate_loops(g.fwd), 2, g.config)
+    s = split(annotate_loops(g), 2)
     tokens, width = 2 * 16, 128
     per = {}
     for item in s.items:
@@ -133,7 +133,7 @@ def test_tensor_split_of_a_transformer_is_megatron():
 def test_tensor_split_of_an_lstm_communicates_every_timestep():
     # wordlm: hidden units split; the hidden state (batch x hidden) is all-gathered each of the seq_len steps
     g = build_fwd("wordlm", 256, 8, "fp32", {"seq_len": 20})
-    s = split(annotate_loops(g.fwd), 4, g.config)
+    s = split(annotate_loops(g), 4)
     l1 = next(i for i in s.items if i.path == "lstm/l1")
     per_step = [c for c in l1.comm if c.repeat == 20]
     assert {(c.kind, c.phase, int(c.nbytes)) for c in per_step} == {("allgather", "fwd", 8 * 256 * 4),

@@ -16,7 +16,7 @@ with its own inputs and outputs.
 
 Backward kernels that autograd launches but :func:`perfmodel.ops.derive_backward`
 cannot see (it derives each op's backward alone, without knowing which
-tensors are reused) are listed as explicit backward-phase ops (``no_grad``):
+tensors are reused) are listed as explicit backward-phase ops (``ModelGraph.backward_only``):
 
 * each recurrent weight (and bias) is used at every time step, so autograd
   adds ``seq_len - 1`` weight-sized gradients into its accumulator;
@@ -27,15 +27,9 @@ tensors are reused) are listed as explicit backward-phase ops (``no_grad``):
 * ``unbind`` of the input projection over time: its backward stacks the
   ``seq_len`` step gradients (one copy of ``tokens x 2*width``).
 """
-from ..ops import Op, OpKind
+from ..ops import OpKind
 from .base import ArchSpec, Knob
 from .layers import GraphBuilder
-
-
-def _backward_only(g, kind, path, dims, phase, repeat=1, kernels=1):
-    """An op autograd runs in the backward pass that no forward op's rule derives."""
-    g.fwd.append(Op(kind, path, dims, g.dtype, phase, repeat, saved=False,
-                    meta={"kernels": kernels, "no_grad": True}))
 
 
 def build(width, batch=32, seq_len=150, depth=10, vocab=98, embed=None, dtype="fp32"):
@@ -44,24 +38,25 @@ def build(width, batch=32, seq_len=150, depth=10, vocab=98, embed=None, dtype="f
     g = GraphBuilder("charlm", dtype)
     g.embedding("embedding", tokens, vocab, embed)
     g.linear("rhn/input_proj", tokens, embed, 2 * h)            # W_H, W_T for all steps
-    _backward_only(g, OpKind.COPY, "rhn/input_proj/unbind_grad", {"numel": tokens * 2 * h}, "bwd_data")
+    g.backward_only_op(OpKind.COPY, "rhn/input_proj/unbind_grad", {"numel": tokens * 2 * h}, "bwd_data")
     bh = batch * h
     for l in range(depth):
         p = f"rhn/depth{l}"
         g.linear(f"{p}/recurrent", batch, h, 2 * h, repeat=seq_len)  # R_H, R_T
-        _backward_only(g, OpKind.ELEMENTWISE, f"{p}/recurrent/grad_accumulate",
-                       {"numel": 2 * h * h + 2 * h, "n_in": 2, "n_out": 1}, "bwd_weight", seq_len - 1, kernels=2)
+        g.backward_only_op(OpKind.ELEMENTWISE, f"{p}/recurrent/grad_accumulate",
+                             {"numel": 2 * h * h + 2 * h, "n_in": 2, "n_out": 1}, "bwd_weight", seq_len - 1,
+                             kernels=2)
         if l == 0:
             g.pointwise(f"{p}/add_input", batch * 2 * h, n_in=2, repeat=seq_len)
-        _backward_only(g, OpKind.COPY, f"{p}/chunk_grad", {"numel": batch * 2 * h}, "bwd_data", seq_len)
+        g.backward_only_op(OpKind.COPY, f"{p}/chunk_grad", {"numel": batch * 2 * h}, "bwd_data", seq_len)
         g.pointwise(f"{p}/tanh", bh, repeat=seq_len)
         g.pointwise(f"{p}/sigmoid", bh, repeat=seq_len)
         g.pointwise(f"{p}/one_minus_t", bh, repeat=seq_len)
         g.pointwise(f"{p}/h_times_t", bh, n_in=2, repeat=seq_len)
         g.pointwise(f"{p}/s_times_carry", bh, n_in=2, repeat=seq_len)
         g.pointwise(f"{p}/sum", bh, n_in=2, repeat=seq_len)
-        _backward_only(g, OpKind.ELEMENTWISE, f"{p}/grad_accumulate_s_t", {"numel": bh, "n_in": 2, "n_out": 1},
-                       "bwd_data", seq_len, kernels=2)
+        g.backward_only_op(OpKind.ELEMENTWISE, f"{p}/grad_accumulate_s_t", {"numel": bh, "n_in": 2, "n_out": 1},
+                             "bwd_data", seq_len, kernels=2)
     g.op("copy", "rhn/stack_outputs", {"numel": tokens * h}, saved=False)
     g.linear("softmax/linear", tokens, h, vocab)
     g.cross_entropy("loss", tokens, vocab)

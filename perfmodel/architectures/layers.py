@@ -2,8 +2,9 @@
 
 Each method appends the forward op(s) one framework layer launches and
 records that layer's parameters, so a builder reads like the torch module it
-mirrors (``perfmodel/torchmodels``).  Backward ops are never written here:
-:func:`perfmodel.ops.derive_backward` derives them.
+mirrors (``perfmodel/torchmodels``).  Backward ops are derived
+(:func:`perfmodel.ops.derive_backward`), except the few kernels no forward op's rule
+derives (:meth:`GraphBuilder.backward_only_op`).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class GraphBuilder:
     def __init__(self, model: str, dtype: str = "fp32"):
         self.model, self.dtype = model, dtype
         self.fwd: list[Op] = []
+        self.backward_only: dict[str, list[Op]] = {}
         self.param_groups: dict[str, object] = {}
 
     # -- bookkeeping -------------------------------------------------------
@@ -34,9 +36,18 @@ class GraphBuilder:
         self.fwd.append(o)
         return o
 
+    def backward_only_op(self, kind, path, dims, phase, repeat=1, kernels=1) -> Op:
+        """A kernel autograd runs in the backward pass that no forward op's rule derives, serving the
+        output of the latest forward op (``ModelGraph.backward_only``)."""
+        o = Op(kind, path, dims, self.dtype, phase, repeat, saved=False,
+               meta={"kernels": kernels, "backward_only": True})
+        self.backward_only.setdefault(self.fwd[-1].path, []).append(o)
+        return o
+
     def build(self, **config) -> ModelGraph:
         total = sum(self.param_groups.values())
-        return ModelGraph(self.model, self.fwd, total, dict(self.param_groups), config)
+        return ModelGraph(self.model, self.fwd, total, dict(self.param_groups), config,
+                          {k: list(v) for k, v in self.backward_only.items()})
 
     # -- layers ------------------------------------------------------------
     def linear(self, path, tokens, d_in, d_out, bias=True, first_layer=False, repeat=1):

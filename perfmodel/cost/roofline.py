@@ -166,7 +166,7 @@ def roofline_time(op: Op, hw: HardwareProfile, compute_s=None) -> OpTime:
 def fresh_output_bytes(op: Op, hw: HardwareProfile):
     """Bytes of ``op``'s output written to pages the OS must fault in first (CPU profiles with an
     ``allocation`` calibration; None otherwise).  In-place updates allocate nothing."""
-    if op.kind == OpKind.OPTIMIZER or op.meta.get("no_grad"):
+    if op.kind == OpKind.OPTIMIZER or op.meta.get("backward_only"):
         return None
     return rates.fresh_bytes(hw, op.out_bytes)
 

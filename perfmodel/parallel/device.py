@@ -28,7 +28,7 @@ import numpy as np
 from ..architectures import check_width, get_spec
 from ..cost.op_time import op_time
 from ..errors import PerfmodelError
-from ..graph import optimizer_op
+from ..graph import ModelGraph, optimizer_op
 from ..hardware import HardwareProfile
 from ..ops import DTYPE_BYTES, Op, OpKind
 from ..units import ceil_div
@@ -41,19 +41,26 @@ def unit_key(path: str) -> str:
     return "/".join(path.split("/")[:2])
 
 
-def annotate_loops(fwd_ops: list[Op]) -> list[Op]:
-    """Mark consecutive per-timestep forward ops as one recurrence (``meta recurrence/role``)."""
-    out, loop = [], None
-    for op in fwd_ops:
-        per_step = op.kind != OpKind.RNN and bool(np.any(np.asarray(op.repeat) > 1))
-        if not per_step:
+def annotate_loops(graph: ModelGraph) -> ModelGraph:
+    """``graph`` with consecutive per-timestep ops marked as one recurrence (``meta recurrence/role``),
+    in listing order (:meth:`ModelGraph.listed_ops`: a backward-only op runs in its forward op's loop)."""
+    loop = None
+
+    def mark(op: Op) -> Op:
+        nonlocal loop
+        if op.kind == OpKind.RNN or not bool(np.any(np.asarray(op.repeat) > 1)):
             loop = None
-            out.append(op)
-            continue
+            return op
         loop = loop or f"loop:{op.path}"
         role = "recurrent_gemm" if op.kind == OpKind.GEMM and op.attrs.get("weight") == "b" else "cell"
-        out.append(replace(op, meta={**op.meta, "recurrence": loop, "role": role}))
-    return out
+        return replace(op, meta={**op.meta, "recurrence": loop, "role": role})
+
+    fwd, backward_only = [], {}
+    for op in graph.fwd:
+        fwd.append(mark(op))
+        if op.path in graph.backward_only:
+            backward_only[op.path] = [mark(b) for b in graph.backward_only[op.path]]
+    return replace(graph, fwd=fwd, backward_only=backward_only)
 
 
 @dataclass
@@ -115,10 +122,9 @@ def device_pass(model: str, widths, micro_batch, tp, hw: HardwareProfile, dtype:
     tpa = np.broadcast_to(np.asarray(tp, dtype=np.int64), widths.shape)
     if (mb < 1).any():
         raise PerfmodelError(f"micro-batch {int(mb[mb < 1][0])} is not allowed; it must be >= 1")
-    graph = build_fwd(model, widths, mb, dtype, knobs or {})
-    fwd = annotate_loops(graph.fwd)
+    graph = annotate_loops(build_fwd(model, widths, mb, dtype, knobs or {}))
     single = bool((tpa == 1).all())
-    ts = tensor_split(fwd, 1 if single else tpa, graph.config)
+    ts = tensor_split(graph, 1 if single else tpa)
     units: list[str] = []
     for item in ts.items:
         if unit_key(item.path) not in units:
@@ -134,7 +140,7 @@ def device_pass(model: str, widths, micro_batch, tp, hw: HardwareProfile, dtype:
     times, fits = op_times(all_ops, hw, kernel)
     tp_link = coll.link(hw, coll.spans_nodes(hw, tpa))
     k = 0
-    for item, src in zip(ts.items, fwd):
+    for item, src in zip(ts.items, graph.fwd):
         u = idx[unit_key(item.path)]
         for op in item.ops:
             acc["fwd_s" if op.phase == "fwd" else "bwd_s"][u] += times[k]
@@ -147,8 +153,7 @@ def device_pass(model: str, widths, micro_batch, tp, hw: HardwareProfile, dtype:
         for c in item.comm:
             t = coll.collective_s(c.kind, c.nbytes, tpa, tp_link, algorithm) * c.repeat
             acc["tp_fwd_s" if c.phase == "fwd" else "tp_bwd_s"][u] += t
-        if src.phase == "fwd":  # builders may list backward-only ops (autograd's extra kernels) too
-            acc["out_bytes"][u] = _output_bytes(src, item.out_sharded, tpa)
+        acc["out_bytes"][u] = _output_bytes(src, item.out_sharded, tpa)
     groups_per_unit: dict = {}
     for g, count in graph.param_groups.items():
         u = idx[unit_key(g)]
@@ -156,7 +161,7 @@ def device_pass(model: str, widths, micro_batch, tp, hw: HardwareProfile, dtype:
         groups_per_unit[u] = groups_per_unit.get(u, 0) + 1
     for u, n in groups_per_unit.items():
         acc["opt_s"][u] = op_time(optimizer_op(acc["params"][u], n, optimizer, f"{units[u]}/optimizer"), hw).time_s
-    steps, cyclic = _recurrence(fwd)
+    steps, cyclic = _recurrence(graph.listed_ops())
     persistent = np.zeros(widths.shape, bool)
     for f in fits.values():
         persistent |= np.broadcast_to(f, widths.shape)

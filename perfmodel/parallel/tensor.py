@@ -45,6 +45,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..graph import ModelGraph
 from ..ops import DTYPE_BYTES, Op, OpKind, derive_backward_op, rnn_components
 from ..units import ceil_div
 
@@ -106,13 +107,14 @@ def _div(x, by, where):
         (ceil_div(x, by) if where else x)
 
 
-def no_split(fwd_ops: list[Op]) -> TensorSplit:
-    """T = 1: each op with its derived backward, no collectives."""
-    return TensorSplit([DeviceOps(op.path, [op, *derive_backward_op(op)], []) for op in fwd_ops], (), True)
+def no_split(graph: ModelGraph) -> TensorSplit:
+    """T = 1: each forward op with its derived backward and its backward-only ops, no collectives."""
+    return TensorSplit([DeviceOps(op.path, [op, *derive_backward_op(op), *graph.backward_only.get(op.path, ())], [])
+                        for op in graph.fwd], (), True)
 
 
 def _has_bwd_data(op: Op) -> bool:
-    return not op.attrs.get("first_layer") and not op.meta.get("no_grad")
+    return not op.attrs.get("first_layer")
 
 
 def _weight_io(op: Op):
@@ -218,43 +220,47 @@ class _Splitter:
         self.sharded = np.zeros(np.shape(self.tp), bool) if np.ndim(self.tp) else False
         return DeviceOps(op.path, [op, *derive_backward_op(op)], comm, self.sharded)
 
-    def elementwise(self, op: Op) -> DeviceOps:
+    def shard(self, op: Op) -> Op:
+        """A pointwise op (or an activation x activation GEMM) on 1/T of its data where that is split."""
         d = dict(op.dims)
-        sh = self.sharded
-        comm = []
         if op.kind == OpKind.GEMM:  # activation x activation (attention): split its batch (heads)
             key = "batch" if "batch" in d else "m"
-            d[key] = _div(d[key], self.tp, sh)
+            d[key] = _div(d[key], self.tp, self.sharded)
         else:
-            d["numel"] = _div(d["numel"], self.tp, sh)
+            d["numel"] = _div(d["numel"], self.tp, self.sharded)
+        return replace(op, dims=d)
+
+    def elementwise(self, op: Op) -> DeviceOps:
+        comm = []
+        split = self.shard(op)
         if op.kind == OpKind.LOSS and op.phase == "fwd":
             rows = self.rows if self.rows is not None else 0
-            comm.append(Comm("allreduce", op.path, "fwd", np.where(sh, rows * CE_STATS_BYTES_PER_ROW, 0)))
+            comm.append(Comm("allreduce", op.path, "fwd", np.where(self.sharded, rows * CE_STATS_BYTES_PER_ROW, 0)))
             self.sharded = np.zeros(np.shape(self.tp), bool) if np.ndim(self.tp) else False
-        split = replace(op, dims=d)
         return DeviceOps(op.path, [split, *derive_backward_op(split)], comm, self.sharded)
 
 
-def split(fwd_ops: list[Op], tp, config: dict | None = None) -> TensorSplit:
-    """Per-device ops and collectives of a step under tensor parallelism ``tp`` (int or array).
+def split(graph: ModelGraph, tp) -> TensorSplit:
+    """Per-device ops and collectives of a step of ``graph`` under tensor parallelism ``tp`` (int or array).
 
-    ``fwd_ops`` must already carry the loop annotation of
+    ``graph`` must already carry the loop annotation of
     :func:`perfmodel.parallel.device.annotate_loops` (GEMMs inside a time loop
-    keep their hidden state sharded).
+    keep their hidden state sharded).  A forward op's backward-only ops
+    (``graph.backward_only``) run on 1/T of their data where its output is split.
     """
     if np.ndim(tp) == 0 and int(tp) == 1:
-        return no_split(fwd_ops)
-    s = _Splitter(np.asarray(tp) if np.ndim(tp) else int(tp), config or {})
+        return no_split(graph)
+    s = _Splitter(np.asarray(tp) if np.ndim(tp) else int(tp), graph.config)
     items = []
-    for op in fwd_ops:
-        if op.phase != "fwd":  # a backward-only kernel a builder lists: 1/T of it where the data is split
-            items.append(s.elementwise(op))
-        elif op.kind == OpKind.RNN:
-            items.append(s.rnn(op))
+    for op in graph.fwd:
+        if op.kind == OpKind.RNN:
+            item = s.rnn(op)
         elif op.kind == OpKind.EMBEDDING:
-            items.append(s.embedding(op))
+            item = s.embedding(op)
         elif op.kind == OpKind.CONV2D or (op.kind == OpKind.GEMM and op.attrs.get("weight") == "b"):
-            items.append(s.weight(op, loop="recurrence" in op.meta))
+            item = s.weight(op, loop="recurrence" in op.meta)
         else:
-            items.append(s.elementwise(op))
+            item = s.elementwise(op)
+        extra = graph.backward_only.get(op.path)
+        items.append(replace(item, ops=[*item.ops, *(s.shard(b) for b in extra)]) if extra else item)
     return TensorSplit(items, tuple(s.split_paths), s.valid, s.vocab_split)
