@@ -75,6 +75,7 @@ class Outcome:
     points: list                           # (section, combined point) per probe not rejected, in order
     seconds: dict                          # section -> wall seconds
     unstable: list = field(default_factory=list)   # labels of probes left with an unstable callable
+    probes: int = 0                         # probes timed (rejected ones excluded)
     remeasured: int = 0                     # probes timed more than once
     budget_spent: bool = False              # re-measuring stopped at REMEASURE_BUDGET
     reference_s: list = field(default_factory=list)  # every reference time, in order
@@ -84,7 +85,7 @@ class Outcome:
         the slowest reference time over the fastest) for ``calibration.provenance``."""
         best = min(self.reference_s, default=0.0)
         return {"unstable_points": {"count": len(self.unstable), "names": list(self.unstable)},
-                "noise_guard": {"spread_limit": SPREAD_LIMIT, "load_limit": LOAD_LIMIT,
+                "noise_guard": {"points": self.probes, "spread_limit": SPREAD_LIMIT, "load_limit": LOAD_LIMIT,
                                 "max_remeasures": MAX_REMEASURES, "remeasured_points": self.remeasured,
                                 "remeasure_budget_spent": self.budget_spent,
                                 "reference_worst_ratio": round(max(self.reference_s) / best, 3) if best else None}}
@@ -234,4 +235,5 @@ def run_probes(probes: list[Probe], ctx: Context, timer: Timer | None = None, pr
         if pt is not None:
             points.append((p.section, pt))
     unstable = [probes[i].label for i in sorted(unsettled)]
-    return Outcome(points, seconds, unstable, len(remeasured), spent, list(runner.references))
+    return Outcome(points, seconds, unstable, len(probes) - len(rejected), len(remeasured), spent,
+                   list(runner.references))

@@ -195,7 +195,8 @@ def test_a_busy_run_writes_the_profile_names_the_points_and_warns(fake_calibrati
     warnings = [ln for ln in res.stderr.splitlines() if ln.startswith("warning:")]
     # 3 generic memory ops x 2 sizes = 6 points
     assert warnings == [w for w in warnings if "unstable" in w] and len(warnings) == 1
-    assert "warning: 6 calibration points" in warnings[0] and "machine looks busy" in warnings[0]
+    assert "warning: 6 of 6 calibration points" in warnings[0] and "machine looks busy" in warnings[0]
+    assert "--threads 1 --clock cpu" in warnings[0]      # a CPU profile: the steadier settings
     prof = json.loads(out.read_text())
     unstable = prof["calibration"]["provenance"]["unstable_points"]
     assert unstable["count"] == 6 and "memory copy 1024 B" in unstable["names"]
@@ -207,10 +208,10 @@ def test_a_busy_run_writes_the_profile_names_the_points_and_warns(fake_calibrati
                                     "--set", "input_dim=8", "--hardware", str(out), "--warmup", "0", "--repeats", "1",
                                     "--same-process", "--device", "cpu"])
     assert res.exit_code == 0, res.output
-    assert res.stderr.count("warning: 6 calibration points") == 1
+    assert res.stderr.count("warning: 6 of 6 calibration points") == 1
     res = CliRunner().invoke(main, ["predict", "--model", "mlp", "--width", "8", "--hardware", str(out)])
     assert res.exit_code == 0, res.output
-    assert res.stderr.count("warning: 6 calibration points") == 1
+    assert res.stderr.count("warning: 6 of 6 calibration points") == 1
 
 
 def test_a_quiet_run_prints_no_warning(fake_calibration):

@@ -24,9 +24,12 @@ def unstable_warning(profile) -> str | None:
     n = int(info.get("count") or 0)
     if n <= 0:
         return None
-    name = profile.get("name") if isinstance(profile, Mapping) else getattr(profile, "name", "?")
+    get = profile.get if isinstance(profile, Mapping) else (lambda key: getattr(profile, key, None))
+    prov = ((get("calibration") or {}).get("provenance") or {})
+    total = (prov.get("noise_guard") or {}).get("points")
     names = list(info.get("names") or [])
     shown = ", ".join(names[:SHOWN_NAMES]) + (", ..." if len(names) > SHOWN_NAMES else "")
-    return (f"warning: {n} calibration point{'s' if n != 1 else ''} of profile {name!r} stayed unstable after "
-            f"re-measuring ({shown}): the machine looks busy; recalibrate on an idle machine "
-            "(all names in calibration.provenance.unstable_points)")
+    hint = " (on a shared CPU, --threads 1 --clock cpu is steadier)" if prov.get("kind") == "cpu" else ""
+    return (f"warning: {n}{f' of {total}' if total else ''} calibration point{'s' if n != 1 else ''} of profile "
+            f"{get('name')!r} stayed unstable after re-measuring ({shown}): the machine looks busy; recalibrate "
+            f"on an idle machine{hint} (all names in calibration.provenance.unstable_points)")
