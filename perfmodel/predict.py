@@ -2,7 +2,9 @@
 
 One structure (:class:`Prediction`) with three views: the CLI table, ``--json``
 and ``--csv``, and the HTML report.  :func:`predict_arrays` is the vectorized
-path used by sweeps: widths as a NumPy array, one pass over the ops.
+path used by sweeps: widths as a NumPy array, one pass over the ops.  Both price
+ops with :func:`perfmodel.cost.step_cost.cost_ops`; :func:`predict_step` is
+:func:`predict` of a :class:`perfmodel.scenario.Scenario`.
 """
 from __future__ import annotations
 
@@ -14,10 +16,9 @@ from .architectures import build_graph
 from .cost.memory import MemoryFootprint, memory_footprint
 from .cost.roofline import fresh_output_bytes
 from .cost.step_cost import cost_ops
-from .errors import PerfmodelError
-from .graph import PRICED_OPTIMIZERS
-from .ops import Op
 from .hardware import HardwareProfile
+from .ops import Op
+from .scenario import Scenario, check_precision
 
 
 @dataclass(frozen=True)
@@ -104,16 +105,10 @@ class Prediction:
         }
 
 
-def _check(hw: HardwareProfile, dtype: str, optimizer: str) -> None:
-    if optimizer not in PRICED_OPTIMIZERS:
-        raise PerfmodelError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(PRICED_OPTIMIZERS)}")
-    hw.peak_flops(dtype)  # raises for a dtype the device lacks
-
-
 def predict(model: str, width: int, hw: HardwareProfile, dtype: str = "fp32", optimizer: str = "sgd",
             **knobs) -> Prediction:
     """Predict one configuration with a per-op breakdown."""
-    _check(hw, dtype, optimizer)
+    check_precision(hw, dtype, optimizer)
     graph = build_graph(model, int(width) if np.ndim(width) == 0 else width, dtype, **knobs)
     ops = graph.step_ops(optimizer)
     c = cost_ops(ops, hw)
@@ -129,6 +124,12 @@ def predict(model: str, width: int, hw: HardwareProfile, dtype: str = "fp32", op
                       MemoryFootprint(*(int(v) for v in (mem.weights_bytes, mem.gradients_bytes,
                                                          mem.optimizer_bytes, mem.activations_bytes))),
                       hw.memory_capacity_bytes, hw.peak_flops(dtype), rows, fresh)
+
+
+def predict_step(scenario: Scenario, width: int) -> Prediction:
+    """:func:`predict` of ``scenario`` at ``width``: one device, the whole batch, a per-op breakdown."""
+    s = scenario
+    return predict(s.model, width, s.hardware, s.dtype, s.optimizer, **s.knobs)
 
 
 def _same(a, b) -> bool:
@@ -173,7 +174,7 @@ def predict_arrays(model: str, widths, hw: HardwareProfile, dtype: str = "fp32",
     Returns arrays keyed ``params, flops_per_step, bytes_per_step, time_per_step_s,
     compute_s, memory_s, overhead_s, memory_bytes, fits_in_memory``.
     """
-    _check(hw, dtype, optimizer)
+    check_precision(hw, dtype, optimizer)
     w = np.asarray(widths, dtype=np.int64)
     graph = build_graph(model, w, dtype, **knobs)
     ops, counts = zip(*unique_ops(graph.step_ops(optimizer)))

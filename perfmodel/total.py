@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import PerfmodelError
-from .hardware import HardwareProfile
 from .parallel.layout import Layout
-from .parallel.step import ParallelOptions, predict_parallel
+from .parallel.step import predict_parallel
+from .scenario import Scenario
 
 
 def load_law(path):
@@ -84,23 +84,23 @@ def law_fields(law, model: str, factor: float = 1.0) -> dict:
     return out
 
 
-def predict_total(model: str, width: int, hw: HardwareProfile, layout: Layout, dataset_size=None, law=None,
-                  batch: int | None = None, dtype: str = "fp32", optimizer: str = "sgd",
-                  opts: ParallelOptions = ParallelOptions(), devices: int | None = None, **knobs) -> dict:
-    """Time per step under ``layout`` plus, with a law and a dataset size, steps and total time.
+def predict_total(scenario: Scenario, width: int, layout: Layout, dataset_size=None, law=None,
+                  batch: int | None = None, devices: int | None = None) -> dict:
+    """Time per step under ``layout`` (:func:`perfmodel.parallel.step.predict_parallel`) plus, with a
+    law and a dataset size, steps and total time.
 
-    Keys added to the parallel prediction: ``steps, total_time_s, comm_time_s, bubble_fraction,
-    per_device_memory_bytes, fits_in_memory`` (the issue's list) and the law's provenance.
+    Keys added to the parallel prediction's ``to_dict()``: ``dataset_size, steps, total_time_s``
+    and the law's provenance (:func:`law_fields`).
     """
     if (dataset_size is None) != (law is None):
         raise PerfmodelError("--dataset-size and --steps-law go together: give both or neither")
-    p = predict_parallel(model, width, hw, layout, batch, dtype, optimizer, opts, devices, **knobs)
+    p = predict_parallel(scenario, width, layout, batch, devices)
     out = p.to_dict()
     if law is not None:
         d = check_dataset_size(dataset_size)
-        factor = law_batch_factor(law, model, knobs)
+        factor = law_batch_factor(law, scenario.model, scenario.knobs)
         steps = float(np.asarray(law.steps(p.params, d, p.batch * factor)))
         out.update({"dataset_size": d, "steps": steps,
                     "total_time_s": float(total_time_s(steps, p.time_per_step_s)),
-                    **law_fields(law, model, factor)})
+                    **law_fields(law, scenario.model, factor)})
     return out

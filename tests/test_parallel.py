@@ -15,9 +15,11 @@ from perfmodel.parallel.device import annotate_loops, build_fwd, device_pass
 from perfmodel.parallel.kernel import KernelOptions, onchip_bytes
 from perfmodel.parallel.layout import Layout, check_layout, resolve_layout
 from perfmodel.parallel.pipeline import bubble_fraction, schedule_time, stage_of_units
-from perfmodel.parallel.step import ParallelOptions, predict_parallel
+from perfmodel.parallel.options import ParallelOptions
+from perfmodel.parallel.step import predict_parallel
 from perfmodel.parallel.tensor import split
 from perfmodel.predict import predict_arrays
+from perfmodel.scenario import Scenario
 
 H100 = hardware.load("H100-SXM5")
 
@@ -145,23 +147,23 @@ def test_tensor_split_of_an_lstm_communicates_every_timestep():
 def test_memory_per_device_under_tensor_split():
     # mlp width 1024, depth 4, input 1024, 10 classes: every Linear is split over T = 4 (ceil):
     #   4 x ceil((1024*1024 + 1024)/4) + ceil((1024*10 + 10)/4) = 4 x 262,400 + 2,563 = 1,052,163 params
-    p1 = predict_parallel("mlp", 1024, H100, Layout(), batch=128)
-    p4 = predict_parallel("mlp", 1024, H100, Layout(tp=4), batch=128)
-    assert p1.values["memory_weights_bytes"] == 4 * (4 * (1024 * 1024 + 1024) + 10 * 1024 + 10)
-    assert p4.values["memory_weights_bytes"] == 4 * (4 * 262_400 + 2_563)
-    assert p4.values["memory_gradients_bytes"] == p4.values["memory_weights_bytes"]   # fp32 sgd
-    assert p4.values["memory_optimizer_bytes"] == 0
+    p1 = predict_parallel(Scenario("mlp", H100), 1024, Layout(), batch=128)
+    p4 = predict_parallel(Scenario("mlp", H100), 1024, Layout(tp=4), batch=128)
+    assert p1.step.memory_weights_bytes == 4 * (4 * (1024 * 1024 + 1024) + 10 * 1024 + 10)
+    assert p4.step.memory_weights_bytes == 4 * (4 * 262_400 + 2_563)
+    assert p4.step.memory_gradients_bytes == p4.step.memory_weights_bytes   # fp32 sgd
+    assert p4.step.memory_optimizer_bytes == 0
 
 
 def test_memory_per_device_under_pipeline_split():
     # 1F1B keeps min(m, S) micro-batches of activations per stage, GPipe keeps m
-    base = dict(batch=256, opts=ParallelOptions())
-    one = predict_parallel("mlp", 1024, H100, Layout(pp=2, micro_batches=8), **base)
-    gp = predict_parallel("mlp", 1024, H100, Layout(pp=2, micro_batches=8), batch=256,
-                          opts=ParallelOptions(schedule="gpipe"))
-    assert gp.values["memory_activations_bytes"] == pytest.approx(4 * one.values["memory_activations_bytes"])
+    one = predict_parallel(Scenario("mlp", H100, options=ParallelOptions()), 1024, Layout(pp=2, micro_batches=8),
+                           batch=256)
+    gp = predict_parallel(Scenario("mlp", H100, options=ParallelOptions(schedule="gpipe")), 1024,
+                          Layout(pp=2, micro_batches=8), batch=256)
+    assert gp.step.memory_activations_bytes == pytest.approx(4 * one.step.memory_activations_bytes)
     # weights of the fullest stage <= the whole model, and both stages together hold it all
-    assert one.values["memory_weights_bytes"] < 4 * one.params
+    assert one.step.memory_weights_bytes < 4 * one.params
     names = [n for stage in one.stage_units for n in stage]
     assert names == ["layers/0", "layers/1", "layers/2", "layers/3", "head", "loss"]
 
@@ -169,10 +171,10 @@ def test_memory_per_device_under_pipeline_split():
 def test_single_device_layout_reproduces_predict_arrays():
     for model in ("charlm", "wordlm", "speech", "mlp"):
         w = np.array([256, 1024])
-        u = device_pass(model, w, 16, 1, H100)
+        u = device_pass(Scenario(model, H100), w, 16, 1)
         ref = predict_arrays(model, w, H100, batch=16)["time_per_step_s"]
         assert np.allclose(u.fwd_s.sum(0) + u.bwd_s.sum(0) + u.opt_s.sum(0), ref, rtol=1e-12)
-        p = predict_parallel(model, 256, H100, Layout(), batch=16)
+        p = predict_parallel(Scenario(model, H100), 256, Layout(), batch=16)
         assert p.time_per_step_s == pytest.approx(ref[0], rel=1e-12)
 
 
@@ -182,30 +184,30 @@ def test_persistent_rnn_switch_gains_only_when_weights_fit():
     # 4 h^2 x 4 B, so h <= sqrt(49,065,984 / 16) = 1751
     assert onchip_bytes(H100, KernelOptions()) == 132 * (256 + 228) * 1024 * 0.75
     on = ParallelOptions(kernel=KernelOptions(persistent_rnn=True))
-    small_off = predict_parallel("wordlm", 1024, H100, Layout(), batch=32)
-    small_on = predict_parallel("wordlm", 1024, H100, Layout(), batch=32, opts=on)
-    assert small_on.values["persistent_rnn_active"] and small_on.time_per_step_s < small_off.time_per_step_s
-    big_off = predict_parallel("wordlm", 2048, H100, Layout(), batch=32)
-    big_on = predict_parallel("wordlm", 2048, H100, Layout(), batch=32, opts=on)
-    assert not big_on.values["persistent_rnn_active"] and big_on.time_per_step_s == big_off.time_per_step_s
+    small_off = predict_parallel(Scenario("wordlm", H100), 1024, Layout(), batch=32)
+    small_on = predict_parallel(Scenario("wordlm", H100, options=on), 1024, Layout(), batch=32)
+    assert small_on.persistent_rnn_active and small_on.time_per_step_s < small_off.time_per_step_s
+    big_off = predict_parallel(Scenario("wordlm", H100), 2048, Layout(), batch=32)
+    big_on = predict_parallel(Scenario("wordlm", H100, options=on), 2048, Layout(), batch=32)
+    assert not big_on.persistent_rnn_active and big_on.time_per_step_s == big_off.time_per_step_s
     # splitting the hidden units over tp = 2 halves the weights per device: 2048 fits again
-    tp_on = predict_parallel("wordlm", 2048, H100, Layout(tp=2), batch=32, opts=on)
-    assert tp_on.values["persistent_rnn_active"]
+    tp_on = predict_parallel(Scenario("wordlm", H100, options=on), 2048, Layout(tp=2), batch=32)
+    assert tp_on.persistent_rnn_active
 
 
 def test_streams_overlap_the_two_directions_of_a_bidirectional_lstm():
     on = ParallelOptions(kernel=KernelOptions(streams=True))
-    off = predict_parallel("speech", 512, H100, Layout(), batch=8)
-    with_streams = predict_parallel("speech", 512, H100, Layout(), batch=8, opts=on)
+    off = predict_parallel(Scenario("speech", H100), 512, Layout(), batch=8)
+    with_streams = predict_parallel(Scenario("speech", H100, options=on), 512, Layout(), batch=8)
     assert with_streams.time_per_step_s < off.time_per_step_s
     # never faster than half: two identical directions can at best run fully in parallel
-    rnn = [k for k in off.values["unit_time_per_micro_batch_s"] if k.startswith("rnns/")]
-    serial = sum(off.values["unit_time_per_micro_batch_s"][k] for k in rnn)
-    together = sum(with_streams.values["unit_time_per_micro_batch_s"][k] for k in rnn)
+    rnn = [k for k in off.unit_time_per_micro_batch_s if k.startswith("rnns/")]
+    serial = sum(off.unit_time_per_micro_batch_s[k] for k in rnn)
+    together = sum(with_streams.unit_time_per_micro_batch_s[k] for k in rnn)
     assert serial / 2 <= together < serial
     # charlm has no independent kernels: no change
-    assert predict_parallel("charlm", 256, H100, Layout(), opts=on).time_per_step_s == \
-        predict_parallel("charlm", 256, H100, Layout()).time_per_step_s
+    assert predict_parallel(Scenario("charlm", H100, options=on), 256, Layout()).time_per_step_s == \
+        predict_parallel(Scenario("charlm", H100), 256, Layout()).time_per_step_s
 
 
 # -- layouts that cannot run -----------------------------------------------------------------
@@ -222,9 +224,9 @@ def test_check_layout_errors(layout, batch, devices, message):
 
 def test_invalid_splits_are_errors():
     with pytest.raises(PerfmodelError, match="tp=8 is not allowed for transformer at width 256"):
-        predict_parallel("transformer", 256, H100, Layout(tp=8), layers=2, seq_len=64)   # 4 heads
+        predict_parallel(Scenario("transformer", H100, {"layers": 2, "seq_len": 64}), 256, Layout(tp=8))   # 4 heads
     with pytest.raises(PerfmodelError, match="pp=8 is not allowed: the model has only 5 layer units"):
-        predict_parallel("wordlm", 512, H100, Layout(pp=8), batch=32)
+        predict_parallel(Scenario("wordlm", H100), 512, Layout(pp=8), batch=32)
     with pytest.raises(PerfmodelError, match="needs more devices than --devices 4"):
         resolve_layout(4, None, 8, 1, 1)
     assert resolve_layout(64, None, 8, 2, 1) == Layout(4, 8, 2, 1)
@@ -232,6 +234,6 @@ def test_invalid_splits_are_errors():
 
 def test_layout_that_does_not_fit_is_marked():
     titan = hardware.load("TitanX-Maxwell")
-    p = predict_parallel("wordlm", 8192, titan, Layout(), batch=64)
-    assert not p.fits_in_memory and p.values["per_device_memory_bytes"] > titan.memory_capacity_bytes
+    p = predict_parallel(Scenario("wordlm", titan), 8192, Layout(), batch=64)
+    assert not p.fits_in_memory and p.step.per_device_memory_bytes > titan.memory_capacity_bytes
     assert OpKind.RNN  # (the op IR is shared with the single-device model)

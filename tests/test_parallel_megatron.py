@@ -17,7 +17,9 @@ import pytest
 
 from perfmodel import hardware
 from perfmodel.parallel.layout import Layout
-from perfmodel.parallel.step import ParallelOptions, predict_parallel
+from perfmodel.parallel.options import ParallelOptions
+from perfmodel.parallel.step import predict_parallel
+from perfmodel.scenario import Scenario
 
 #: params (B), heads, hidden h, layers l, t, p, GPUs n, batch B, achieved TFLOP/s per GPU (Table 1)
 TABLE_1 = [
@@ -54,8 +56,9 @@ def test_table_1_per_gpu_throughput():
     errors = []
     for params_b, heads, h, l, t, p, n, batch, published in TABLE_1:
         d = n // (t * p)
-        r = predict_parallel("transformer", h, a100, Layout(d, t, p, batch // d), batch, "fp16", "adam",
-                             ParallelOptions(recompute=True), seq_len=SEQ, layers=l, heads=heads, vocab=VOCAB)
+        s = Scenario("transformer", a100, {"seq_len": SEQ, "layers": l, "heads": heads, "vocab": VOCAB}, "fp16", "adam",
+                     ParallelOptions(recompute=True))
+        r = predict_parallel(s, h, Layout(d, t, p, batch // d), batch)
         # the same models: perfmodel's exact count vs eq. (2) (which leaves out the final LayerNorm)
         assert r.params == pytest.approx(megatron_params(l, h), rel=1e-5)
         assert r.params == pytest.approx(params_b * 1e9, rel=0.05)

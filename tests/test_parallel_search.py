@@ -13,6 +13,7 @@ from perfmodel.parallel.layout import Layout
 from perfmodel.parallel.search import SearchSpace, dp_stops_paying, plan
 from perfmodel.parallel.step import predict_parallel
 from perfmodel.parallel.whatif import break_even, scaled_profile
+from perfmodel.scenario import Scenario
 from perfmodel.total import load_law
 
 LAW_PATH = Path(__file__).parent / "data" / "steplaw_synthetic_charlm.json"   # synthetic fixture, not a fit
@@ -25,35 +26,35 @@ def law():
 
 
 def test_plan_rows_are_valid_layouts_and_match_the_scalar_model(law):
-    p = plan("wordlm", [256, 1024, 4096], H100, SearchSpace(64), 1e9, law)
-    assert p.fastest is not None and p.fastest["width"] in (256, 1024, 4096)
+    p = plan(Scenario("wordlm", H100), [256, 1024, 4096], SearchSpace(64), 1e9, law)
+    assert p.fastest is not None and p.fastest.width in (256, 1024, 4096)
     for r in p.rows:
-        assert r["fits"]
-        assert r["dp"] * r["tp"] * r["pp"] <= 64
-        assert r["batch"] == r["dp"] * r["m"] * r["micro_batch"]
+        assert r.fits
+        assert r.dp * r.tp * r.pp <= 64
+        assert r.batch == r.dp * r.m * r.micro_batch
         # the vectorized search and the one-configuration path agree
-        one = predict_parallel("wordlm", r["width"], H100, Layout(r["dp"], r["tp"], r["pp"], r["m"]), r["batch"])
-        assert one.time_per_step_s == pytest.approx(r["time_per_step_s"], rel=1e-9)
+        one = predict_parallel(Scenario("wordlm", H100), r.width, Layout(r.dp, r.tp, r.pp, r.m), r.batch)
+        assert one.time_per_step_s == pytest.approx(r.time_per_step_s, rel=1e-9)
         # the fixture law counts examples of 150 tokens; wordlm's are 80: B_law = B x 80/150
-        steps = float(law.steps(one.params, 1e9, r["batch"] * 80 / 150))
-        assert r["steps"] == pytest.approx(steps)
-        assert r["total_time_s"] == pytest.approx(steps * r["time_per_step_s"])
+        steps = float(law.steps(one.params, 1e9, r.batch * 80 / 150))
+        assert r.steps == pytest.approx(steps)
+        assert r.total_time_s == pytest.approx(steps * r.time_per_step_s)
         # the plan is never slower than data parallelism alone
-        assert r["total_time_s"] <= r["best_dp_only_total_s"] * (1 + 1e-12)
+        assert r.total_time_s <= r.best_dp_only_total_s * (1 + 1e-12)
 
 
 def test_plan_marks_widths_that_fit_nowhere(law):
     titan = hardware.load("TitanX-Maxwell")
-    p = plan("wordlm", [512, 16384], titan, SearchSpace(1), 1e9, law)
+    p = plan(Scenario("wordlm", titan), [512, 16384], SearchSpace(1), 1e9, law)
     small, big = p.rows
-    assert small["fits"] and small["dp"] == small["tp"] == small["pp"] == 1
+    assert small.fits and small.dp == small.tp == small.pp == 1
     # 2 layers x 4 x (2 x 16384^2) + 2 x 10,000 x 16,384 params = 4.62e9 params: 17 GiB of fp32 weights > 12 GiB
-    assert not big["fits"] and big["why"] == "no layout fits in memory"
+    assert not big.fits and big.why == "no layout fits in memory"
 
 
 def test_plan_respects_allowed_batches(law):
-    p = plan("charlm", [256], H100, SearchSpace(16, batches=(64,)), 1e9, law)
-    assert p.rows[0]["batch"] == 64
+    p = plan(Scenario("charlm", H100), [256], SearchSpace(16, batches=(64,)), 1e9, law)
+    assert p.rows[0].batch == 64
 
 
 def test_plan_holds_the_batch_of_a_law_without_batch_law(law):
@@ -64,15 +65,15 @@ def test_plan_holds_the_batch_of_a_law_without_batch_law(law):
     from dataclasses import replace
     assert law.b_noise and law.batch_ref == 32 and law.tokens_per_example == 150
     one_batch = replace(law, b_noise=None)
-    p = plan("wordlm", [256, 1024], H100, SearchSpace(64), 1e9, one_batch)
-    assert {r["batch"] for r in p.rows} == {64}
+    p = plan(Scenario("wordlm", H100), [256, 1024], SearchSpace(64), 1e9, one_batch)
+    assert {r.batch for r in p.rows} == {64}
     assert "global batch held at 64" in p.law["batch_note"]
     # with its batch law (B_noise = 256) the same plan searches the batch and goes far past 64
-    searched = plan("wordlm", [256, 1024], H100, SearchSpace(64), 1e9, law)
-    assert "batch_note" not in searched.law and min(r["batch"] for r in searched.rows) > 64
+    searched = plan(Scenario("wordlm", H100), [256, 1024], SearchSpace(64), 1e9, law)
+    assert "batch_note" not in searched.law and min(r.batch for r in searched.rows) > 64
     # an explicit --batches wins over the held batch
-    given = plan("wordlm", [256], H100, SearchSpace(64, batches=(128,)), 1e9, one_batch)
-    assert given.rows[0]["batch"] == 128 and "batch_note" not in given.law
+    given = plan(Scenario("wordlm", H100), [256], SearchSpace(64, batches=(128,)), 1e9, one_batch)
+    assert given.rows[0].batch == 128 and "batch_note" not in given.law
 
 
 def test_dp_stops_paying():
@@ -87,7 +88,7 @@ def test_plan_speed_20_widths_1024_devices(law):
     best = np.inf
     for _ in range(2):
         t0 = time.perf_counter()
-        plan("charlm", widths, H100, SearchSpace(1024), 1e9, law)
+        plan(Scenario("charlm", H100), widths, SearchSpace(1024), 1e9, law)
         best = min(best, time.perf_counter() - t0)
     assert best <= 2.0, f"plan over 20 widths x every layout for 1,024 devices took {best:.2f} s"
 
@@ -96,7 +97,7 @@ def test_scaled_profile_and_break_even(law):
     fast = scaled_profile(H100, "compute", 2.0)
     assert fast.peak_tflops["fp32"] == 2 * H100.peak_tflops["fp32"]
     assert scaled_profile(H100, "interconnect", 4.0).inter_node_bandwidth_GBps == 4 * 50
-    r = break_even("wordlm", [256, 512, 1024], H100, SearchSpace(8), 1e8, law, resources=("compute",),
+    r = break_even(Scenario("wordlm", H100), [256, 512, 1024], SearchSpace(8), 1e8, law, resources=("compute",),
                    max_factor=16)
     f = r["break_even"]["compute"]
     assert f[0] is None                                      # nothing smaller than the smallest width

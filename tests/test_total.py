@@ -7,6 +7,7 @@ import pytest
 from perfmodel import hardware
 from perfmodel.errors import PerfmodelError
 from perfmodel.parallel.layout import Layout
+from perfmodel.scenario import Scenario
 from perfmodel.steps.law import StepLaw
 from perfmodel.total import check_dataset_size, load_law, predict_total, total_time_s
 
@@ -16,7 +17,7 @@ H100 = hardware.load("H100-SXM5")
 
 def test_total_is_steps_times_time_per_step():
     law = load_law(LAW_PATH)
-    d = predict_total("charlm", 512, H100, Layout(dp=4), 1e9, law, batch=128)
+    d = predict_total(Scenario("charlm", H100), 512, Layout(dp=4), 1e9, law, batch=128)
     # the law (tests/data/steplaw_synthetic_charlm.json): (a D^gamma M^-k + b)(1 + B_noise/B)/(1 + B_noise/B_ref),
     # at least e_min D / (B * 150)
     m, b = d["params"], 128
@@ -40,20 +41,20 @@ def test_law_batch_is_converted_at_equal_tokens_per_step():
     # the fixture law was "measured" on 150-token examples; wordlm runs 80-token sequences, so a global
     # batch of 64 sequences is 64 x 80 / 150 = 34.13 of the law's examples
     law = load_law(LAW_PATH)
-    d = predict_total("wordlm", 256, H100, Layout(), 1e9, law, batch=64)
+    d = predict_total(Scenario("wordlm", H100), 256, Layout(), 1e9, law, batch=64)
     assert d["law_examples_per_model_example"] == pytest.approx(80 / 150)
     assert d["steps"] == pytest.approx(float(law.steps(d["params"], 1e9, 64 * 80 / 150)))
     assert d["critical_batch_model_examples"] == pytest.approx(256 / (80 / 150))
-    d = predict_total("wordlm", 256, H100, Layout(), 1e9, law, batch=64, seq_len=150)
+    d = predict_total(Scenario("wordlm", H100, {"seq_len": 150}), 256, Layout(), 1e9, law, batch=64)
     assert d["law_examples_per_model_example"] == 1.0
 
 
 def test_law_for_another_model_is_flagged_and_inputs_checked():
     law = load_law(LAW_PATH)
-    d = predict_total("wordlm", 256, H100, Layout(), 1e9, law, batch=32)
+    d = predict_total(Scenario("wordlm", H100), 256, Layout(), 1e9, law, batch=32)
     assert d["steps_law_note"] == "step law fitted for 'charlm' applied to 'wordlm'"
     with pytest.raises(PerfmodelError, match="go together"):
-        predict_total("wordlm", 256, H100, Layout(), 1e9, None)
+        predict_total(Scenario("wordlm", H100), 256, Layout(), 1e9, None)
     with pytest.raises(PerfmodelError, match="dataset size 0 is not allowed"):
         check_dataset_size(0)
     with pytest.raises(PerfmodelError, match="cannot read law file"):

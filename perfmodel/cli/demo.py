@@ -38,13 +38,14 @@ def demo(model, width, devices, dataset_size, report_path):
                    "`perfmodel steps fit` to predict total training time.")
         return
     from ..parallel.search import SearchSpace, plan
+    from ..scenario import Scenario
     from ..total import load_law
     from .tables import plan_text
     law = load_law(default_law_path(model))
     widths = [256 * 2**i for i in range(6)]
     click.echo("Would a bigger model finish sooner?  Total time = steps (shipped law, "
                f"k = {law.k:.3f}, measured at small scale and extrapolated) x time per step:")
-    click.echo(plan_text(plan(model, widths, hardware.load(hardware.DEFAULT_GPU), SearchSpace(devices),
+    click.echo(plan_text(plan(Scenario(model, hardware.load(hardware.DEFAULT_GPU)), widths, SearchSpace(devices),
                               dataset_size, law)))
     if report_path:
         from ..report import write_report

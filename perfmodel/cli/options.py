@@ -1,4 +1,5 @@
-"""Option parsing shared by commands: integer lists, knob overrides, output formats."""
+"""Options shared by commands: integer lists, knob overrides, dtype, optimizer, parallel switches,
+output formats."""
 from __future__ import annotations
 
 import csv
@@ -8,6 +9,11 @@ import math
 
 import click
 import numpy as np
+
+from ..graph import PRICED_OPTIMIZERS
+from ..ops import DTYPES
+from ..parallel.collectives import ALGORITHMS
+from ..parallel.layout import SCHEDULES
 
 
 def parse_int_list(text: str, what: str = "value") -> list[int]:
@@ -83,6 +89,45 @@ def knob_options(f):
     f = click.option("--seq-len", type=int, default=None, help="sequence length (model default)")(f)
     f = click.option("--batch", type=int, default=None, help="batch size (model default)")(f)
     return f
+
+
+def dtype_option(choices=DTYPES):
+    """--dtype, one of ``choices`` (default fp32)."""
+    return click.option("--dtype", default="fp32", show_default=True, type=click.Choice(list(choices)))
+
+
+def optimizer_option(choices=PRICED_OPTIMIZERS, default: str = "sgd"):
+    """--optimizer, one of ``choices``."""
+    return click.option("--optimizer", default=default, show_default=True, type=click.Choice(list(choices)))
+
+
+def parallel_options(f):
+    """Switches shared by predict, plan and whatif (kernel parallelism, schedule, all-reduce)."""
+    opts = [
+        click.option("--persistent-rnn/--no-persistent-rnn", default=False, show_default=True,
+                     help="persistent RNN kernels keep recurrent weights on chip when they fit"),
+        click.option("--streams/--no-streams", default=False, show_default=True,
+                     help="run independent kernels (RNN directions) concurrently on two streams"),
+        click.option("--recompute/--no-recompute", default=False, show_default=True,
+                     help="activation checkpointing per layer unit"),
+        click.option("--schedule", type=click.Choice(list(SCHEDULES)), default="1f1b", show_default=True),
+        click.option("--allreduce", type=click.Choice(list(ALGORITHMS)), default="ring", show_default=True),
+        click.option("--overlap/--no-overlap", default=True, show_default=True,
+                     help="overlap the gradient all-reduce with the backward pass (bucketed)"),
+        click.option("--bucket-mib", type=click.FloatRange(min=0, min_open=True), default=25.0, show_default=True,
+                     help="gradient bucket size (PyTorch DDP default 25 MiB)"),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def build_options(persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib):
+    """The :class:`perfmodel.parallel.options.ParallelOptions` of :func:`parallel_options`' values."""
+    from ..parallel.kernel import KernelOptions
+    from ..parallel.options import ParallelOptions
+    return ParallelOptions(schedule, allreduce, bucket_mib * 2**20, overlap, recompute,
+                           KernelOptions(streams=streams, persistent_rnn=persistent_rnn))
 
 
 def collect_knobs(batch, seq_len, sets) -> dict:

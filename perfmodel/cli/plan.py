@@ -2,35 +2,8 @@
 import click
 
 from .. import hardware
-from .options import IntList, StrList, collect_knobs, knob_options, to_json
-
-
-def parallel_options(f):
-    """Switches shared by predict, plan and whatif (kernel parallelism, schedule, all-reduce)."""
-    opts = [
-        click.option("--persistent-rnn/--no-persistent-rnn", default=False, show_default=True,
-                     help="persistent RNN kernels keep recurrent weights on chip when they fit"),
-        click.option("--streams/--no-streams", default=False, show_default=True,
-                     help="run independent kernels (RNN directions) concurrently on two streams"),
-        click.option("--recompute/--no-recompute", default=False, show_default=True,
-                     help="activation checkpointing per layer unit"),
-        click.option("--schedule", type=click.Choice(["1f1b", "gpipe"]), default="1f1b", show_default=True),
-        click.option("--allreduce", type=click.Choice(["ring", "tree", "auto"]), default="ring", show_default=True),
-        click.option("--overlap/--no-overlap", default=True, show_default=True,
-                     help="overlap the gradient all-reduce with the backward pass (bucketed)"),
-        click.option("--bucket-mib", type=click.FloatRange(min=0, min_open=True), default=25.0, show_default=True,
-                     help="gradient bucket size (PyTorch DDP default 25 MiB)"),
-    ]
-    for o in reversed(opts):
-        f = o(f)
-    return f
-
-
-def build_options(persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib):
-    from ..parallel.kernel import KernelOptions
-    from ..parallel.step import ParallelOptions
-    return ParallelOptions(schedule, allreduce, bucket_mib * 2**20, overlap, recompute,
-                           KernelOptions(streams=streams, persistent_rnn=persistent_rnn))
+from .options import (IntList, StrList, build_options, collect_knobs, dtype_option, knob_options, optimizer_option,
+                      parallel_options, to_json)
 
 
 def _plan_args(f):
@@ -47,23 +20,25 @@ def _plan_args(f):
         click.option("--batches", type=IntList(), default=None,
                      help="global batch sizes allowed (default: powers of two up to --max-batch)"),
         click.option("--max-batch", type=click.IntRange(min=1), default=2**16, show_default=True),
-        click.option("--dtype", default="fp32", show_default=True,
-                     type=click.Choice(["fp32", "tf32", "fp16", "bf16", "fp8"])),
-        click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "momentum", "adam"])),
+        dtype_option(),
+        optimizer_option(),
     ]):
         f = o(f)
     return f
 
 
-def _run_args(model, hw_name, devices, batches, max_batch, batch, seq_len, sets, law_path, popts):
+def _run_args(model, hw_name, devices, batches, max_batch, dtype, optimizer, batch, seq_len, sets, law_path, popts):
+    """(Scenario, SearchSpace, step law) of the shared options."""
     from ..parallel.search import SearchSpace
+    from ..scenario import Scenario
     from ..total import load_law, shipped_law_path
     knobs = collect_knobs(batch, seq_len, sets)
     law_path = law_path or shipped_law_path(model)
     if "batch" in knobs:  # --batch pins the global batch
         batches = [knobs.pop("batch")]
     space = SearchSpace(devices, tuple(batches) if batches else None, max_batch)
-    return hardware.load(hw_name), space, load_law(law_path), knobs, build_options(*popts)
+    hw, law = hardware.load(hw_name), load_law(law_path)
+    return Scenario(model, hw, knobs, dtype, optimizer, build_options(*popts)), space, law
 
 
 @click.command()
@@ -73,10 +48,10 @@ def plan(model, widths, dataset_size, law_path, hw_name, devices, batches, max_b
          seq_len, sets, persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib, as_json):
     """Fastest parallel layout and total training time for each width; then the fastest width."""
     from ..parallel.search import plan as run_plan
-    hw, space, law, knobs, opts = _run_args(model, hw_name, devices, batches, max_batch, batch, seq_len, sets,
-                                            law_path, (persistent_rnn, streams, recompute, schedule, allreduce,
-                                                       overlap, bucket_mib))
-    p = run_plan(model, widths, hw, space, dataset_size, law, dtype, optimizer, opts, **knobs)
+    scenario, space, law = _run_args(model, hw_name, devices, batches, max_batch, dtype, optimizer, batch, seq_len,
+                                     sets, law_path, (persistent_rnn, streams, recompute, schedule, allreduce, overlap,
+                                                      bucket_mib))
+    p = run_plan(scenario, widths, space, dataset_size, law)
     if as_json:
         click.echo(to_json(p.to_dict()))
     else:
@@ -95,11 +70,10 @@ def whatif(model, widths, dataset_size, law_path, hw_name, devices, batches, max
            max_factor, as_json):
     """How much faster compute, memory or interconnect must get for larger widths to train faster."""
     from ..parallel.whatif import break_even
-    hw, space, law, knobs, opts = _run_args(model, hw_name, devices, batches, max_batch, batch, seq_len, sets,
-                                            law_path, (persistent_rnn, streams, recompute, schedule, allreduce,
-                                                       overlap, bucket_mib))
-    r = break_even(model, widths, hw, space, dataset_size, law, resources, max_factor, dtype=dtype,
-                   optimizer=optimizer, opts=opts, **knobs)
+    scenario, space, law = _run_args(model, hw_name, devices, batches, max_batch, dtype, optimizer, batch, seq_len,
+                                     sets, law_path, (persistent_rnn, streams, recompute, schedule, allreduce, overlap,
+                                                      bucket_mib))
+    r = break_even(scenario, widths, space, dataset_size, law, resources, max_factor)
     if as_json:
         click.echo(to_json(r))
     else:

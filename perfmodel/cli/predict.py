@@ -4,8 +4,8 @@ import click
 from .. import hardware
 from ..hardware.stability import unstable_warning
 from ..predict import predict as run_predict
-from .options import collect_knobs, knob_options, output_format, rows_to_csv, to_json
-from .plan import build_options, parallel_options
+from .options import (build_options, collect_knobs, dtype_option, knob_options, optimizer_option, output_format,
+                      parallel_options, rows_to_csv, to_json)
 
 
 @click.command()
@@ -14,8 +14,8 @@ from .plan import build_options, parallel_options
 @knob_options
 @click.option("--hardware", "hw_name", default=hardware.DEFAULT_GPU, show_default=True,
               help="profile name (see `perfmodel hardware`) or path to a profile .json")
-@click.option("--dtype", default="fp32", show_default=True, type=click.Choice(["fp32", "tf32", "fp16", "bf16", "fp8"]))
-@click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "momentum", "adam"]))
+@dtype_option()
+@optimizer_option()
 @click.option("--dataset-size", type=float, default=None, help="training-set size in the step law's unit")
 @click.option("--steps-law", "law_path", type=click.Path(dir_okay=False), default=None, help="fitted law.json")
 @click.option("--devices", type=click.IntRange(min=1), default=None, help="devices (the rest of tp x pp go to dp)")
@@ -44,12 +44,13 @@ def predict(model, width, batch, seq_len, sets, hw_name, dtype, optimizer, datas
         max(tp, pp, micro_batches) > 1 or persistent_rnn or streams or recompute
     if layout_given:
         from ..parallel.layout import resolve_layout
+        from ..scenario import Scenario
         from ..total import load_law, predict_total
         opts = build_options(persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib)
         global_batch = knobs.pop("batch", None)
-        extra = predict_total(model, width, hw, resolve_layout(devices, dp, tp, pp, micro_batches), dataset_size,
-                              load_law(law_path) if law_path else None, global_batch, dtype, optimizer, opts,
-                              devices, **knobs)
+        extra = predict_total(Scenario(model, hw, knobs, dtype, optimizer, opts), width,
+                              resolve_layout(devices, dp, tp, pp, micro_batches), dataset_size,
+                              load_law(law_path) if law_path else None, global_batch, devices)
     if as_json:
         out = p.to_dict()
         if extra:

@@ -5,7 +5,7 @@ import sys
 import click
 
 from .. import hardware
-from .options import IntList, StrList, collect_knobs, knob_options
+from .options import IntList, StrList, collect_knobs, dtype_option, knob_options, optimizer_option
 
 FILE = click.Path(dir_okay=False, exists=True)
 
@@ -18,9 +18,8 @@ FILE = click.Path(dir_okay=False, exists=True)
 @click.option("--breakdown-widths", type=IntList(), default=None,
               help="widths whose step breakdown is shown (default: smallest, middle, largest)")
 @knob_options
-@click.option("--dtype", default="fp32", show_default=True,
-              type=click.Choice(["fp32", "tf32", "fp16", "bf16", "fp8"]))
-@click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "momentum", "adam"]))
+@dtype_option()
+@optimizer_option()
 @click.option("--steps-law", type=FILE, default=None,
               help="steps law JSON from `perfmodel steps fit` (default: the one shipped for the model, if any)")
 @click.option("--runs", type=FILE, default=None,

@@ -5,7 +5,8 @@ from tabulate import tabulate
 from .. import hardware
 from ..sweep import rows, sweep as run_sweep
 from ..units import fmt_bytes, fmt_seconds
-from .options import IntList, StrList, collect_knobs, knob_options, output_format, rows_to_csv, to_json
+from .options import (IntList, StrList, collect_knobs, dtype_option, knob_options, optimizer_option, output_format,
+                      rows_to_csv, to_json)
 
 
 @click.command()
@@ -15,8 +16,8 @@ from .options import IntList, StrList, collect_knobs, knob_options, output_forma
 @click.option("--hardware", "hw_names", type=StrList(), default=hardware.DEFAULT_GPU, show_default=True,
               help="comma-separated profile names or paths")
 @knob_options
-@click.option("--dtype", default="fp32", show_default=True)
-@click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "momentum", "adam"]))
+@dtype_option()
+@optimizer_option()
 @output_format
 def sweep(model, widths, batches, hw_names, batch, seq_len, sets, dtype, optimizer, as_json, as_csv):
     """Predict time per step over widths x batches x hardware."""

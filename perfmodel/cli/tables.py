@@ -70,20 +70,19 @@ def plan_text(p) -> str:
     """A :class:`perfmodel.parallel.search.Plan` as a table, the fastest width, and DP's limit."""
     rows = []
     for r in p.rows:
-        if not r["fits"]:
-            rows.append([r["width"], f"{r['params']:,}", f"MARKED: {r['why']}", "", "", "", "", "", "", "", ""])
+        if not r.fits:
+            rows.append([r.width, f"{r.params:,}", f"MARKED: {r.why}", "", "", "", "", "", "", "", ""])
             continue
-        rows.append([r["width"], f"{r['params']:,}", f"{r['dp']}x{r['tp']}x{r['pp']}", r["m"], r["micro_batch"],
-                     r["batch"], f"{r['steps']:,.0f}", fmt_seconds(r["time_per_step_s"]),
-                     fmt_seconds(r["total_time_s"]), _opt_seconds(r["best_dp_only_total_s"]),
-                     r["dp_stops_paying_at"] if r["dp_stops_paying_at"] is not None else "-"])
+        rows.append([r.width, f"{r.params:,}", f"{r.dp}x{r.tp}x{r.pp}", r.m, r.micro_batch, r.batch, f"{r.steps:,.0f}",
+                     fmt_seconds(r.time_per_step_s), fmt_seconds(r.total_time_s), _opt_seconds(r.best_dp_only_total_s),
+                     r.dp_stops_paying_at if r.dp_stops_paying_at is not None else "-"])
     head = (f"{p.model} on {p.devices} x {p.hardware}, dataset {p.dataset_size:.4g}; every layout dp x tp x pp "
             f"(m micro-batches) that fits, fastest per width")
     table = tabulate(rows, headers=["width", "params", "dp x tp x pp", "m", "micro", "batch", "steps", "time/step",
                                     "total", "DP-only total", "DP stops paying at dp*"], disable_numparse=True)
     best = p.fastest
-    tail = (f"fastest: width {best['width']} in {fmt_seconds(best['total_time_s'])} with dp={best['dp']} "
-            f"tp={best['tp']} pp={best['pp']} m={best['m']} batch={best['batch']}" if best
+    tail = (f"fastest: width {best.width} in {fmt_seconds(best.total_time_s)} with dp={best.dp} "
+            f"tp={best.tp} pp={best.pp} m={best.m} batch={best.batch}" if best
             else "no width has a layout that fits")
     note = p.law.get("steps_law_note")
     from ..parallel.search import DP_PAYING_GAIN

@@ -1,7 +1,8 @@
 """``perfmodel validate``: predicted vs measured training steps (library: ``perfmodel.validate``)."""
 import click
 
-from .options import IntList, collect_knobs, knob_options, to_json
+from ..validate import TORCH_OPTIMIZERS, VALIDATE_DTYPES
+from .options import IntList, collect_knobs, dtype_option, knob_options, optimizer_option, to_json
 
 
 def _default_hardware(device: str) -> str:
@@ -32,8 +33,8 @@ def _pct(fraction) -> str:
 @click.option("--hardware", "hw_name", default=None,
               help="profile (default: local-cpu if calibrated, else cpu-generic; local-gpu/H100-SXM5 on cuda)")
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N")
-@click.option("--dtype", default="fp32", show_default=True, type=click.Choice(["fp32", "tf32"]))
-@click.option("--optimizer", default="sgd", show_default=True, type=click.Choice(["sgd", "momentum", "adam"]))
+@dtype_option(VALIDATE_DTYPES)
+@optimizer_option(TORCH_OPTIMIZERS)
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(min=0))
 @click.option("--repeats", default=5, show_default=True, type=click.IntRange(min=1))
 @click.option("--rounds", default=1, show_default=True, type=click.IntRange(min=1),

@@ -31,8 +31,13 @@ class MemoryFootprint:
 
 
 def memory_footprint(graph: ModelGraph, dtype: str, optimizer: str) -> MemoryFootprint:
+    return parameter_memory(graph.params, dtype, optimizer, graph.activation_bytes())
+
+
+def parameter_memory(params, dtype: str, optimizer: str, activations_bytes=0) -> MemoryFootprint:
+    """Weights, gradients and optimizer state of ``params`` parameters (int or array), plus
+    ``activations_bytes``."""
     b = DTYPE_BYTES[dtype]
-    p = graph.params
     master = 4 if b < 4 else 0
-    return MemoryFootprint(p * (b + master), p * b, p * 4 * OPTIMIZER_STATE_TENSORS[optimizer],
-                           graph.activation_bytes())
+    return MemoryFootprint(params * (b + master), params * b, params * 4 * OPTIMIZER_STATE_TENSORS[optimizer],
+                           activations_bytes)

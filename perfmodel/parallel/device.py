@@ -26,14 +26,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..architectures import check_width, get_spec
-from ..cost.op_time import op_time
+from ..cost.step_cost import cost_ops
 from ..errors import PerfmodelError
 from ..graph import ModelGraph, optimizer_op
-from ..hardware import HardwareProfile
 from ..ops import DTYPE_BYTES, Op, OpKind
+from ..scenario import Scenario
 from ..units import ceil_div
 from . import collectives as coll
-from .kernel import KernelOptions, op_times
+from .kernel import op_times
 from .tensor import split as tensor_split
 
 
@@ -113,16 +113,15 @@ def build_fwd(model: str, widths, micro_batch, dtype: str, knobs: dict):
     return graph
 
 
-def device_pass(model: str, widths, micro_batch, tp, hw: HardwareProfile, dtype: str = "fp32",
-                optimizer: str = "sgd", knobs: dict | None = None,
-                kernel: KernelOptions = KernelOptions(), algorithm: str = "ring") -> UnitCosts:
-    """Cost every unit of ``model`` for each configuration (arrays ``widths, micro_batch, tp``)."""
+def device_pass(scenario: Scenario, widths, micro_batch, tp) -> UnitCosts:
+    """Cost every unit of ``scenario``'s model for each configuration (arrays ``widths, micro_batch, tp``)."""
+    hw, kernel, algorithm = scenario.hardware, scenario.options.kernel, scenario.options.algorithm
     widths = np.asarray(widths, dtype=np.int64)
     mb = np.broadcast_to(np.asarray(micro_batch, dtype=np.int64), widths.shape)
     tpa = np.broadcast_to(np.asarray(tp, dtype=np.int64), widths.shape)
     if (mb < 1).any():
         raise PerfmodelError(f"micro-batch {int(mb[mb < 1][0])} is not allowed; it must be >= 1")
-    graph = annotate_loops(build_fwd(model, widths, mb, dtype, knobs or {}))
+    graph = annotate_loops(build_fwd(scenario.model, widths, mb, scenario.dtype, scenario.knobs))
     single = bool((tpa == 1).all())
     ts = tensor_split(graph, 1 if single else tpa)
     units: list[str] = []
@@ -137,16 +136,17 @@ def device_pass(model: str, widths, micro_batch, tp, hw: HardwareProfile, dtype:
     acc = {k: np.zeros(shape) for k in ("fwd_s", "bwd_s", "tp_fwd_s", "tp_bwd_s", "opt_s", "act_bytes",
                                         "out_bytes", "params", "flops", "fwd_flops")}
     all_ops = [op for item in ts.items for op in item.ops]
-    times, fits = op_times(all_ops, hw, kernel)
+    costs = cost_ops(all_ops, hw)
+    times, fits = op_times(all_ops, hw, kernel, costs)
     tp_link = coll.link(hw, coll.spans_nodes(hw, tpa))
     k = 0
     for item, src in zip(ts.items, graph.fwd):
         u = idx[unit_key(item.path)]
         for op in item.ops:
             acc["fwd_s" if op.phase == "fwd" else "bwd_s"][u] += times[k]
-            acc["flops"][u] += op.flops * op.repeat
+            acc["flops"][u] += costs.flops[k]
             if op.phase == "fwd":
-                acc["fwd_flops"][u] += op.flops * op.repeat
+                acc["fwd_flops"][u] += costs.flops[k]
             if op.phase == "fwd" and op.saved:
                 acc["act_bytes"][u] += op.out_bytes * op.repeat
             k += 1
@@ -159,8 +159,11 @@ def device_pass(model: str, widths, micro_batch, tp, hw: HardwareProfile, dtype:
         u = idx[unit_key(g)]
         acc["params"][u] += ceil_div(np.asarray(count), ts.param_divisor(g, tpa))
         groups_per_unit[u] = groups_per_unit.get(u, 0) + 1
-    for u, n in groups_per_unit.items():
-        acc["opt_s"][u] = op_time(optimizer_op(acc["params"][u], n, optimizer, f"{units[u]}/optimizer"), hw).time_s
+    opt_units = list(groups_per_unit)
+    opt_ops = [optimizer_op(acc["params"][u], groups_per_unit[u], scenario.optimizer, f"{units[u]}/optimizer")
+               for u in opt_units]
+    for u, t in zip(opt_units, cost_ops(opt_ops, hw).time_s):
+        acc["opt_s"][u] = t
     steps, cyclic = _recurrence(graph.listed_ops())
     persistent = np.zeros(widths.shape, bool)
     for f in fits.values():

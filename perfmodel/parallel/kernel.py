@@ -45,7 +45,7 @@ import numpy as np
 
 from ..cost.op_time import op_time
 from ..cost.roofline import memory_time
-from ..cost.step_cost import cost_ops
+from ..cost.step_cost import OpCosts, cost_ops
 from ..hardware import HardwareProfile
 from ..ops import DTYPE_BYTES, Op, OpKind, rnn_components
 
@@ -131,14 +131,15 @@ def _rnn_components_meta(op: Op):
             for c in rnn_components(op)]
 
 
-def op_times(ops: list[Op], hw: HardwareProfile, opts: KernelOptions = KernelOptions()):
-    """Seconds per step of each op (``time x repeat``, :func:`perfmodel.cost.step_cost.cost_ops`),
-    with the switches of ``opts`` applied.
+def op_times(ops: list[Op], hw: HardwareProfile, opts: KernelOptions = KernelOptions(),
+             costs: OpCosts | None = None):
+    """Seconds per step of each op (``time x repeat``, :func:`perfmodel.cost.step_cost.cost_ops`,
+    or ``costs`` when the caller has them), with the switches of ``opts`` applied.
 
     Returns ``(times, persistent_fits)``: a list aligned with ``ops`` and a dict
     recurrence id -> bool (array) of where the persistent kernel applies.
     """
-    costs = cost_ops(ops, hw)
+    costs = cost_ops(ops, hw) if costs is None else costs
     capacity = onchip_bytes(hw, opts)
     fits = {k: np.asarray(v) <= capacity for k, v in recurrent_weight_bytes(ops).items()} \
         if opts.persistent_rnn else {}

@@ -23,13 +23,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import PerfmodelError
-from ..hardware import HardwareProfile
-from ..predict import _check
+from ..scenario import Scenario
 from ..total import check_dataset_size, law_batch_factor, law_fields
 from .device import UnitCosts, device_pass
 from .layout import degrees, powers_of_two
 from .pipeline import partition, slice_stages
-from .step import ParallelOptions, comm_time, evaluate
+from .step import evaluate
 
 #: doubling the data-parallel degree "stops paying" when it cuts total time by less than this
 DP_PAYING_GAIN = 0.10
@@ -60,15 +59,54 @@ def _concat(a: UnitCosts, b: UnitCosts) -> UnitCosts:
     return UnitCosts(a.names, **arrays, steps=a.steps, cyclic=a.cyclic)
 
 
-def cost_configurations(model, widths, micro_batches, tps, hw, dtype, optimizer, knobs, opts: ParallelOptions):
+def cost_configurations(scenario: Scenario, widths, micro_batches, tps):
     """UnitCosts over the tp-major grid (tp, micro_batch, width), flattened; plus the grid."""
     tp_g, mb_g, w_g = (x.ravel() for x in np.meshgrid(tps, micro_batches, widths, indexing="ij"))
     one = tp_g == 1
-    units = device_pass(model, w_g[one], mb_g[one], 1, hw, dtype, optimizer, knobs, opts.kernel, opts.algorithm)
+    units = device_pass(scenario, w_g[one], mb_g[one], 1)
     if (~one).any():
-        units = _concat(units, device_pass(model, w_g[~one], mb_g[~one], tp_g[~one], hw, dtype, optimizer, knobs,
-                                           opts.kernel, opts.algorithm))
+        units = _concat(units, device_pass(scenario, w_g[~one], mb_g[~one], tp_g[~one]))
     return units, tp_g, mb_g, w_g
+
+
+#: per-width fields of the fastest layout, in the order rows report them
+BEST_FIELDS = ("total_time_s", "dp", "tp", "pp", "m", "micro_batch", "batch", "steps", "time_per_step_s",
+               "comm_time_s", "bubble_fraction", "per_device_memory_bytes")
+INT_FIELDS = ("dp", "tp", "pp", "m", "micro_batch", "batch")
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """One width of a plan: the fastest layout that fits (its fields None when none does: ``why``)."""
+
+    width: int
+    params: int
+    fits: bool
+    total_time_s: float | None = None
+    dp: int | None = None
+    tp: int | None = None
+    pp: int | None = None
+    m: int | None = None              # micro-batches per step per data-parallel replica
+    micro_batch: int | None = None
+    batch: int | None = None          # global batch
+    steps: float | None = None
+    time_per_step_s: float | None = None
+    comm_time_s: float | None = None
+    bubble_fraction: float | None = None
+    per_device_memory_bytes: float | None = None
+    devices_used: int | None = None
+    why: str | None = None
+    best_dp_only_total_s: float | None = None   # the fastest with tp = pp = 1
+    dp_stops_paying_at: int | None = None       # :func:`dp_stops_paying`
+
+    def to_dict(self) -> dict:
+        out = {"width": self.width, "params": self.params, "fits": self.fits}
+        if self.fits:
+            out.update({k: getattr(self, k) for k in BEST_FIELDS}, devices_used=self.devices_used)
+        else:
+            out["why"] = self.why
+        out.update(best_dp_only_total_s=self.best_dp_only_total_s, dp_stops_paying_at=self.dp_stops_paying_at)
+        return out
 
 
 @dataclass
@@ -78,20 +116,22 @@ class Plan:
     devices: int
     dataset_size: float
     widths: list
-    rows: list                 # one dict per width: the fastest layout (or why none)
+    rows: list                 # one PlanRow per width: the fastest layout (or why none)
     dp_curve: dict             # width -> {dp: best total with tp = pp = 1}
     devices_curve: dict        # width -> {devices used: best total over all layouts}
     law: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
 
     @property
-    def fastest(self) -> dict | None:
-        ok = [r for r in self.rows if r["fits"]]
-        return min(ok, key=lambda r: r["total_time_s"]) if ok else None
+    def fastest(self) -> PlanRow | None:
+        ok = [r for r in self.rows if r.fits]
+        return min(ok, key=lambda r: r.total_time_s) if ok else None
 
     def to_dict(self) -> dict:
+        fastest = self.fastest
         return {"model": self.model, "hardware": self.hardware, "devices": self.devices,
-                "dataset_size": self.dataset_size, "rows": self.rows, "fastest": self.fastest,
+                "dataset_size": self.dataset_size, "rows": [r.to_dict() for r in self.rows],
+                "fastest": fastest.to_dict() if fastest else None,
                 "dp_curve": {str(w): {str(d): t for d, t in c.items()} for w, c in self.dp_curve.items()},
                 "devices_curve": {str(w): {str(d): t for d, t in c.items()} for w, c in self.devices_curve.items()},
                 "law": self.law, "options": self.options}
@@ -104,12 +144,6 @@ def dp_stops_paying(curve: dict, gain: float = DP_PAYING_GAIN):
         if curve[d2] > (1 - gain) * curve[d]:
             return d
     return None
-
-
-#: per-width fields of the fastest layout, in the order rows report them
-BEST_FIELDS = ("total_time_s", "dp", "tp", "pp", "m", "micro_batch", "batch", "steps", "time_per_step_s",
-               "comm_time_s", "bubble_fraction", "per_device_memory_bytes")
-INT_FIELDS = ("dp", "tp", "pp", "m", "micro_batch", "batch")
 
 
 class _Best:
@@ -146,12 +180,10 @@ class _Best:
                 self.best[k] = np.where(better, v, self.best[k])
 
 
-def plan(model: str, widths, hw: HardwareProfile, space: SearchSpace, dataset_size, law,
-         dtype: str = "fp32", optimizer: str = "sgd", opts: ParallelOptions = ParallelOptions(),
-         **knobs) -> Plan:
-    """Search every valid layout for every width; see the module docstring."""
-    _check(hw, dtype, optimizer)
-    opts.check()
+def plan(scenario: Scenario, widths, space: SearchSpace, dataset_size, law) -> Plan:
+    """Search every valid layout for every width of ``scenario``'s model; see the module docstring."""
+    model, knobs, opts = scenario.model, scenario.knobs, scenario.options
+    scenario.check()
     space.check()
     dataset = check_dataset_size(dataset_size)
     if "batch" in knobs:
@@ -166,7 +198,7 @@ def plan(model: str, widths, hw: HardwareProfile, space: SearchSpace, dataset_si
     allowed = None if batches is None else np.asarray(sorted(batches))
     mbs = np.asarray(powers_of_two(min(space.max_micro_batch, max_b)))
     tps = np.asarray(powers_of_two(min(n_dev, space.max_tp or n_dev)))
-    units, tp_g, mb_g, w_g = cost_configurations(model, widths, mbs, tps, hw, dtype, optimizer, knobs, opts)
+    units, tp_g, mb_g, w_g = cost_configurations(scenario, widths, mbs, tps)
     acc = _Best(n_w)
     max_pp = min(n_dev, len(units.names), space.max_pp or n_dev)
     for pp in [x for x in degrees(n_dev) if x <= max_pp]:
@@ -184,21 +216,21 @@ def plan(model: str, widths, hw: HardwareProfile, space: SearchSpace, dataset_si
                 ok_b = b <= max_b if allowed is None else np.isin(b, allowed)
                 if not ok_b.any():
                     continue
-                r = evaluate(st, hw, dp, tp_s, m, dtype, optimizer, opts, units.steps, units.cyclic)
+                r = evaluate(st, scenario, dp, tp_s, m, units.steps, units.cyclic)
                 steps = np.asarray(law.steps(units.params_total[:n], dataset, b * factor), dtype=float)
                 valid = ok_b & units.valid[:n]
-                acc.update(steps * r["time_per_step_s"], valid, valid & r["fits_in_memory"], tps[:n_tp],
+                acc.update(steps * r.time_per_step_s, valid, valid & r.fits_in_memory, tps[:n_tp],
                            mbs.size, dp, pp,
                            {"tp": tp_s, "m": m, "micro_batch": mb_s, "batch": b, "steps": steps,
-                            "time_per_step_s": r["time_per_step_s"], "comm_time_s": comm_time(r),
-                            "bubble_fraction": r["bubble_fraction"],
-                            "per_device_memory_bytes": r["per_device_memory_bytes"]})
+                            "time_per_step_s": r.time_per_step_s, "comm_time_s": r.comm_time_s,
+                            "bubble_fraction": r.bubble_fraction,
+                            "per_device_memory_bytes": r.per_device_memory_bytes})
     params = units.params_total[:n_w]          # tp = 1, micro-batch 1: one entry per width
     dp_curve = {int(w): {k: float(c[j]) for k, c in sorted(acc.dp_curve.items())} for j, w in enumerate(widths)}
     dev_curve = {int(w): {k: float(c[j]) for k, c in sorted(acc.dev_curve.items())} for j, w in enumerate(widths)}
     rows = _rows(widths, params, acc, dp_curve)
-    options = {"dtype": dtype, "optimizer": optimizer, "recompute": opts.recompute, "schedule": opts.schedule,
-               "persistent_rnn": opts.kernel.persistent_rnn, "streams": opts.kernel.streams,
+    options = {"dtype": scenario.dtype, "optimizer": scenario.optimizer, "recompute": opts.recompute,
+               "schedule": opts.schedule, "persistent_rnn": opts.kernel.persistent_rnn, "streams": opts.kernel.streams,
                "allreduce": opts.algorithm, "overlap": opts.overlap, "max_batch": max_b,
                "batches": list(batches or [])}
     fields = law_fields(law, model, factor)
@@ -207,7 +239,7 @@ def plan(model: str, widths, hw: HardwareProfile, space: SearchSpace, dataset_si
                                 f"its batch only: global batch held at {held}, nearest to its {law.batch_ref:g} "
                                 f"examples at equal tokens per step; measure runs at several --batch values, or "
                                 f"give --batches, to search the batch")
-    return Plan(model, hw.name, n_dev, dataset, [int(w) for w in widths], rows, dp_curve, dev_curve,
+    return Plan(model, scenario.hardware.name, n_dev, dataset, [int(w) for w in widths], rows, dp_curve, dev_curve,
                 fields, options)
 
 
@@ -225,21 +257,19 @@ def held_batch(law, factor: float) -> int | None:
     return int(2 ** max(0, round(np.log2(ref))))
 
 
-def _rows(widths, params, acc: _Best, dp_curve) -> list:
+def _rows(widths, params, acc: _Best, dp_curve) -> list[PlanRow]:
     rows = []
     for j, w in enumerate(widths):
         ok = bool(np.isfinite(acc.best["total_time_s"][j]))
-        row = {"width": int(w), "params": int(params[j]), "fits": ok}
-        if ok:
-            for k, v in acc.best.items():
-                row[k] = int(v[j]) if k in INT_FIELDS else float(v[j])
-            row["devices_used"] = row["dp"] * row["tp"] * row["pp"]
-        else:
-            row["why"] = ("no valid layout (batch, device count or split constraints)" if not acc.valid_any[j]
-                          else "no layout fits in memory")
         curve = dp_curve[int(w)]
         dp_only = min((t for t in curve.values() if np.isfinite(t)), default=np.inf)
-        row["best_dp_only_total_s"] = float(dp_only) if np.isfinite(dp_only) else None
-        row["dp_stops_paying_at"] = dp_stops_paying(curve)
-        rows.append(row)
+        common = {"width": int(w), "params": int(params[j]), "fits": ok,
+                  "best_dp_only_total_s": float(dp_only) if np.isfinite(dp_only) else None,
+                  "dp_stops_paying_at": dp_stops_paying(curve)}
+        if ok:
+            best = {k: int(v[j]) if k in INT_FIELDS else float(v[j]) for k, v in acc.best.items()}
+            rows.append(PlanRow(**common, **best, devices_used=best["dp"] * best["tp"] * best["pp"]))
+        else:
+            rows.append(PlanRow(**common, why="no valid layout (batch, device count or split constraints)"
+                                if not acc.valid_any[j] else "no layout fits in memory"))
     return rows

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import PerfmodelError
 from ..hardware import HardwareProfile
+from ..scenario import Scenario
 from .search import plan
 
 RESOURCES = ("compute", "memory", "interconnect", "all")
@@ -50,7 +51,7 @@ def scaled_profile(hw: HardwareProfile, resource: str, factor: float) -> Hardwar
 
 
 def _totals(p) -> np.ndarray:
-    return np.array([r["total_time_s"] if r["fits"] else np.inf for r in p.rows])
+    return np.array([r.total_time_s if r.fits else np.inf for r in p.rows])
 
 
 def _wins(t: np.ndarray) -> np.ndarray:
@@ -59,20 +60,21 @@ def _wins(t: np.ndarray) -> np.ndarray:
     return np.isfinite(t) & (t <= prev)
 
 
-def break_even(model: str, widths, hw: HardwareProfile, space, dataset_size, law, resources=RESOURCES,
-               max_factor: float = 1024.0, **plan_kw) -> dict:
-    """Break-even factor per width and resource; see the module docstring."""
+def break_even(scenario: Scenario, widths, space, dataset_size, law, resources=RESOURCES,
+               max_factor: float = 1024.0) -> dict:
+    """Break-even factor per width and resource of ``scenario``'s hardware; see the module docstring."""
+    hw = scenario.hardware
     for r in resources:
         if r not in RESOURCES:
             raise PerfmodelError(f"unknown resource {r!r}; allowed: {', '.join(RESOURCES)}")
     if not max_factor > 1:
         raise PerfmodelError(f"--max-factor {max_factor!r} is not allowed; it must be > 1")
-    base = plan(model, widths, hw, space, dataset_size, law, **plan_kw)
+    base = plan(scenario, widths, space, dataset_size, law)
     t0 = _totals(base)
     widths = base.widths
-    out = {"model": model, "hardware": hw.name, "devices": space.devices, "widths": widths,
+    out = {"model": scenario.model, "hardware": hw.name, "devices": space.devices, "widths": widths,
            "baseline_total_s": [float(x) if np.isfinite(x) else None for x in t0],
-           "fastest_width": base.fastest["width"] if base.fastest else None, "max_factor": max_factor,
+           "fastest_width": base.fastest.width if base.fastest else None, "max_factor": max_factor,
            "break_even": {}}
     grid = [2 ** (k / 2) for k in range(1, int(np.floor(2 * np.log2(max_factor))) + 1)]
     for r in resources:
@@ -83,7 +85,8 @@ def break_even(model: str, widths, hw: HardwareProfile, space, dataset_size, law
             todo[0] = False
             if not todo.any():
                 break
-            t = _totals(plan(model, widths, scaled_profile(hw, r, f), space, dataset_size, law, **plan_kw))
+            faster = dataclasses.replace(scenario, hardware=scaled_profile(hw, r, f))
+            t = _totals(plan(faster, widths, space, dataset_size, law))
             found = np.where(todo & _wins(t), f, found)
         out["break_even"][r] = [None if (i == 0 or np.isnan(x)) else float(x) for i, x in enumerate(found)]
     return out

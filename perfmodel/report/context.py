@@ -9,6 +9,7 @@ from .. import hardware as hardware_mod
 from ..errors import PerfmodelError
 from ..hardware import HardwareProfile
 from ..predict import Prediction, predict, predict_arrays
+from ..scenario import Scenario
 from ..steps.law import StepLaw
 from . import layouts as layouts_mod
 from .inputs import ReportInputs, read_json, rows_of
@@ -38,6 +39,12 @@ class ReportContext:
     validation: dict | None = None
     kernels: dict | None = None
     diagnostics: dict | None = None
+
+    def scenario(self, hw: HardwareProfile) -> Scenario:
+        """The parallel models' scenario on ``hw``: the report's model, knobs (the global batch is the
+        layout search's), dtype and optimizer."""
+        knobs = {k: v for k, v in self.inputs.knobs.items() if k != "batch"}
+        return Scenario(self.inputs.model, hw, knobs, self.inputs.dtype, self.inputs.optimizer)
 
     def fastest_layout(self, hw_name: str, width: int) -> dict | None:
         """The layout search's row for ``width`` on ``hw_name`` (None without a plan or when nothing fits)."""

@@ -12,7 +12,7 @@ from ..parallel.search import SearchSpace, plan
 from ..parallel.step import predict_parallel
 
 LAYOUT_KEYS = ("dp", "tp", "pp", "m")
-#: the communication parts of a parallel step (keys of perfmodel.parallel.step values)
+#: the communication parts of a parallel step (fields of perfmodel.parallel.step.StepEstimate)
 COMM_PARTS = {"tp_comm_s": "tensor-parallel collectives", "pp_p2p_s": "pipeline sends",
               "dp_exposed_s": "data-parallel all-reduce (exposed)"}
 
@@ -34,16 +34,16 @@ def plans(ctx) -> dict:
     """hardware name -> :class:`perfmodel.parallel.search.Plan` (empty without a law and a dataset size)."""
     if ctx.law is None or ctx.dataset_size is None:
         return {}
-    knobs = {k: v for k, v in ctx.inputs.knobs.items() if k != "batch"}
-    return {hw.name: plan(ctx.inputs.model, ctx.widths, hw, _space(ctx, hw), ctx.dataset_size, ctx.law,
-                          ctx.inputs.dtype, ctx.inputs.optimizer, **knobs) for hw in ctx.hardware}
+    return {hw.name: plan(ctx.scenario(hw), ctx.widths, _space(ctx, hw), ctx.dataset_size, ctx.law)
+            for hw in ctx.hardware}
 
 
 def layout_rows(plans_by_hw: dict) -> list[dict]:
     """One row per (hardware, width): the fastest layout, or why there is none."""
     out = []
     for hw_name, p in plans_by_hw.items():
-        for r in p.rows:
+        for row in p.rows:
+            r = row.to_dict()
             out.append({"hardware": hw_name, "width": r["width"], "params": r["params"],
                         "layout": layout_name(r) if r["fits"] else r.get("why", "none"),
                         **{k: r.get(k) for k in ("devices_used", "dp", "tp", "pp", "m", "micro_batch", "batch",
@@ -55,9 +55,7 @@ def layout_rows(plans_by_hw: dict) -> list[dict]:
 def step_parts(ctx, row: dict) -> dict[str, float]:
     """Seconds of the fastest layout's step: device work and each communication part."""
     hw = next(h for h in ctx.hardware if h.name == row["hardware"])
-    knobs = {k: v for k, v in ctx.inputs.knobs.items() if k != "batch"}
-    p = predict_parallel(ctx.inputs.model, row["width"], hw, Layout(row["dp"], row["tp"], row["pp"], row["m"]),
-                         row["batch"], ctx.inputs.dtype, ctx.inputs.optimizer,
-                         devices=devices_for(ctx, hw), **knobs)
-    comm = {name: float(p.values[k]) for k, name in COMM_PARTS.items()}
+    p = predict_parallel(ctx.scenario(hw), row["width"], Layout(row["dp"], row["tp"], row["pp"], row["m"]),
+                         row["batch"], devices_for(ctx, hw))
+    comm = {name: float(getattr(p.step, k)) for k, name in COMM_PARTS.items()}
     return {"device work": p.time_per_step_s - sum(comm.values()), **comm}

@@ -30,7 +30,7 @@ def dp_rows(ctx) -> list[dict]:
     """Best total time per (hardware, width, data-parallel degree) with tp = pp = 1."""
     out = []
     for hw_name, p in ctx.plans.items():
-        params = {r["width"]: r["params"] for r in p.rows}
+        params = {r.width: r.params for r in p.rows}
         for w, curve in p.dp_curve.items():
             out += [{"hardware": hw_name, "width": w, "params": params[w], "dp": dp, "total_time_s": t}
                     for dp, t in curve.items() if t is not None and math.isfinite(t)]
