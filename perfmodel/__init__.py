@@ -15,5 +15,38 @@ Map of the package (one concern per folder):
 * ``report/``                      self-contained HTML reports
 * ``diagnostics/``                 why wider models need fewer steps
 * ``cli/``                         thin click commands
+
+The Python API, importable from here (each name is loaded on first use, so ``perfmodel predict``
+pays only for what it runs): :class:`~perfmodel.scenario.Scenario` -- what to predict -- and
+:func:`~perfmodel.predict.predict_step` (one device, per-op breakdown),
+:func:`~perfmodel.parallel.step.predict_parallel` (a layout),
+:func:`~perfmodel.parallel.search.plan` (the fastest layout per width),
+:func:`~perfmodel.total.predict_total`, :func:`~perfmodel.parallel.whatif.break_even`; with
+``Layout``, ``ParallelOptions``, ``KernelOptions``, ``SearchSpace``, ``load_law`` and
+``shipped_law_path``.  The vectorized sweep is :func:`perfmodel.sweep.sweep`; model-level
+predictions without a scenario :func:`perfmodel.predict.predict` and ``predict_arrays``.
 """
+import importlib
+
 __version__ = "0.1.0"
+
+#: public name -> the module (under perfmodel) that defines it
+_API = {
+    "Scenario": "scenario", "check_precision": "scenario",
+    "predict_step": "predict",
+    "Layout": "parallel.layout", "ParallelOptions": "parallel.options", "KernelOptions": "parallel.kernel",
+    "predict_parallel": "parallel.step", "SearchSpace": "parallel.search", "plan": "parallel.search",
+    "break_even": "parallel.whatif",
+    "predict_total": "total", "load_law": "total", "shipped_law_path": "total",
+}
+__all__ = sorted(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        return getattr(importlib.import_module(f"{__name__}.{_API[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted([*globals(), *_API])

@@ -8,8 +8,8 @@ Memory per device (the fullest stage)::
     weights + gradients + optimizer state of the stage's parameters after the tensor split
     (perfmodel.cost.memory) + activations of one micro-batch x micro-batches in flight
 
-:func:`evaluate` works on arrays (the layout search); :func:`predict_parallel`
-is the one-configuration view behind ``perfmodel predict --dp/--tp/--pp``.
+:func:`evaluate` works on arrays (the layout search) and returns a :class:`StepEstimate`;
+:func:`predict_parallel` is the one-configuration view behind ``perfmodel predict --dp/--tp/--pp``.
 """
 from __future__ import annotations
 
