@@ -3,7 +3,7 @@
 One structure (:class:`Prediction`) with three views: the CLI table, ``--json``
 and ``--csv``, and the HTML report.  :func:`predict_arrays` is the vectorized
 path used by sweeps: widths as a NumPy array, one pass over the ops.  Both price
-ops with :func:`perfmodel.cost.step_cost.cost_ops`; :func:`predict_step` is
+ops in :mod:`perfmodel.cost.step_cost`; :func:`predict_step` is
 :func:`predict` of a :class:`perfmodel.scenario.Scenario`.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 from .architectures import build_graph
 from .cost.memory import MemoryFootprint, memory_footprint
 from .cost.roofline import fresh_output_bytes
-from .cost.step_cost import cost_ops
+from .cost.step_cost import cost_ops, total_costs
 from .hardware import HardwareProfile
 from .ops import Op
 from .scenario import Scenario, check_precision
@@ -114,7 +114,7 @@ def predict(model: str, width: int, hw: HardwareProfile, dtype: str = "fp32", op
     c = cost_ops(ops, hw)
     rows = [BreakdownRow(op.path, op.kind, op.phase, int(op.repeat), float(c.flops[i]), float(c.bytes[i]),
                          float(c.compute_s[i]), float(c.memory_s[i]), float(c.overhead_s[i]), float(c.time_s[i]),
-                         str(c.per_execution[i].bound)) for i, op in enumerate(ops)]
+                         str(c.bound[i])) for i, op in enumerate(ops)]
     fresh = 0.0
     for op in ops:
         fresh += float((fresh_output_bytes(op, hw) or 0.0) * op.repeat)
@@ -178,11 +178,9 @@ def predict_arrays(model: str, widths, hw: HardwareProfile, dtype: str = "fp32",
     w = np.asarray(widths, dtype=np.int64)
     graph = build_graph(model, w, dtype, **knobs)
     ops, counts = zip(*unique_ops(graph.step_ops(optimizer)))
-    c = cost_ops(list(ops), hw, list(counts))
-    zero = np.zeros(w.shape)
-    acc = {key: c.total(column, zero) for key, column in (
-        ("flops_per_step", "flops"), ("bytes_per_step", "bytes"), ("time_per_step_s", "time_s"),
-        ("compute_s", "compute_s"), ("memory_s", "memory_s"), ("overhead_s", "overhead_s"))}
+    t = total_costs(list(ops), hw, list(counts), w.shape)
+    acc = {"flops_per_step": t["flops"], "bytes_per_step": t["bytes"], "time_per_step_s": t["time_s"],
+           "compute_s": t["compute_s"], "memory_s": t["memory_s"], "overhead_s": t["overhead_s"]}
     mem = memory_footprint(graph, dtype, optimizer).total_bytes
     acc["params"] = np.broadcast_to(graph.params, w.shape)
     acc["memory_bytes"] = np.broadcast_to(mem, w.shape)

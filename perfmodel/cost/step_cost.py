@@ -9,25 +9,63 @@ For op ``i`` of the list, executed ``repeat_i`` times per training step (and sta
     bound_i = the largest of compute, memory and overhead in one execution
 
 FLOPs and bytes follow the op IR's cost table (:data:`perfmodel.ops.COST_TABLE`), seconds
-:func:`perfmodel.cost.op_time.op_time`.  The one-device breakdown
-(:func:`perfmodel.predict.predict`), the vectorized sweep (:func:`perfmodel.predict.predict_arrays`)
-and the parallel models (:func:`perfmodel.parallel.kernel.op_times`) all price ops here, so
-they agree by construction.  Every value is a float, or an array over configurations when
-the ops' dims are arrays.
+:func:`perfmodel.cost.op_time.op_time`.  :func:`op_costs` is that loop; :func:`cost_ops`
+collects it into per-op columns (the one-device breakdown, :func:`perfmodel.predict.predict`),
+:func:`total_costs` sums it as it goes (the vectorized sweep,
+:func:`perfmodel.predict.predict_arrays`: per-op arrays over 10,000 configurations kept alive
+until the end ran the sweep 2-3x slower), and the parallel models read it op by op
+(:func:`perfmodel.parallel.device.device_pass`), so all of them agree by construction.  Every
+value is a float, or an array over configurations when the ops' dims are arrays.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
 
 from ..hardware import HardwareProfile
 from ..ops import COST_TABLE, Op
 from .op_time import op_time
 from .roofline import OpTime
 
+COLUMNS = ("flops", "bytes", "compute_s", "memory_s", "overhead_s", "time_s")
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """One op's share of a training step: one execution (``per_execution``, ``flops_once``,
+    ``bytes_once``) x ``runs`` = its repeat x its count.  The products are formed when read, so
+    a sweep adding them up holds one temporary array at a time."""
+
+    per_execution: OpTime
+    flops_once: object
+    bytes_once: object
+    runs: object
+
+    flops = property(lambda self: self.flops_once * self.runs)
+    bytes = property(lambda self: self.bytes_once * self.runs)
+    compute_s = property(lambda self: self.per_execution.compute_s * self.runs)
+    memory_s = property(lambda self: self.per_execution.memory_s * self.runs)
+    overhead_s = property(lambda self: self.per_execution.overhead_s * self.runs)
+    time_s = property(lambda self: self.per_execution.time_s * self.runs)
+
+    @property
+    def bound(self):
+        """'compute', 'memory' or 'overhead' (a string array over configurations)."""
+        return self.per_execution.bound
+
+
+def op_costs(ops: list[Op], hw: HardwareProfile, counts: list[int] | None = None) -> Iterator[OpCost]:
+    """Price every op of ``ops`` on ``hw`` once, in order; see the module docstring."""
+    for i, op in enumerate(ops):
+        flops, read, written = COST_TABLE[op.kind](op)
+        yield OpCost(op_time(op, hw), flops, read + written, op.repeat if counts is None else op.repeat * counts[i])
+
 
 @dataclass(frozen=True)
 class OpCosts:
-    """Per-op columns, one entry per op of the list :func:`cost_ops` priced, in its order."""
+    """Per-op columns of :func:`cost_ops`: one entry per op, in the order of the list."""
 
     flops: list
     bytes: list
@@ -35,34 +73,24 @@ class OpCosts:
     memory_s: list
     overhead_s: list
     time_s: list
-    per_execution: list   # the OpTime of one execution of each op
+    bound: list
 
-    @property
-    def bound(self) -> list:
-        """'compute', 'memory' or 'overhead' per op (a string array over configurations)."""
-        return [t.bound for t in self.per_execution]
-
-    def total(self, column: str, start=0.0):
+    def total(self, column: str):
         """The sum over ops of one column (``"time_s"``, ``"flops"``, ...), added in op order."""
-        out = start
-        for v in getattr(self, column):
-            out = out + v
-        return out
+        return sum(getattr(self, column), 0.0)
 
 
 def cost_ops(ops: list[Op], hw: HardwareProfile, counts: list[int] | None = None) -> OpCosts:
-    """Price every op of ``ops`` on ``hw`` once; see the module docstring."""
-    cols: dict[str, list] = {k: [] for k in ("flops", "bytes", "compute_s", "memory_s", "overhead_s", "time_s")}
-    per_execution: list[OpTime] = []
-    for i, op in enumerate(ops):
-        t = op_time(op, hw)
-        rep = op.repeat if counts is None else op.repeat * counts[i]
-        flops, read, written = COST_TABLE[op.kind](op)
-        cols["flops"].append(flops * rep)
-        cols["bytes"].append((read + written) * rep)
-        cols["compute_s"].append(t.compute_s * rep)
-        cols["memory_s"].append(t.memory_s * rep)
-        cols["overhead_s"].append(t.overhead_s * rep)
-        cols["time_s"].append(t.time_s * rep)
-        per_execution.append(t)
-    return OpCosts(**cols, per_execution=per_execution)
+    """Per-op columns: a breakdown row per op (:func:`op_costs` collected)."""
+    costs = list(op_costs(ops, hw, counts))
+    return OpCosts(*([getattr(c, k) for c in costs] for k in COLUMNS), [c.bound for c in costs])
+
+
+def total_costs(ops: list[Op], hw: HardwareProfile, counts: list[int] | None = None, shape=()) -> dict:
+    """Each column summed over ops, as float arrays of ``shape`` (the sweeps: added in place as
+    the ops are priced, so no per-op array outlives its op)."""
+    out = {k: np.zeros(shape) for k in COLUMNS}
+    for c in op_costs(ops, hw, counts):
+        for k in COLUMNS:
+            out[k] += getattr(c, k)
+    return out

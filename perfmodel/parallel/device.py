@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..architectures import check_width, get_spec
-from ..cost.step_cost import cost_ops
+from ..cost.step_cost import op_costs
 from ..errors import PerfmodelError
 from ..graph import ModelGraph, optimizer_op
 from ..ops import DTYPE_BYTES, Op, OpKind
@@ -136,17 +136,20 @@ def device_pass(scenario: Scenario, widths, micro_batch, tp) -> UnitCosts:
     acc = {k: np.zeros(shape) for k in ("fwd_s", "bwd_s", "tp_fwd_s", "tp_bwd_s", "opt_s", "act_bytes",
                                         "out_bytes", "params", "flops", "fwd_flops")}
     all_ops = [op for item in ts.items for op in item.ops]
-    costs = cost_ops(all_ops, hw)
-    times, fits = op_times(all_ops, hw, kernel, costs)
+    times, flops = [], []
+    for c in op_costs(all_ops, hw):
+        times.append(c.time_s)
+        flops.append(c.flops)
+    times, fits = op_times(all_ops, hw, kernel, times)
     tp_link = coll.link(hw, coll.spans_nodes(hw, tpa))
     k = 0
     for item, src in zip(ts.items, graph.fwd):
         u = idx[unit_key(item.path)]
         for op in item.ops:
             acc["fwd_s" if op.phase == "fwd" else "bwd_s"][u] += times[k]
-            acc["flops"][u] += costs.flops[k]
+            acc["flops"][u] += flops[k]
             if op.phase == "fwd":
-                acc["fwd_flops"][u] += costs.flops[k]
+                acc["fwd_flops"][u] += flops[k]
             if op.phase == "fwd" and op.saved:
                 acc["act_bytes"][u] += op.out_bytes * op.repeat
             k += 1
@@ -162,8 +165,8 @@ def device_pass(scenario: Scenario, widths, micro_batch, tp) -> UnitCosts:
     opt_units = list(groups_per_unit)
     opt_ops = [optimizer_op(acc["params"][u], groups_per_unit[u], scenario.optimizer, f"{units[u]}/optimizer")
                for u in opt_units]
-    for u, t in zip(opt_units, cost_ops(opt_ops, hw).time_s):
-        acc["opt_s"][u] = t
+    for u, c in zip(opt_units, op_costs(opt_ops, hw)):
+        acc["opt_s"][u] = c.time_s
     steps, cyclic = _recurrence(graph.listed_ops())
     persistent = np.zeros(widths.shape, bool)
     for f in fits.values():

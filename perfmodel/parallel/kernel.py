@@ -45,7 +45,7 @@ import numpy as np
 
 from ..cost.op_time import op_time
 from ..cost.roofline import memory_time
-from ..cost.step_cost import OpCosts, cost_ops
+from ..cost.step_cost import op_costs
 from ..hardware import HardwareProfile
 from ..ops import DTYPE_BYTES, Op, OpKind, rnn_components
 
@@ -132,14 +132,14 @@ def _rnn_components_meta(op: Op):
 
 
 def op_times(ops: list[Op], hw: HardwareProfile, opts: KernelOptions = KernelOptions(),
-             costs: OpCosts | None = None):
-    """Seconds per step of each op (``time x repeat``, :func:`perfmodel.cost.step_cost.cost_ops`,
-    or ``costs`` when the caller has them), with the switches of ``opts`` applied.
+             times: list | None = None):
+    """Seconds per step of each op (``time x repeat``: :func:`perfmodel.cost.step_cost.op_costs`,
+    or ``times`` when the caller has them), with the switches of ``opts`` applied.
 
     Returns ``(times, persistent_fits)``: a list aligned with ``ops`` and a dict
     recurrence id -> bool (array) of where the persistent kernel applies.
     """
-    costs = cost_ops(ops, hw) if costs is None else costs
+    times = [c.time_s for c in op_costs(ops, hw)] if times is None else list(times)
     capacity = onchip_bytes(hw, opts)
     fits = {k: np.asarray(v) <= capacity for k, v in recurrent_weight_bytes(ops).items()} \
         if opts.persistent_rnn else {}
@@ -153,18 +153,16 @@ def op_times(ops: list[Op], hw: HardwareProfile, opts: KernelOptions = KernelOpt
         return p
 
     def parts(i: int) -> _Parts:  # op i of the list, one execution
-        op, t = ops[i], costs.per_execution[i]
-        return switched(op, _Parts(t.compute_s, t.memory_s, t.overhead_s, _full_compute(op, hw, t.compute_s)))
+        return switched(ops[i], _parts(ops[i], hw))
 
     def comps(op):  # a fused RNN op as (component, parts) with the switches applied
         return [(c, switched(c, _parts(c, hw))) for c in _rnn_components_meta(op)]
 
-    times = list(costs.time_s)
     for i, op in enumerate(ops):
         if op.kind == OpKind.RNN and op.path in fits:
             cs = comps(op)
             analytic = sum(_parts(c, hw).time * c.repeat for c, _ in cs)
-            base = costs.per_execution[i].time_s  # measured layer time when the profile is calibrated
+            base = op_time(op, hw).time_s  # measured layer time when the profile is calibrated
             times[i] = base * sum(p.time * c.repeat for c, p in cs) / analytic * op.repeat
         elif op.kind != OpKind.RNN and op.meta.get("recurrence") in fits:
             times[i] = parts(i).time * op.repeat
