@@ -7,6 +7,7 @@ Map of the package (one concern per folder):
 * ``torchmodels/``                 the same models as real ``torch.nn.Module`` s
 * ``hardware/``                    hardware profiles (JSON, units in keys)
 * ``cost/``                        rates -> roofline -> residuals -> op_time; waves, Winograd, memory
+* ``scenario.py``                  what a prediction is about: model, knobs, hardware, dtype, optimizer
 * ``predict.py``, ``sweep.py``     time per step, one config or vectorized sweeps
 * ``validate.py``, ``kernels.py``  prediction vs real training steps / published kernel timings
 * ``steps/``                       step-law measurement, gradient statistics, fitting

@@ -12,8 +12,8 @@ FLOPs and bytes follow the op IR's cost table (:data:`perfmodel.ops.COST_TABLE`)
 :func:`perfmodel.cost.op_time.op_time`.  :func:`op_costs` is that loop; :func:`cost_ops`
 collects it into per-op columns (the one-device breakdown, :func:`perfmodel.predict.predict`),
 :func:`total_costs` sums it as it goes (the vectorized sweep,
-:func:`perfmodel.predict.predict_arrays`: per-op arrays over 10,000 configurations kept alive
-until the end ran the sweep 2-3x slower), and the parallel models read it op by op
+:func:`perfmodel.predict.predict_arrays`, where no per-op array over the configurations may
+outlive its op: keeping them all is slower), and the parallel models read it op by op
 (:func:`perfmodel.parallel.device.device_pass`), so all of them agree by construction.  Every
 value is a float, or an array over configurations when the ops' dims are arrays.
 """
