@@ -12,10 +12,14 @@ from ..graph import ModelGraph
 
 @dataclass(frozen=True)
 class Knob:
+    """A model option: one of ``choices``; else an integer >= ``minimum`` (``kind=int``) or a
+    number > ``minimum`` (``kind=float``).  A default of None lets the builder choose."""
+
     default: Any
     help: str
     choices: tuple = ()
     minimum: int = 1
+    kind: type = int
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,8 @@ class ArchSpec:
                 if v not in knob.choices:
                     raise PerfmodelError(f"{name}={v!r} is not allowed for model {self.name!r}; "
                                          f"allowed: {', '.join(map(str, knob.choices))}")
+            elif knob.kind is float:
+                v = self._number(name, v, knob.minimum)
             else:
                 try:
                     iv = int(v)
@@ -62,3 +68,13 @@ class ArchSpec:
                 v = iv
             out[name] = v
         return out
+
+    def _number(self, name: str, v, minimum) -> float:
+        """``v`` as a finite float > ``minimum``, else a one-line error naming it."""
+        try:
+            fv = float(v)
+        except (TypeError, ValueError):
+            fv = float("nan")
+        if not (fv > minimum and fv < float("inf")):
+            raise PerfmodelError(f"{name}={v!r} for model {self.name!r} must be a number > {minimum}")
+        return fv

@@ -22,6 +22,8 @@ has them (:mod:`perfmodel.cost.rates`), otherwise the datasheet fractions.
   the vector units at ``peak_flops["fp32"] * efficiency.elementwise_max``.
 * Memory: the calibrated curve, else ``memory_bandwidth * efficiency.memory_max``.
 * A fused RNN layer: the sum of its GEMMs and cell kernels (:func:`perfmodel.ops.rnn_components`).
+* FlashAttention-2 (:mod:`perfmodel.ops_flash`): its GEMM FLOPs at the GEMM efficiency plus its
+  softmax FLOPs on the vector units; memory is its tiled traffic.
 
 Measured residuals of conv and RNN layers are not applied here: they scale this
 analytic time in :mod:`perfmodel.cost.residuals`, composed in :mod:`perfmodel.cost.op_time`.
@@ -35,6 +37,7 @@ import numpy as np
 
 from ..hardware import HardwareProfile
 from ..ops import Op, OpKind, conv_gemm_dims, rnn_components
+from ..ops_flash import flash_flops
 from . import rates
 from .conv_algos import winograd_applies, winograd_parts
 from .waves import gemm_wave_efficiency
@@ -124,8 +127,20 @@ def compute_time(op: Op, hw: HardwareProfile):
         return flops / (hw.peak_flops(op.dtype) * eff)
     if op.kind == OpKind.CONV2D:
         return conv_compute_s(op, hw)
+    if op.kind == OpKind.ATTENTION:
+        return attention_compute_s(op, hw)
     # pointwise work runs on the vector units at the fp32 rate
     return flops / (hw.peak_flops("fp32") * hw.efficiency["elementwise_max"])
+
+
+def attention_compute_s(op: Op, hw: HardwareProfile):
+    """Compute seconds of a FlashAttention-2 phase (:mod:`perfmodel.ops_flash`): its GEMM FLOPs at the
+    efficiency of the batched ``[T x d] @ [d x T]`` GEMM (batch x heads of them), plus its softmax FLOPs
+    on the vector units."""
+    d = op.dims
+    gemm, softmax = flash_flops(op)
+    eff = gemm_efficiency(hw, op.dtype, d["seq"], d["seq"], d["head_dim"], d["batch"] * d["heads"])
+    return gemm / (hw.peak_flops(op.dtype) * eff) + softmax / (hw.peak_flops("fp32") * hw.efficiency["elementwise_max"])
 
 
 def conv_compute_s(op: Op, hw: HardwareProfile):

@@ -226,6 +226,8 @@ class _Splitter:
         if op.kind == OpKind.GEMM:  # activation x activation (attention): split its batch (heads)
             key = "batch" if "batch" in d else "m"
             d[key] = _div(d[key], self.tp, self.sharded)
+        elif op.kind == OpKind.ATTENTION:  # fused attention (ops_flash): heads and K/V heads split
+            d["heads"], d["kv_heads"] = (_div(d[k], self.tp, self.sharded) for k in ("heads", "kv_heads"))
         else:
             d["numel"] = _div(d["numel"], self.tp, self.sharded)
         return replace(op, dims=d)

@@ -1,59 +1,42 @@
-"""GPT-style decoder mirroring :mod:`perfmodel.architectures.transformer` kernel for kernel.
-
-Attention is written out with ``torch.bmm`` and ``torch.softmax`` (not
-``F.scaled_dot_product_attention``) so the kernels, and the FLOPs that
-``FlopCounterMode`` sees, are the ones the builder emits.
+"""Decoder-only transformer mirroring :mod:`perfmodel.architectures.transformer` kernel for kernel:
+GPT-2 or Llama blocks (:mod:`.llama`), naive/fused/flash attention (:mod:`.attention`), dense or
+mixture-of-experts MLPs (:mod:`.moe`).
 """
-import math
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..architectures.transformer import resolve_heads
-
-
-class CausalSelfAttention(nn.Module):
-    def __init__(self, width, heads, seq_len):
-        super().__init__()
-        self.heads, self.d_head = heads, width // heads
-        self.scale = 1.0 / math.sqrt(self.d_head)
-        self.qkv = nn.Linear(width, 3 * width)
-        self.proj = nn.Linear(width, width)
-        mask = torch.ones(seq_len, seq_len, dtype=torch.bool).triu(1)  # True above the diagonal
-        self.register_buffer("mask", mask, persistent=False)
-
-    def forward(self, x):
-        b, t, c = x.shape
-        h, d = self.heads, self.d_head
-        qkv = self.qkv(x)                                                   # addmm
-        qkv = qkv.view(b, t, 3, h, d).permute(2, 0, 3, 1, 4).reshape(3, b * h, t, d)  # one copy
-        q, k, v = qkv.unbind(0)
-        att = torch.bmm(q, k.transpose(1, 2)) * self.scale                  # bmm, mul
-        att = att.masked_fill(self.mask[:t, :t], float("-inf"))             # masked_fill
-        att = torch.softmax(att, dim=-1)
-        y = torch.bmm(att, v)                                               # [b*h, t, d]
-        y = y.view(b, h, t, d).transpose(1, 2).reshape(b, t, c)             # one copy
-        return self.proj(y)
+from ..architectures.transformer import resolve_block
+from .attention import CausalSelfAttention
+from .llama import SwiGLU
+from .moe import MoE
 
 
 class MLP(nn.Module):
-    def __init__(self, width):
+    def __init__(self, width, ffn=None):
         super().__init__()
-        self.fc = nn.Linear(width, 4 * width)
-        self.proj = nn.Linear(4 * width, width)
+        ffn = 4 * width if ffn is None else ffn
+        self.fc = nn.Linear(width, ffn)
+        self.proj = nn.Linear(ffn, width)
 
     def forward(self, x):
         return self.proj(F.gelu(self.fc(x)))
 
 
 class Block(nn.Module):
-    def __init__(self, width, heads, seq_len):
+    def __init__(self, width, heads, seq_len, cfg=None):
         super().__init__()
-        self.ln1 = nn.LayerNorm(width)
-        self.attn = CausalSelfAttention(width, heads, seq_len)
-        self.ln2 = nn.LayerNorm(width)
-        self.mlp = MLP(width)
+        cfg = resolve_block(width, heads) if cfg is None else cfg
+        llama = cfg.block == "llama"
+        norm = nn.RMSNorm if llama else nn.LayerNorm
+        self.ln1 = norm(width)
+        self.attn = CausalSelfAttention(width, heads, seq_len, cfg.kv_heads if cfg.kv_given else None,
+                                        cfg.attention, bias=not llama, rope=llama)
+        self.ln2 = norm(width)
+        if cfg.experts is not None:
+            self.mlp = MoE(width, cfg.ffn, cfg.experts, cfg.top_k, cfg.capacity, cfg.block)
+        else:
+            self.mlp = SwiGLU(width, cfg.ffn) if llama else MLP(width, cfg.ffn)
 
     def forward(self, x):
         x = x + self.attn(self.ln1(x))
@@ -61,23 +44,28 @@ class Block(nn.Module):
 
 
 class Transformer(nn.Module):
-    def __init__(self, width, batch=8, seq_len=1024, layers=12, heads=None, vocab=50257):
+    def __init__(self, width, batch=8, seq_len=1024, layers=12, heads=None, vocab=50257, block="gpt2",
+                 attention=None, kv_heads=None, ffn=None, experts=None, top_k=None, capacity=None):
         super().__init__()
-        heads = resolve_heads(width, heads)
-        self.batch, self.seq_len, self.vocab = batch, seq_len, vocab
+        cfg = resolve_block(width, heads, block, attention, kv_heads, ffn, experts, top_k, capacity)
+        self.batch, self.seq_len, self.vocab, self.gpt2 = batch, seq_len, vocab, cfg.block == "gpt2"
         self.wte = nn.Embedding(vocab, width)
-        self.wpe = nn.Embedding(seq_len, width)
-        self.blocks = nn.ModuleList(Block(width, heads, seq_len) for _ in range(layers))
-        self.ln_f = nn.LayerNorm(width)
-        self.register_buffer("pos", torch.arange(seq_len), persistent=False)
+        if self.gpt2:
+            self.wpe = nn.Embedding(seq_len, width)
+            self.register_buffer("pos", torch.arange(seq_len), persistent=False)
+        self.blocks = nn.ModuleList(Block(width, cfg.heads, seq_len, cfg) for _ in range(layers))
+        self.ln_f = nn.LayerNorm(width) if self.gpt2 else nn.RMSNorm(width)
+        if not self.gpt2:
+            self.lm_head = nn.Linear(width, vocab, bias=False)
 
     def forward(self, tokens):
-        """tokens: [batch, T] int64 -> logits [batch, T, vocab] (LM head tied to ``wte``)."""
+        """tokens: [batch, T] int64 -> logits [batch, T, vocab] (GPT-2: LM head tied to ``wte``)."""
         t = tokens.shape[1]
-        x = self.wte(tokens) + self.wpe(self.pos[:t])
+        x = self.wte(tokens) + self.wpe(self.pos[:t]) if self.gpt2 else self.wte(tokens)
         for block in self.blocks:
             x = block(x)
-        return F.linear(self.ln_f(x), self.wte.weight)
+        x = self.ln_f(x)
+        return F.linear(x, self.wte.weight) if self.gpt2 else self.lm_head(x)
 
     def loss(self, tokens, targets):
         return F.cross_entropy(self(tokens).reshape(-1, self.vocab), targets.reshape(-1))
