@@ -1,6 +1,6 @@
 """Microbenchmarks that calibrate a hardware profile on the user's device.
 
-``perfmodel calibrate --cpu | --gpu`` runs them (:func:`calibrate.run.calibrate`)
+``perfmodel calibrate --cpu | --gpu`` runs them (:func:`perfmodel.calibrate.run.calibrate`)
 and writes a profile JSON whose ``calibration`` section holds the raw measured
 points and their provenance (schema: :mod:`perfmodel.hardware.calibration`);
 :mod:`perfmodel.cost.rates` and :mod:`perfmodel.cost.residuals` turn those points

@@ -172,7 +172,7 @@ def _base_dict(output_path: Path, base_profile) -> dict:
 
 def write_section(output_path, base_profile, section: dict) -> Path:
     """Put ``section`` at ``calibration["collectives"]`` of the output profile (atomic write)."""
-    from calibrate.atomic import write_json_atomic
+    from .atomic import write_json_atomic
     from perfmodel.hardware import profile_from_dict
     output_path = Path(output_path)
     d = _base_dict(output_path, base_profile)
@@ -194,7 +194,7 @@ def _provenance(backend: str, world: int, source: str) -> dict:
         p["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
         p["cuda"] = torch.version.cuda
     else:
-        from calibrate.provenance import cpu_model_name
+        from .provenance import cpu_model_name
         p["device"] = cpu_model_name()
     return p
 
@@ -336,5 +336,5 @@ def _cli(argv=None):
         sys.exit(2)
 
 
-if __name__ == "__main__":  # torchrun --nproc-per-node N -m calibrate.collectives -o out.json
+if __name__ == "__main__":  # torchrun --nproc-per-node N -m perfmodel.calibrate.collectives -o out.json
     _cli()

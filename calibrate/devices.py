@@ -17,9 +17,9 @@ class Context:
     device: str          # "cpu" or "cuda:N"
     kind: str            # "cpu" | "gpu"
     dtypes: tuple
-    plan: object         # calibrate.plan.Plan
-    clock: str = "wall"  # CPU clock, see calibrate.timing
-    stat: str = "median"  # statistic over repeats, see calibrate.timing
+    plan: object         # perfmodel.calibrate.plan.Plan
+    clock: str = "wall"  # CPU clock, see perfmodel.calibrate.timing
+    stat: str = "median"  # statistic over repeats, see perfmodel.calibrate.timing
 
     @property
     def timing(self) -> dict:
@@ -50,7 +50,7 @@ def matmul_precision(dtype: str, device: str):
 
 def supported_dtypes(wanted, device: str, matmul) -> tuple:
     """The dtypes of ``wanted`` this device runs a matmul in (tried, not assumed): ``matmul(dtype)``
-    runs one small GEMM in that dtype (``calibrate.gemm`` builds it) and raises where it cannot."""
+    runs one small GEMM in that dtype (``perfmodel.calibrate.gemm`` builds it) and raises where it cannot."""
     out = []
     for dt in wanted:
         if device.startswith("cuda"):

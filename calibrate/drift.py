@@ -10,7 +10,7 @@ profile's points before and after its steps and reports ``now / calibrated`` per
 ==========  ===========================================================================
 group       points re-timed (each with the calibration's own callable, in short timing blocks)
 ==========  ===========================================================================
-dispatch    ``overhead_us.dispatch``: the median of four tiny ops (``calibrate.overhead``)
+dispatch    ``overhead_us.dispatch``: the median of four tiny ops (``perfmodel.calibrate.overhead``)
 gemm        up to three near-cube points of the ``x @ W^T`` layout of the profile's first dtype,
             the ones nearest 1e6, 1e8 and 1e9 FLOPs; the group's figure is their median
 copy_cache  the copy point nearest 1 MiB moved (cache-resident on a CPU)

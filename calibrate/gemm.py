@@ -1,7 +1,7 @@
 """GEMM throughput over (M, N, K), every operand layout training uses, every dtype.
 
 Each point times the kernel ``C = op(A) @ op(B)`` into a preallocated ``C``
-(fresh-allocation costs are measured on their own, ``calibrate.allocation``):
+(fresh-allocation costs are measured on their own, ``perfmodel.calibrate.allocation``):
 ``A`` is ``[M x K]`` (stored
 ``[K x M]`` and viewed transposed when ``trans_a``), ``B`` is ``[K x N]``
 (stored ``[N x K]`` when ``trans_b``, i.e. ``x @ W.T`` of ``nn.Linear``).

@@ -1,10 +1,10 @@
 """Noise guard: calibration probes timed interleaved, checked for stability, re-measured when unstable.
 
-The probes (:class:`calibrate.tasks.Probe`) run in groups of up to ``GROUP_SIZE`` consecutive probes
+The probes (:class:`perfmodel.calibrate.tasks.Probe`) run in groups of up to ``GROUP_SIZE`` consecutive probes
 of one section.  For each group:
 
 1. every probe's callables are built and warmed up, and the calls per timed block fixed
-   (:func:`calibrate.timing.warm_up`, :func:`~calibrate.timing.calls_per_block`);
+   (:func:`perfmodel.calibrate.timing.warm_up`, :func:`~perfmodel.calibrate.timing.calls_per_block`);
 2. the reference point -- an fp32 GEMM of ``REF_SIZE`` (``REF_SIZE_DEVICE`` on a GPU) cubed, the median
    of ``REF_REPEATS`` blocks of at least ``REF_BLOCK_S`` -- is timed;
 3. the samples are taken in rounds: round ``r`` times one block of every callable of the group that

@@ -1,12 +1,12 @@
 """Memory bandwidth vs bytes: copy, elementwise, reduction kernels (and, from
-:mod:`calibrate.layers`, batch norm and max pooling).
+:mod:`perfmodel.calibrate.layers`, batch norm and max pooling).
 
 * ``copy``:        ``dst.copy_(src)``                          bytes = 2 x size
 * ``elementwise``: ``c = a * b``                                bytes = 3 x size
 * ``reduction``:   ``softmax`` over rows of ``ROW`` elements     bytes = 2 x size
 
 Outputs are preallocated: fresh-allocation (page fault) costs are measured on
-their own by :mod:`calibrate.allocation`.
+their own by :mod:`perfmodel.calibrate.allocation`.
 """
 from __future__ import annotations
 
@@ -46,5 +46,5 @@ def _probe(ctx: Context, op: str, nbytes: int) -> Probe:
 
 def probes(ctx: Context) -> list[Probe]:
     """Bandwidth curves of the generic kernels, then the curves of batch norm and max pooling
-    (:mod:`calibrate.layers`), which belong to the same ``memory`` section."""
+    (:mod:`perfmodel.calibrate.layers`), which belong to the same ``memory`` section."""
     return [_probe(ctx, op, nb) for op in ctx.plan.memory_ops for nb in ctx.plan.memory_bytes] + layers.probes(ctx)

@@ -5,7 +5,7 @@ cube over (M, N, K), extra density at the shapes recurrent training runs
 (batch x H times H x gH for g = 1..4 gates) and at small sizes, capped in FLOPs
 so one point never dominates the run.  Conv shapes are not listed here: they
 are taken from the reference architectures' own op graphs
-(``calibrate.conv.reference_shapes``), so they cannot drift from the models.
+(``perfmodel.calibrate.conv.reference_shapes``), so they cannot drift from the models.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class Plan:
     layouts: tuple = LAYOUTS
     memory_bytes: tuple = tuple(4 * 4 ** i for i in range(3, 13))  # 256 B .. 64 MiB
     memory_ops: tuple = ("copy", "elementwise", "reduction")
-    layer_ops: tuple = ("batchnorm", "maxpool")  # kernels timed as curves of their own (calibrate.layers)
+    layer_ops: tuple = ("batchnorm", "maxpool")  # kernels timed as curves of their own (perfmodel.calibrate.layers)
     layer_max_bytes: int = 64 * 2**20
     overhead_chain: int = 100
     rnn_cells: tuple = ("lstm",)

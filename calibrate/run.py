@@ -3,10 +3,10 @@
 The calibrated profile is the base datasheet profile with its name changed
 and a ``calibration`` section added (raw points + provenance, see
 :mod:`perfmodel.hardware.calibration`).  The points are timed by the noise guard
-(:mod:`calibrate.interleave`: repeats interleaved across points, a reference point
+(:mod:`perfmodel.calibrate.interleave`: repeats interleaved across points, a reference point
 around each group, bounded re-measurement); points that stayed unstable are named in
 ``provenance.unstable_points`` and warned about.  Everything is measured into memory first and
-written at the end with :func:`calibrate.atomic.write_json_atomic`, so an
+written at the end with :func:`perfmodel.calibrate.atomic.write_json_atomic`, so an
 interrupted run leaves any previous profile untouched.
 """
 from __future__ import annotations
@@ -115,9 +115,9 @@ def calibrate(base: hardware.HardwareProfile, plan: Plan, kind: str = "cpu", dev
     """Measure ``plan`` on ``device``; return ``(profile dict, warnings)``.  Writes nothing.
 
     ``threads`` sets ``torch.set_num_threads`` for a CPU run; ``clock`` is the
-    CPU clock and ``stat`` the statistic over repeats (:mod:`calibrate.timing`).
+    CPU clock and ``stat`` the statistic over repeats (:mod:`perfmodel.calibrate.timing`).
     All three are recorded in the provenance, and ``perfmodel validate`` reuses them.
-    ``timer`` replaces the device's timer (:class:`calibrate.timing.FakeTimer` in tests).
+    ``timer`` replaces the device's timer (:class:`perfmodel.calibrate.timing.FakeTimer` in tests).
     """
     import torch
     if clock not in ("wall", "cpu"):

@@ -1,4 +1,4 @@
-"""A microbenchmark is a list of :class:`Probe` s: one measured point each, timed by :mod:`calibrate.interleave`."""
+"""A microbenchmark is a list of :class:`Probe` s: one measured point each, timed by :mod:`perfmodel.calibrate.interleave`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,7 +20,7 @@ class Probe:
     label: str                            # shown on the progress bar and in unstable_points
     setup: Callable[[], dict]
     combine: Callable[[dict], object]
-    dtype: str | None = None              # timed under calibrate.devices.matmul_precision(dtype)
+    dtype: str | None = None              # timed under perfmodel.calibrate.devices.matmul_precision(dtype)
     min_repeats: int = 0                  # samples per callable: at least this, at least the plan's
     min_block_s: float = 0.0              # seconds per timed block: at least this, at least the plan's
     rejects: tuple = ()

@@ -20,11 +20,11 @@ from other processes only ever adds time, so on a busy machine the minimum
 is the better estimate of the undisturbed time; either way calibration and
 validation must use the same one.  The spread of the samples is
 ``(p90 - p10) / median`` (deciles by linear interpolation between the sorted
-samples; 0 for one sample); :mod:`calibrate.interleave` judges stability by it.
+samples; 0 for one sample); :mod:`perfmodel.calibrate.interleave` judges stability by it.
 
 Timers (one interface, ``block(fn, number) -> seconds`` of ``number`` back-to-back calls):
 :class:`ClockTimer` (CPU clocks above), :class:`CudaEventTimer` (a device synchronize, then CUDA
-events around the block, through :mod:`calibrate.backend`, so the fake backend runs it on a CPU)
+events around the block, through :mod:`perfmodel.calibrate.backend`, so the fake backend runs it on a CPU)
 and :class:`FakeTimer` (a simulated clock for tests).
 """
 from __future__ import annotations

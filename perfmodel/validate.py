@@ -8,7 +8,7 @@ after warm-up; the median over the repeats is compared with
 
     error = (predicted - measured) / measured        MAPE = mean |error|
 
-Timing uses :func:`calibrate.timing.measure` (CUDA events + synchronize on a
+Timing uses :func:`perfmodel.calibrate.timing.measure` (CUDA events + synchronize on a
 GPU).  The statistic over repeats (median, or min) and, on a CPU, the thread
 count and clock default to the ones the profile was calibrated with
 (``calibration.provenance.stat`` / ``.threads`` / ``.clock``), so prediction
@@ -17,7 +17,7 @@ runs out of memory is reported as "does not fit" instead of failing the run.
 
 :func:`validate_configs` takes ``(width, knobs)`` pairs, each row keeping its own knobs
 (``perfmodel validate --sample``: :mod:`perfmodel.validate_sample`).  CUDA goes through
-:mod:`calibrate.backend` (``torch.cuda``, or the fake CPU stand-in of the tests).
+:mod:`perfmodel.calibrate.backend` (``torch.cuda``, or the fake CPU stand-in of the tests).
 
 ``rounds`` > 1 repeats the whole pass over the widths (a fresh module each
 time): a width's measured time is the median over rounds, and the MAPE of
@@ -56,7 +56,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from statistics import median
 
-from calibrate import backend
+from .calibrate import backend
 
 from .errors import PerfmodelError
 from .hardware import HardwareProfile
@@ -124,7 +124,7 @@ class Validation:
     rows: list[ValidationRow] = field(default_factory=list)
     fresh_process: bool = False
     #: the machine's speed on the profile's own calibration points, now / calibrated, measured
-    #: before and after the steps (``calibrate.drift``); None for a profile without those points
+    #: before and after the steps (``perfmodel.calibrate.drift``); None for a profile without those points
     drift: dict | None = None
 
     @property
@@ -230,11 +230,11 @@ def time_training_step(model: str, width: int, device: str = "cpu", warmup: int 
 
     The page faults of each timed step are counted (``getrusage`` minor faults): memory the
     allocator took fresh from the kernel that step, which the cost model prices only for
-    outputs of ``calibration.allocation.always_fresh_bytes`` or more (see ``calibrate.allocation``).
+    outputs of ``calibration.allocation.always_fresh_bytes`` or more (see ``perfmodel.calibrate.allocation``).
     """
     import torch
 
-    from calibrate.timing import measure
+    from .calibrate.timing import measure
 
     from .torchmodels import build_module
     if optimizer not in TORCH_OPTIMIZERS:
@@ -367,9 +367,9 @@ def validate_configs(model: str, configs, hw: HardwareProfile, device: str = "cp
 
 
 def machine_drift(hw: HardwareProfile, device: str, clock: str, stat: str) -> dict | None:
-    """``calibrate.drift.measure_drift`` on ``hw``'s calibration, when it was calibrated on this kind of
+    """``perfmodel.calibrate.drift.measure_drift`` on ``hw``'s calibration, when it was calibrated on this kind of
     device (a GPU profile's points say nothing about a CPU run, nor a CPU's about a GPU)."""
     if not hw.calibration or (hw.kind == "cpu") != (device == "cpu"):
         return None
-    from calibrate.drift import measure_drift
+    from .calibrate.drift import measure_drift
     return measure_drift(hw.calibration, device, clock if device == "cpu" else "wall", stat)

@@ -1,14 +1,14 @@
-"""``calibrate.drift``: which of a profile's points are re-timed, and the ratio arithmetic."""
+"""``perfmodel.calibrate.drift``: which of a profile's points are re-timed, and the ratio arithmetic."""
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
-import calibrate.drift as dr
-import calibrate.overhead as overhead
+import perfmodel.calibrate.drift as dr
+import perfmodel.calibrate.overhead as overhead
 import perfmodel.validate as pv
-from calibrate.deepbench import profile_from_csv
-from calibrate.timing import Timing
+from perfmodel.calibrate.deepbench import profile_from_csv
+from perfmodel.calibrate.timing import Timing
 from perfmodel import hardware
 from perfmodel.cli import main
 from perfmodel.hardware.profile import profile_from_dict
@@ -49,7 +49,7 @@ def test_ratios_are_now_over_calibrated(monkeypatch):
     # copies 2e-5 / (2^19 * 1e-10) = 0.3815 and 2e-5 / (2^28 * 1e-10) = 7.45e-4
     fake = lambda fn, **kw: Timing(2e-5, 0.0, 1, (2e-5,))  # noqa: E731
     monkeypatch.setattr(dr, "measure", fake)
-    monkeypatch.setattr(overhead, "measure", fake)  # the dispatch point is timed by calibrate.overhead
+    monkeypatch.setattr(overhead, "measure", fake)  # the dispatch point is timed by perfmodel.calibrate.overhead
     d = dr.measure_drift(CAL, "cpu")
     assert d["dispatch"] == pytest.approx(10.0)
     assert d["gemm"] == pytest.approx(0.2)

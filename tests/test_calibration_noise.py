@@ -1,4 +1,4 @@
-"""The calibration's noise guard (calibrate.interleave) on a simulated clock (calibrate.timing.FakeTimer).
+"""The calibration's noise guard (perfmodel.calibrate.interleave) on a simulated clock (perfmodel.calibrate.timing.FakeTimer).
 
 Every probe here is a dummy callable whose "time" the fake timer dictates, so the expected numbers
 are the scripted costs: a point timed at 1 ms with one 30 ms sample has median 1 ms and a spread far
@@ -9,11 +9,11 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from calibrate import interleave
-from calibrate.devices import Context
-from calibrate.plan import Plan
-from calibrate.tasks import Probe
-from calibrate.timing import FakeTimer, spread_of
+from perfmodel.calibrate import interleave
+from perfmodel.calibrate.devices import Context
+from perfmodel.calibrate.plan import Plan
+from perfmodel.calibrate.tasks import Probe
+from perfmodel.calibrate.timing import FakeTimer, spread_of
 from perfmodel import hardware
 from perfmodel.cli import main
 from perfmodel.hardware.stability import unstable_warning
@@ -170,11 +170,11 @@ TINY = Plan("tiny", sections=("memory",), memory_bytes=(1024, 4096), layer_ops=(
 @pytest.fixture
 def fake_calibration(monkeypatch, tmp_path):
     """``calibrate --cpu`` on the tiny plan, timed by a FakeTimer the test scripts, on a quiet load average."""
-    import calibrate.plan
-    import calibrate.provenance
+    import perfmodel.calibrate.plan
+    import perfmodel.calibrate.provenance
     monkeypatch.setenv("PERFMODEL_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(calibrate.plan, "plan_for", lambda kind, quick: TINY)
-    monkeypatch.setattr(calibrate.provenance.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(perfmodel.calibrate.plan, "plan_for", lambda kind, quick: TINY)
+    monkeypatch.setattr(perfmodel.calibrate.provenance.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
 
     def run(cost):
         monkeypatch.setattr(interleave, "block_timer", lambda device, clock: FakeTimer(cost))

@@ -1,6 +1,6 @@
 """Calibration machinery: atomic writes, interruption, --gpu without a GPU, NVML failures, tiny end-to-end run.
 
-Every run here uses a tiny :class:`calibrate.plan.Plan` (a handful of points), never ``--quick``.
+Every run here uses a tiny :class:`perfmodel.calibrate.plan.Plan` (a handful of points), never ``--quick``.
 """
 import json
 import sys
@@ -9,9 +9,9 @@ import types
 import pytest
 from click.testing import CliRunner
 
-from calibrate import overhead, provenance, run
-from calibrate.atomic import write_json_atomic
-from calibrate.plan import Plan
+from perfmodel.calibrate import overhead, provenance, run
+from perfmodel.calibrate.atomic import write_json_atomic
+from perfmodel.calibrate.plan import Plan
 from perfmodel import hardware
 from perfmodel.cli import main
 from perfmodel.cost import rates
@@ -52,7 +52,7 @@ def test_atomic_write_failure_keeps_previous(tmp_path, monkeypatch):
 
     def boom(src, dst):
         raise OSError("disk full")
-    monkeypatch.setattr("calibrate.atomic.os.replace", boom)
+    monkeypatch.setattr("perfmodel.calibrate.atomic.os.replace", boom)
     with pytest.raises(OSError):
         write_json_atomic(p, {"a": 2})
     assert json.loads(p.read_text()) == {"a": 1}
@@ -74,7 +74,7 @@ def test_interrupted_calibration_leaves_previous_profile_intact(home, monkeypatc
         return real_callable(*a, **k)
     monkeypatch.setattr(run.memory, "memory_callable", flaky)
     tiny = Plan("tiny", sections=("memory",), memory_bytes=(1024, 4096, 16384))
-    monkeypatch.setattr(sys.modules["calibrate.plan"], "plan_for", lambda kind, quick: tiny)
+    monkeypatch.setattr(sys.modules["perfmodel.calibrate.plan"], "plan_for", lambda kind, quick: tiny)
     res = CliRunner().invoke(main, ["calibrate", "--cpu", "--quick", "--no-progress"])
     assert res.exit_code != 0
     assert calls["n"] == 3
@@ -207,8 +207,8 @@ def test_from_csv_needs_base(tmp_path):
 
 
 def test_from_csv_and_collectives_delegate(tmp_path, monkeypatch):
-    import calibrate.collectives as coll
-    import calibrate.deepbench as db
+    import perfmodel.calibrate.collectives as coll
+    import perfmodel.calibrate.deepbench as db
     f = tmp_path / "g.csv"
     f.write_text("x\n")
     seen = {}
@@ -235,13 +235,13 @@ def test_from_csv_and_collectives_delegate(tmp_path, monkeypatch):
 
 
 def test_min_statistic():
-    from calibrate.timing import measure
+    from perfmodel.calibrate.timing import measure
     t = measure(lambda: None, repeats=4, min_block_s=1e-5, stat="min")
     assert t.seconds == min(t.samples) <= t.median_s
 
 
 def test_warmup_by_count_and_by_time(monkeypatch):
-    import calibrate.timing as tm
+    import perfmodel.calibrate.timing as tm
     calls = []
     # a fake clock: each call of fn advances it 1 ms
     clock = {"t": 0.0}

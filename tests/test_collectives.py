@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from calibrate.collectives import fit_alpha_beta, import_deepbench, main, read_deepbench_allreduce
+from perfmodel.calibrate.collectives import fit_alpha_beta, import_deepbench, main, read_deepbench_allreduce
 from perfmodel import hardware
 from perfmodel.errors import PerfmodelError
 from perfmodel.parallel import collectives as coll

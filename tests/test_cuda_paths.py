@@ -1,6 +1,6 @@
 """The CUDA code paths of calibrate and validate, run on the CPU through the fake CUDA backend.
 
-``PERFMODEL_CUDA_BACKEND=fake`` (calibrate.backend.FakeCuda): one fake GPU whose tensors live on
+``PERFMODEL_CUDA_BACKEND=fake`` (perfmodel.calibrate.backend.FakeCuda): one fake GPU whose tensors live on
 the CPU and whose events read ``time.perf_counter``; the same code then runs as on a real GPU
 (events + synchronize around each block, NVML readings, device properties, tf32 precision).
 """
@@ -9,8 +9,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from calibrate import backend, timing
-from calibrate.plan import Plan
+from perfmodel.calibrate import backend, timing
+from perfmodel.calibrate.plan import Plan
 from perfmodel.cli import main
 
 GPU_TINY = Plan("tiny-gpu", gemm_cube=(8, 32), gemm_rnn_batch=(), gemm_small=(), gemm_wide_n=(), gemm_bmm=((2, 8, 8, 8),),
@@ -54,8 +54,8 @@ def test_cuda_event_timer_brackets_the_block(fake_cuda):
 
 
 def test_calibrate_gpu_then_validate_on_cuda(fake_cuda, monkeypatch, tmp_path):
-    import calibrate.plan
-    monkeypatch.setattr(calibrate.plan, "plan_for", lambda kind, quick: GPU_TINY)
+    import perfmodel.calibrate.plan
+    monkeypatch.setattr(perfmodel.calibrate.plan, "plan_for", lambda kind, quick: GPU_TINY)
     out = tmp_path / "gpu.json"
     res = CliRunner().invoke(main, ["calibrate", "--gpu", "--quick", "--no-progress", "-o", str(out)])
     assert res.exit_code == 0, res.output
@@ -110,7 +110,7 @@ def test_real_cuda_event_timer(monkeypatch):
 
 @pytest.mark.cuda
 def test_real_cuda_tiny_calibration_and_validation(monkeypatch, tmp_path):
-    from calibrate import run
+    from perfmodel.calibrate import run
     from perfmodel import hardware
     from perfmodel.validate import validate
     _needs_cuda(monkeypatch)

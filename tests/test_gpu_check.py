@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from calibrate import backend
+from perfmodel.calibrate import backend
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "tools" / "gpu_check.py")

@@ -15,19 +15,24 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("perfmodel", "calibrate")
+#: installed package name -> its folder in the repository (pyproject.toml's package-dir:
+#: calibrate/ installs as perfmodel.calibrate)
+PACKAGES = {"perfmodel": "perfmodel", "perfmodel.calibrate": "calibrate"}
 MAX_LINES = 400
 
 
 def _modules(root: Path = ROOT, packages=PACKAGES) -> dict[str, Path]:
-    """Dotted module name -> file, for every ``.py`` file of the packages."""
+    """Dotted module name -> file, for every ``.py`` file of the packages (a folder's files under the
+    name it installs as; ``packages`` maps name -> folder, or is a sequence of names that are folders)."""
+    if not isinstance(packages, dict):
+        packages = {name: name.replace(".", "/") for name in packages}
     out = {}
-    for pkg in packages:
-        for path in sorted((root / pkg).rglob("*.py")):
-            parts = list(path.relative_to(root).with_suffix("").parts)
+    for pkg, folder in packages.items():
+        for path in sorted((root / folder).rglob("*.py")):
+            parts = pkg.split(".") + list(path.relative_to(root / folder).with_suffix("").parts)
             if parts[-1] == "__init__":
                 parts = parts[:-1]
-            out[".".join(parts)] = path
+            out.setdefault(".".join(parts), path)
     return out
 
 

@@ -35,7 +35,7 @@ def _run(args: list[str], parse: bool = True):
     res = CliRunner().invoke(cli, args, catch_exceptions=False)
     if res.exit_code != 0 or not parse:
         return {"exit_code": res.exit_code, "output": res.output.strip().splitlines()[-1:]}
-    return json.loads(res.output)
+    return json.loads(res.stdout)  # warnings go to stderr
 
 
 def collect() -> dict:

@@ -20,7 +20,7 @@ It writes ``reports/gpu-check.json``::
     pytest_cuda         {command, rc, timed_out, wall_s, summary}
 
 and exits 1 when a step failed.  Without CUDA it prints one line saying so and exits 0.
-The CUDA runtime is :func:`calibrate.backend.get` (``PERFMODEL_CUDA_BACKEND=fake`` in the tests).
+The CUDA runtime is :func:`perfmodel.calibrate.backend.get` (``PERFMODEL_CUDA_BACKEND=fake`` in the tests).
 """
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def check(out: Path, profile: Path, budget_s: float = BUDGET_S, run=run_step) ->
     """Every step of the module docstring; the report (also written to ``out``)."""
     import torch
 
-    from calibrate import backend
+    from perfmodel.calibrate import backend
     cuda = backend.get()
     t0 = time.perf_counter()
 
@@ -128,7 +128,7 @@ def main(argv=None, run=run_step) -> int:
     ap.add_argument("--profile", type=Path, default=ROOT / "reports" / "gpu-profile.json")
     ap.add_argument("--budget-s", type=float, default=BUDGET_S, help="wall-clock budget of all steps together")
     args = ap.parse_args(argv)
-    from calibrate import backend
+    from perfmodel.calibrate import backend
     if not backend.get().is_available():
         print(NO_CUDA)
         return 0

@@ -103,10 +103,10 @@ class GraphBuilder:
 
     def batchnorm(self, path, numel, channels):
         """``nn.BatchNorm2d`` in training mode: a norm whose kernels are timed as their own curve
-        (``calibrate.layers``; per-channel statistics over N*H*W run well below copy bandwidth)."""
+        (``perfmodel.calibrate.layers``; per-channel statistics over N*H*W run well below copy bandwidth)."""
         return self.norm(path, numel, channels, curve="batchnorm")
 
     def maxpool(self, path, numel_out, window=9, reads_per_output=4):
         """``nn.MaxPool2d``: a max over ``window`` inputs per output, reading about stride^2 inputs
-        per output; timed as its own curve (``calibrate.layers``: scalar code on CPUs)."""
+        per output; timed as its own curve (``perfmodel.calibrate.layers``: scalar code on CPUs)."""
         return self.reduction(path, numel_out, flops_per_elem=window, n_in=reads_per_output, curve="maxpool")

@@ -1,4 +1,4 @@
-"""``perfmodel calibrate``: measure this device and write a calibrated profile (library: ``calibrate.run``)."""
+"""``perfmodel calibrate``: measure this device and write a calibrated profile (library: ``perfmodel.calibrate.run``)."""
 import sys
 
 import click
@@ -10,10 +10,10 @@ def _fail(msg: str):
 
 
 def _delegate_collectives(output, base):
-    """``calibrate.collectives.main`` (another engineer's module), given -o (and --base when set)."""
+    """``perfmodel.calibrate.collectives.main`` (another engineer's module), given -o (and --base when set)."""
     import inspect
 
-    from calibrate import collectives
+    from ..calibrate import collectives
     params = inspect.signature(collectives.main).parameters
     kw = {"base_profile": base} if base and "base_profile" in params else {}
     for name in ("output_path", "output", "out", "path"):
@@ -40,7 +40,7 @@ def _delegate_collectives(output, base):
               help="statistic over repeats (min: least-disturbed sample, for a busy machine)")
 @click.option("--from-csv", "csv_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="import DeepBench-style CSV results instead of measuring (needs --base)")
-@click.option("--collectives", is_flag=True, help="measure collective communication (calibrate.collectives)")
+@click.option("--collectives", is_flag=True, help="measure collective communication (perfmodel.calibrate.collectives)")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
 @click.argument("more_csv", nargs=-1, type=click.Path(exists=True, dir_okay=False))
 def calibrate(use_gpu, use_cpu, device, quick, output, base, name, threads, clock, stat, csv_files, collectives,
@@ -60,16 +60,16 @@ def calibrate(use_gpu, use_cpu, device, quick, output, base, name, threads, cloc
         if csv_files:
             if not base:
                 _fail("--from-csv needs --base PROFILE (the datasheet profile of the GPU the CSV measured)")
-            from calibrate.deepbench import profile_from_csv
-            from calibrate.run import write_profile
+            from ..calibrate.deepbench import profile_from_csv
+            from ..calibrate.run import write_profile
             prof = profile_from_csv([*csv_files, *more_csv], hardware.load(base))
             out = output or hardware.user_profiles_dir() / f"{prof['name']}.json"
             click.echo(f"wrote {write_profile(prof, out)}")
             return
         if use_gpu == use_cpu:
             _fail("choose one of --gpu or --cpu")
-        from calibrate import run
-        from calibrate.plan import plan_for
+        from ..calibrate import run
+        from ..calibrate.plan import plan_for
         try:
             kind, dev = run.resolve_device(use_gpu, device)
         except run.NoGpuError as e:

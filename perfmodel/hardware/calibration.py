@@ -17,7 +17,7 @@ Format (every section optional; times in seconds, sizes in bytes)::
     rnn          [{dtype, cell, hidden, batch, steps, input, input_mode?, fwd_s, bwd_s?, spread?}]
     conv         [{dtype, n, c, h, w, k, r, s, stride_h, stride_w, pad_h, pad_w,
                    fwd_s, bwd_data_s?, bwd_weight_s?, spread?}]
-    collectives  {...}  (owned by ``calibrate.collectives``; only checked to be an object)
+    collectives  {...}  (owned by ``perfmodel.calibrate.collectives``; only checked to be an object)
 
 ``overhead_us[kind]`` is the fixed cost of one kernel of that kind *inside a training
 step* (forward call plus its autograd backward), in units of the op IR's kernels;
@@ -36,7 +36,7 @@ from ..ops import DTYPES, RNN_CELLS, conv_out_hw
 
 SECTIONS = ("provenance", "gemm", "memory", "overhead_us", "allocation", "rnn", "conv", "collectives")
 MEMORY_OPS = ("copy", "elementwise", "reduction")
-#: kernels timed as curves of their own (``calibrate.layers``): an op whose ``meta["curve"]`` names
+#: kernels timed as curves of their own (``perfmodel.calibrate.layers``): an op whose ``meta["curve"]`` names
 #: one reads it in the forward phase and ``<name>_bwd`` in its backward
 LAYER_CURVES = ("batchnorm", "maxpool")
 CURVE_OPS = MEMORY_OPS + LAYER_CURVES + tuple(f"{c}_bwd" for c in LAYER_CURVES)

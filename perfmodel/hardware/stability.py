@@ -2,7 +2,7 @@
 
 ``perfmodel calibrate`` re-measures points whose repeats disagree and writes those that never
 settled to ``calibration.provenance.unstable_points`` as ``{"count": N, "names": [...]}``
-(:mod:`calibrate.interleave`).  :func:`unstable_warning` turns that record into the one line that
+(:mod:`perfmodel.calibrate.interleave`).  :func:`unstable_warning` turns that record into the one line that
 ``calibrate`` prints and ``validate`` and ``predict`` repeat for such a profile.
 """
 from __future__ import annotations
