@@ -103,4 +103,6 @@ def predict_total(scenario: Scenario, width: int, layout: Layout, dataset_size=N
         out.update({"dataset_size": d, "steps": steps,
                     "total_time_s": float(total_time_s(steps, p.time_per_step_s)),
                     **law_fields(law, scenario.model, factor)})
+        from .total_interval import single_interval
+        out.update(single_interval(law, p.params, d, p.batch * factor, p.time_per_step_s, scenario.hardware))
     return out

@@ -99,3 +99,65 @@ def width_intervals(law, params, dataset_size, batch, time_per_step_s, valid, hw
     med, lo, hi = (np.where(bad, np.nan, v) for v in (med, lo, hi))
     return {"total_time_median_s": med, "total_time_interval_80": np.stack([lo, hi], axis=-1),
             "p_fastest": p_fastest(d, valid), "step_time_mape": mape, "step_time_mape_source": source}
+
+
+def single_interval(law, params, dataset_size, batch, time_per_step_s, hw) -> dict:
+    """Keys for one configuration: steps and total-time medians with 80 % intervals, the
+    extrapolation factors and, beyond 30×, a ``warning`` line (intervals None without draws)."""
+    from .steps.uncertainty import extrapolation, extrapolation_warning, interval
+    iv = interval(law, params, dataset_size, batch) if hasattr(law, "draws") else {}
+    out = {"extrapolation": extrapolation(law, params, dataset_size) if hasattr(law, "measured_range") else None,
+           "steps_median": iv.get("steps"), "steps_interval_80": iv.get("interval_80"),
+           "total_time_median_s": None, "total_time_interval_80": None}
+    warn = extrapolation_warning(law, params, dataset_size) if hasattr(law, "measured_range") else None
+    if warn:
+        out["warning"] = warn
+    r = width_intervals(law, [params], dataset_size, batch, [time_per_step_s], [True], hw) if iv else None
+    if r is None:
+        out["intervals"] = "unavailable: the step law has no parameter draws"
+        return out
+    out.update(total_time_median_s=float(r["total_time_median_s"][0]),
+               total_time_interval_80=[float(v) for v in r["total_time_interval_80"][0]],
+               step_time_mape=r["step_time_mape"], step_time_mape_source=r["step_time_mape_source"])
+    return out
+
+
+def attach_plan_intervals(plan, law, factor: float, hw):
+    """Fill each fitting row's total-time median, 80 % interval and p_fastest, and the plan's
+    ``uncertainty`` (time-per-step spread and its source, extrapolation, a warning beyond 30×)."""
+    from dataclasses import replace
+
+    from .steps.uncertainty import extrapolation, extrapolation_warning, has_draws
+    fit = [i for i, r in enumerate(plan.rows) if r.fits]
+    info: dict = {"method": "step-law draws x time per step x exp(sigma_t u); perfmodel/total_interval.py"}
+    if not fit:
+        info["intervals"] = "no width fits"
+        plan.uncertainty = info
+        return plan
+    rows = [plan.rows[i] for i in fit]
+    params = np.array([r.params for r in rows], float)
+    update = [{} for _ in rows]
+    if getattr(law, "measured_range", None):
+        info["extrapolation"] = {**extrapolation(law, params.max(), plan.dataset_size),
+                                 "widest_params": float(params.max())}
+        warn = extrapolation_warning(law, params.max(), plan.dataset_size)
+        if warn:
+            info["warning"] = warn
+        for u, r in zip(update, rows):
+            u["extrapolation_params_x"] = extrapolation(law, r.params, plan.dataset_size)["params_x"]
+    if has_draws(law):
+        batch = np.array([r.batch for r in rows], float) * factor
+        times = np.array([r.time_per_step_s for r in rows], float)
+        out = width_intervals(law, params, plan.dataset_size, batch, times, np.ones(len(rows), bool), hw)
+        for j, u in enumerate(update):
+            u.update(total_time_median_s=float(out["total_time_median_s"][j]),
+                     total_time_interval_80=[float(v) for v in out["total_time_interval_80"][j]],
+                     p_fastest=float(out["p_fastest"][j]))
+        info.update(step_time_mape=out["step_time_mape"], step_time_mape_source=out["step_time_mape_source"],
+                    most_likely_fastest_width=int(rows[int(np.argmax(out["p_fastest"]))].width))
+    else:
+        info["intervals"] = "unavailable: the step law has no parameter draws"
+    for i, u in zip(fit, update):
+        plan.rows[i] = replace(plan.rows[i], **u)
+    plan.uncertainty = info
+    return plan

@@ -25,6 +25,13 @@ from .tables import prediction_text
               type=click.Path(dir_okay=False), help="where to write the HTML report ('' for none)")
 def demo(model, width, devices, dataset_size, report_path):
     """Predict MODEL at WIDTH on a GPU and this CPU, plan total training time over widths, write a report."""
+    from ..architectures import get_spec
+    from ..total import check_dataset_size
+    get_spec(model)                 # bad input fails here, before any output
+    check_dataset_size(dataset_size)
+    if report_path:
+        from ..outputs import check_output
+        check_output(report_path, what="report")
     cpu = hardware.local_cpu_profile()
     for name in (hardware.DEFAULT_GPU, cpu):
         click.echo(prediction_text(predict(model, width, hardware.load(name))))
@@ -45,8 +52,10 @@ def demo(model, width, devices, dataset_size, report_path):
     widths = [256 * 2**i for i in range(6)]
     click.echo("Would a bigger model finish sooner?  Total time = steps (shipped law, "
                f"k = {law.k:.3f}, measured at small scale and extrapolated) x time per step:")
-    click.echo(plan_text(plan(Scenario(model, hardware.load(hardware.DEFAULT_GPU)), widths, SearchSpace(devices),
-                              dataset_size, law)))
+    p = plan(Scenario(model, hardware.load(hardware.DEFAULT_GPU)), widths, SearchSpace(devices), dataset_size, law)
+    click.echo(plan_text(p))
+    if (p.uncertainty or {}).get("warning"):
+        click.echo(p.uncertainty["warning"])
     if report_path:
         from ..report import write_report
         path = write_report(report_path, model, hardware=(hardware.DEFAULT_GPU, cpu), dataset_size=dataset_size,

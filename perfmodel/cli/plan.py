@@ -52,6 +52,8 @@ def plan(model, widths, dataset_size, law_path, hw_name, devices, batches, max_b
                                      sets, law_path, (persistent_rnn, streams, recompute, schedule, allreduce, overlap,
                                                       bucket_mib))
     p = run_plan(scenario, widths, space, dataset_size, law)
+    if (p.uncertainty or {}).get("warning"):
+        click.echo(p.uncertainty["warning"], err=True)
     if as_json:
         click.echo(to_json(p.to_dict()))
     else:

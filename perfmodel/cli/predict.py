@@ -51,6 +51,8 @@ def predict(model, width, batch, seq_len, sets, hw_name, dtype, optimizer, datas
         extra = predict_total(Scenario(model, hw, knobs, dtype, optimizer, opts), width,
                               resolve_layout(devices, dp, tp, pp, micro_batches), dataset_size,
                               load_law(law_path) if law_path else None, global_batch, devices)
+        if extra.get("warning"):
+            click.echo(extra["warning"], err=True)
     if as_json:
         out = p.to_dict()
         if extra:

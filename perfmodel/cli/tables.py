@@ -61,6 +61,18 @@ def parallel_text(d: dict) -> str:
         lines.append(f"  steps             {d['steps']:,.0f} (law for {d.get('steps_law_model')}, dataset "
                      f"{d['dataset_size']:.4g})")
         lines.append(f"  total time        {fmt_seconds(d['total_time_s'])}")
+        if d.get("total_time_interval_80"):
+            lo, hi = d["total_time_interval_80"]
+            s_lo, s_hi = d["steps_interval_80"]
+            lines.append(f"  80% interval      total {fmt_seconds(d['total_time_median_s'])} [{fmt_seconds(lo)}, "
+                         f"{fmt_seconds(hi)}], steps {d['steps_median']:,.0f} [{s_lo:,.0f}, {s_hi:,.0f}] "
+                         f"(time per step {100 * d['step_time_mape']:.0f}% MAPE: {d['step_time_mape_source']})")
+        elif d.get("intervals"):
+            lines.append(f"  80% interval      {d['intervals']}")
+        x = d.get("extrapolation") or {}
+        if x.get("params_x") and x["params_x"] == x["params_x"]:
+            lines.append(f"  extrapolation     {x['params_x']:.3g}x the largest measured parameter count, "
+                         f"{x['dataset_x']:.3g}x the largest measured dataset")
         if d.get("steps_law_note"):
             lines.append(f"  note              {d['steps_law_note']}")
     return "\n".join(lines)
@@ -71,25 +83,44 @@ def plan_text(p) -> str:
     rows = []
     for r in p.rows:
         if not r.fits:
-            rows.append([r.width, f"{r.params:,}", f"MARKED: {r.why}", "", "", "", "", "", "", "", ""])
+            rows.append([r.width, f"{r.params:,}", f"MARKED: {r.why}", "", "", "", "", "", "", "", "", "", ""])
             continue
         rows.append([r.width, f"{r.params:,}", f"{r.dp}x{r.tp}x{r.pp}", r.m, r.micro_batch, r.batch, f"{r.steps:,.0f}",
-                     fmt_seconds(r.time_per_step_s), fmt_seconds(r.total_time_s), _opt_seconds(r.best_dp_only_total_s),
+                     fmt_seconds(r.time_per_step_s), fmt_seconds(r.total_time_s), _interval(r),
+                     f"{100 * r.p_fastest:.0f}%" if r.p_fastest is not None else "n/a",
+                     _opt_seconds(r.best_dp_only_total_s),
                      r.dp_stops_paying_at if r.dp_stops_paying_at is not None else "-"])
     head = (f"{p.model} on {p.devices} x {p.hardware}, dataset {p.dataset_size:.4g}; every layout dp x tp x pp "
             f"(m micro-batches) that fits, fastest per width")
     table = tabulate(rows, headers=["width", "params", "dp x tp x pp", "m", "micro", "batch", "steps", "time/step",
-                                    "total", "DP-only total", "DP stops paying at dp*"], disable_numparse=True)
+                                    "total", "total: median [80%]", "P(fastest)", "DP-only total",
+                                    "DP stops paying at dp*"], disable_numparse=True)
     best = p.fastest
+    u = p.uncertainty or {}
+    chance = (f"; P(fastest) {100 * best.p_fastest:.0f}%, total {_interval(best)}"
+              if best and best.p_fastest is not None else
+              f"; no interval ({u['intervals']})" if best and u.get("intervals") else "")
+    likely = u.get("most_likely_fastest_width")
     tail = (f"fastest: width {best.width} in {fmt_seconds(best.total_time_s)} with dp={best.dp} "
-            f"tp={best.tp} pp={best.pp} m={best.m} batch={best.batch}" if best
-            else "no width has a layout that fits")
+            f"tp={best.tp} pp={best.pp} m={best.m} batch={best.batch}{chance}"
+            + (f" (most often fastest over the draws: width {likely})" if likely not in (None, best.width) else "")
+            if best else "no width has a layout that fits")
+    if u.get("step_time_mape") is not None:
+        tail += (f"\nintervals: step-law draws x time per step with a {100 * u['step_time_mape']:.0f}% MAPE "
+                 f"({u['step_time_mape_source']})")
     note = p.law.get("steps_law_note")
     from ..parallel.search import DP_PAYING_GAIN
     foot = (f"* the data-parallel degree past which doubling it (tp = pp = 1) cuts total time by less than "
             f"{100 * DP_PAYING_GAIN:.0f}%: more steps past the critical batch eat the shorter steps")
     notes = [f"note: {n}" for n in (note, p.law.get("batch_note")) if n]
     return "\n".join([head, table, tail, foot] + notes)
+
+
+def _interval(r) -> str:
+    if r.total_time_interval_80 is None:
+        return "n/a"
+    lo, hi = r.total_time_interval_80
+    return f"{fmt_seconds(r.total_time_median_s)} [{fmt_seconds(lo)}, {fmt_seconds(hi)}]"
 
 
 def whatif_text(r: dict) -> str:

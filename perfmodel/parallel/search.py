@@ -98,11 +98,19 @@ class PlanRow:
     why: str | None = None
     best_dp_only_total_s: float | None = None   # the fastest with tp = pp = 1
     dp_stops_paying_at: int | None = None       # :func:`dp_stops_paying`
+    # perfmodel.total_interval: median and 80 % interval of total time, chance of being the fastest width
+    total_time_median_s: float | None = None
+    total_time_interval_80: list | None = None
+    p_fastest: float | None = None
+    extrapolation_params_x: float | None = None
 
     def to_dict(self) -> dict:
         out = {"width": self.width, "params": self.params, "fits": self.fits}
         if self.fits:
-            out.update({k: getattr(self, k) for k in BEST_FIELDS}, devices_used=self.devices_used)
+            out.update({k: getattr(self, k) for k in BEST_FIELDS}, devices_used=self.devices_used,
+                       total_time_median_s=self.total_time_median_s,
+                       total_time_interval_80=self.total_time_interval_80, p_fastest=self.p_fastest,
+                       extrapolation_params_x=self.extrapolation_params_x)
         else:
             out["why"] = self.why
         out.update(best_dp_only_total_s=self.best_dp_only_total_s, dp_stops_paying_at=self.dp_stops_paying_at)
@@ -121,6 +129,7 @@ class Plan:
     devices_curve: dict        # width -> {devices used: best total over all layouts}
     law: dict = field(default_factory=dict)
     options: dict = field(default_factory=dict)
+    uncertainty: dict = field(default_factory=dict)    # perfmodel.total_interval.attach_plan_intervals
 
     @property
     def fastest(self) -> PlanRow | None:
@@ -134,7 +143,8 @@ class Plan:
                 "fastest": fastest.to_dict() if fastest else None,
                 "dp_curve": {str(w): {str(d): t for d, t in c.items()} for w, c in self.dp_curve.items()},
                 "devices_curve": {str(w): {str(d): t for d, t in c.items()} for w, c in self.devices_curve.items()},
-                "law": self.law, "options": self.options}
+                "law": self.law, "options": self.options, "uncertainty": self.uncertainty,
+                "extrapolation": self.uncertainty.get("extrapolation")}
 
 
 def dp_stops_paying(curve: dict, gain: float = DP_PAYING_GAIN):
@@ -239,8 +249,10 @@ def plan(scenario: Scenario, widths, space: SearchSpace, dataset_size, law) -> P
                                 f"its batch only: global batch held at {held}, nearest to its {law.batch_ref:g} "
                                 f"examples at equal tokens per step; measure runs at several --batch values, or "
                                 f"give --batches, to search the batch")
-    return Plan(model, scenario.hardware.name, n_dev, dataset, [int(w) for w in widths], rows, dp_curve, dev_curve,
-                fields, options)
+    out = Plan(model, scenario.hardware.name, n_dev, dataset, [int(w) for w in widths], rows, dp_curve, dev_curve,
+               fields, options)
+    from ..total_interval import attach_plan_intervals
+    return attach_plan_intervals(out, law, factor, scenario.hardware)
 
 
 def held_batch(law, factor: float) -> int | None:

@@ -47,7 +47,10 @@ def layout_rows(plans_by_hw: dict) -> list[dict]:
             out.append({"hardware": hw_name, "width": r["width"], "params": r["params"],
                         "layout": layout_name(r) if r["fits"] else r.get("why", "none"),
                         **{k: r.get(k) for k in ("devices_used", "dp", "tp", "pp", "m", "micro_batch", "batch",
-                                                 "steps", "time_per_step_s", "comm_time_s", "total_time_s")},
+                                                 "steps", "time_per_step_s", "comm_time_s", "total_time_s",
+                                                 "total_time_median_s", "p_fastest", "extrapolation_params_x")},
+                        **dict(zip(("total_time_lo80_s", "total_time_hi80_s"),
+                                   r.get("total_time_interval_80") or (None, None))),
                         "fits": r["fits"]})
     return out
 

@@ -19,13 +19,38 @@ def question(ctx) -> str:
     return f"Question: how long does one training step of {ctx.inputs.model} take on {hws}, across widths?"
 
 
+def uncertainty_sentence(ctx, best: dict) -> str:
+    """The 80 % interval and the chance that this width is the fastest, and how far the law extrapolates."""
+    out = ""
+    if best.get("total_time_lo80_s") is not None:
+        out += (f" 80% interval {fmt_seconds(best['total_time_lo80_s'])} to {fmt_seconds(best['total_time_hi80_s'])} "
+                f"(median {fmt_seconds(best['total_time_median_s'])}); this width is the fastest in "
+                f"{100 * best['p_fastest']:.0f}% of the joint draws of the step law and the time-per-step error.")
+    else:
+        out += " No interval: the step law file has no parameter draws (refit it with perfmodel steps fit)."
+    plan = ctx.plans.get(best["hardware"])
+    u = getattr(plan, "uncertainty", None) or {}
+    x = dict(u.get("extrapolation") or {})
+    if best.get("extrapolation_params_x") is not None:
+        x["params_x"] = best["extrapolation_params_x"]
+    from ..steps.uncertainty import WARN_EXTRAPOLATION
+    if x.get("params_x") and max(x["params_x"], x.get("dataset_x") or 0) > WARN_EXTRAPOLATION:
+        out += (f" Warning: for this width the step law is extrapolated {x['params_x']:.0f}× beyond the largest "
+                f"parameter count and {x['dataset_x']:.0f}× beyond the largest dataset it was measured on; "
+                "treat the total as a guess.")
+    elif x.get("params_x"):
+        out += f" The law extrapolates {x['params_x']:.3g}× in parameters and {x['dataset_x']:.3g}× in data."
+    return out
+
+
 def answer(ctx) -> str:
     best = optimum(ctx.layouts)
     if best is not None:
-        return (f"Answer: width {best['width']} ({best['params']:,} parameters) on {best['hardware']} with "
+        text = (f"Answer: width {best['width']} ({best['params']:,} parameters) on {best['hardware']} with "
                 f"layout {best['layout']} ({best['devices_used']} device{'s' if best['devices_used'] > 1 else ''}"
                 f", global batch {best['batch']}): {fmt_seconds(best['total_time_s'])} in total = "
                 f"{best['steps']:.4g} steps × {fmt_seconds(best['time_per_step_s'])} per step.")
+        return text + uncertainty_sentence(ctx, best)
     if ctx.plans:
         return "Answer: no width fits in device memory under any layout searched."
     parts = []

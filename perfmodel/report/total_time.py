@@ -17,7 +17,8 @@ from .layouts import devices_for
 
 MAX_PANELS = 3
 TOTAL_COLUMNS = ("hardware", "width", "params", "layout", "devices_used", "dp", "tp", "pp", "m", "micro_batch",
-                 "batch", "steps", "time_per_step_s", "comm_time_s", "total_time_s", "fits")
+                 "batch", "steps", "time_per_step_s", "comm_time_s", "total_time_s", "total_time_median_s",
+                 "total_time_lo80_s", "total_time_hi80_s", "p_fastest", "extrapolation_params_x", "fits")
 
 
 def optimum(rows: list[dict]) -> dict | None:
@@ -51,6 +52,11 @@ def total_figure(ctx) -> Figure:
                     label=f"data parallel dp={dp}")
         ax.plot([r["params"] for r in rows], [r["total_time_s"] for r in rows], "-o", ms=3, lw=2, color="black",
                 label="fastest layout")
+        band = [r for r in rows if r.get("total_time_lo80_s") is not None]
+        if band:
+            ax.fill_between([r["params"] for r in band], [r["total_time_lo80_s"] for r in band],
+                            [r["total_time_hi80_s"] for r in band], color="black", alpha=0.12, lw=0,
+                            label="80% interval")
         best = optimum(rows)
         title = f"{hw_name}, up to {devices_for(ctx, next(h for h in ctx.hardware if h.name == hw_name))} devices"
         if best is not None:
@@ -64,7 +70,8 @@ def total_figure(ctx) -> Figure:
     for ax in axes:
         for h, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, h)
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(6, len(handles)),
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+               ncol=min(3 * len(axes), len(handles)),
                frameon=False, fontsize=7)
     if len(axes) > 1:
         lo = min(a.get_ylim()[0] for a in axes)
