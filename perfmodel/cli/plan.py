@@ -76,6 +76,8 @@ def whatif(model, widths, dataset_size, law_path, hw_name, devices, batches, max
                                      sets, law_path, (persistent_rnn, streams, recompute, schedule, allreduce, overlap,
                                                       bucket_mib))
     r = break_even(scenario, widths, space, dataset_size, law, resources, max_factor)
+    if (r.get("uncertainty") or {}).get("warning"):
+        click.echo(r["uncertainty"]["warning"], err=True)
     if as_json:
         click.echo(to_json(r))
     else:

@@ -133,7 +133,12 @@ def whatif_text(r: dict) -> str:
             f = r["break_even"][k][i]
             cells.append("-" if i == 0 else ("already" if f == 1.0 else
                                              (f"{f:.3g}x" if f is not None else f">{r['max_factor']:g}x")))
-        rows.append([w, _opt_seconds(r["baseline_total_s"][i]), *cells])
+        iv = (r.get("baseline_total_interval_80") or [None] * len(r["widths"]))[i]
+        p = (r.get("p_fastest") or [None] * len(r["widths"]))[i]
+        rows.append([w, _opt_seconds(r["baseline_total_s"][i]),
+                     f"{fmt_seconds(r['baseline_total_median_s'][i])} [{fmt_seconds(iv[0])}, {fmt_seconds(iv[1])}]"
+                     if iv else "n/a", f"{100 * p:.0f}%" if p is not None else "n/a", *cells])
     head = (f"{r['model']} on {r['devices']} x {r['hardware']}: speedup of one resource needed for each width "
             f"to train faster than every smaller width (fastest now: width {r['fastest_width']})")
-    return "\n".join([head, tabulate(rows, headers=["width", "total now", *res], disable_numparse=True)])
+    return "\n".join([head, tabulate(rows, headers=["width", "total now", "total: median [80%]", "P(fastest)", *res],
+                                     disable_numparse=True)])

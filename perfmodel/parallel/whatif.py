@@ -75,7 +75,10 @@ def break_even(scenario: Scenario, widths, space, dataset_size, law, resources=R
     out = {"model": scenario.model, "hardware": hw.name, "devices": space.devices, "widths": widths,
            "baseline_total_s": [float(x) if np.isfinite(x) else None for x in t0],
            "fastest_width": base.fastest.width if base.fastest else None, "max_factor": max_factor,
-           "break_even": {}}
+           "baseline_total_median_s": [r.total_time_median_s for r in base.rows],
+           "baseline_total_interval_80": [r.total_time_interval_80 for r in base.rows],
+           "p_fastest": [r.p_fastest for r in base.rows], "uncertainty": base.uncertainty,
+           "extrapolation": base.uncertainty.get("extrapolation"), "break_even": {}}
     grid = [2 ** (k / 2) for k in range(1, int(np.floor(2 * np.log2(max_factor))) + 1)]
     for r in resources:
         found = np.where(_wins(t0), 1.0, np.nan)
