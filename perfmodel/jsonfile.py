@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 
 from .errors import PerfmodelError
@@ -21,3 +23,23 @@ def read_json_object(path, what: str, error: type[PerfmodelError] = PerfmodelErr
     if not isinstance(d, dict):
         raise error(f"{p}: {what} file must hold a JSON object")
     return d
+
+
+def write_json_atomic(path, obj) -> Path:
+    """Write ``obj`` as JSON to ``path`` via a temp file in the same folder and ``os.replace``:
+    an interrupted write leaves the previous file as it was."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2, allow_nan=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

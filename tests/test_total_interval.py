@@ -78,3 +78,23 @@ def test_report_answer_gives_interval_and_probability():
     from perfmodel.report import build_report
     html = build_report("charlm", dataset_size=1e8, devices=8, widths=[256, 512, 1024])
     assert "80% interval" in html and "of the joint draws" in html
+
+
+def test_validate_record_round_trip(tmp_path):
+    from perfmodel.hardware.record import record_validation
+    prof = tmp_path / "v100.json"
+    res = CliRunner().invoke(cli, ["calibrate", "--from-csv", "tests/data/deepbench_gemm_v100_sample.csv",
+                                   "--base", "V100-SXM2", "-o", str(prof), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    hw = hardware.load(str(prof))
+    assert step_time_mape(hw)[0] == DEFAULT_MAPE["csv"]          # no record yet: the source's default
+    record_validation(hw, 0.123, "mlp", 5, "perfmodel validate ...")
+    again = hardware.load(str(prof))
+    assert step_time_mape(again)[0] == 0.123
+    assert again.calibration["provenance"]["validation"]["by_model"]["mlp"]["configurations"] == 5
+
+
+def test_record_refuses_a_datasheet_profile_before_any_step():
+    res = CliRunner().invoke(cli, ["validate", "--model", "mlp", "--widths", "16", "--hardware", "H100-SXM5",
+                                   "--record"])
+    assert res.exit_code == 2 and "--record needs a calibrated profile file" in res.output

@@ -47,9 +47,10 @@ def _pct(fraction) -> str:
               help="statistic over repeats (default: as the profile was calibrated, else median)")
 @click.option("--fresh-process/--same-process", default=True, show_default=True,
               help="time each width in a new process, as a training job starts (CPU malloc state carries over)")
+@click.option("--record", is_flag=True, help="store the MAPE in the (calibrated) profile: total-time intervals use it")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def validate(model, widths, sample, seed, max_step_s, batch, seq_len, sets, hw_name, device, dtype, optimizer,
-             warmup, repeats, rounds, threads, clock, stat, fresh_process, as_json):
+             warmup, repeats, rounds, threads, clock, stat, fresh_process, record, as_json):
     """Run real training steps, compare with the prediction: error per width (or sampled configuration) and MAPE."""
     from tabulate import tabulate
 
@@ -65,6 +66,9 @@ def validate(model, widths, sample, seed, max_step_s, batch, seq_len, sets, hw_n
     if sample is not None and knobs:
         raise PerfmodelError(f"--sample draws the knobs itself; {', '.join(sorted(knobs))} is not allowed with it")
     hw = hardware.load(hw_name or _default_hardware(device))
+    if record:
+        from ..hardware.record import check_recordable
+        check_recordable(hw)          # before any step runs
     warning = unstable_warning(hw)
     if warning:
         click.echo(warning, err=True)
@@ -73,8 +77,10 @@ def validate(model, widths, sample, seed, max_step_s, batch, seq_len, sets, hw_n
     if sample is not None:
         from ..validate_sample import validate_sample
         v, info = validate_sample(model, sample, hw, seed, max_step_s, dtype=dtype, optimizer=optimizer, **run)
+        _record(record, hw, v, model)
         return _print_sample(v, info, as_json)
     v = run_validate(model, widths, hw, dtype=dtype, optimizer=optimizer, **run, **knobs)
+    _record(record, hw, v, model)
     if as_json:
         click.echo(to_json(v.to_dict()))
         return
@@ -105,6 +111,16 @@ def validate(model, widths, sample, seed, max_step_s, batch, seq_len, sets, hw_n
     if v.mape_by_round:
         click.echo(f"MAPE of each of the {rounds} rounds alone: "
                    + ", ".join(f"{100 * m:.1f}%" for m in v.mape_by_round) + " (the machine's run-to-run noise)")
+
+
+def _record(record, hw, v, model):
+    if not record:
+        return
+    import sys
+
+    from ..hardware.record import record_validation
+    rec = record_validation(hw, v.mape, model, len(v.rows), " ".join(["perfmodel", *sys.argv[1:]]))
+    click.echo(f"recorded MAPE {100 * rec['mape']:.1f}% ({model}) in {hw.path}", err=True)
 
 
 def _print_sample(v, info, as_json):
