@@ -11,11 +11,11 @@ import sys
 
 from perfmodel.errors import PerfmodelError
 from perfmodel.hardware import HardwareProfile
-from perfmodel.kernels import CELL_NAMES, gemm_dims, implausible_reason, matches_gpu, read_kernel_csv
+from perfmodel.kernel_check import CELL_NAMES, gemm_dims, implausible_reason, matches_gpu, read_kernel_csv
 
 
 def _gemm_point(r):
-    """One GEMM row as a calibration point in the IR's row-major convention (:func:`perfmodel.kernels.gemm_dims`)."""
+    """One GEMM row as a calibration point in the IR's row-major convention (:func:`perfmodel.kernel_check.gemm_dims`)."""
     return {"dtype": r["precision"].lower(), **gemm_dims(r), "batch": 1, "time_s": r["time_ms"] * 1e-3}
 
 
@@ -67,7 +67,7 @@ def calibration_from_csv(files, base: HardwareProfile, gpu: str | None = None) -
 
 
 def _suspect(row) -> bool:
-    from perfmodel.kernels import suspect_reason
+    from perfmodel.kernel_check import suspect_reason
     return suspect_reason("conv", row, "bwd_weight") is not None
 
 

@@ -17,7 +17,7 @@ class Context:
     device: str          # "cpu" or "cuda:N"
     kind: str            # "cpu" | "gpu"
     dtypes: tuple
-    plan: object         # perfmodel.calibrate.plan.Plan
+    plan: object         # perfmodel.calibrate.plan.CalibrationPlan
     clock: str = "wall"  # CPU clock, see perfmodel.calibrate.timing
     stat: str = "median"  # statistic over repeats, see perfmodel.calibrate.timing
 

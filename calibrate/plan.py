@@ -1,6 +1,6 @@
 """What to measure: shape grids for the quick, full and custom (test) runs.
 
-One :class:`Plan` drives every microbenchmark.  GEMM shapes are a log-spaced
+One :class:`CalibrationPlan` drives every microbenchmark.  GEMM shapes are a log-spaced
 cube over (M, N, K), extra density at the shapes recurrent training runs
 (batch x H times H x gH for g = 1..4 gates) and at small sizes, capped in FLOPs
 so one point never dominates the run.  Conv shapes are not listed here: they
@@ -18,7 +18,7 @@ LAYOUTS = ((False, True), (False, False), (True, False))
 
 
 @dataclass(frozen=True)
-class Plan:
+class CalibrationPlan:
     name: str
     gemm_cube: tuple = (16, 64, 256, 1024)
     gemm_rnn_batch: tuple = (8, 32, 128)
@@ -72,13 +72,13 @@ class Plan:
         return sorted(s)
 
 
-QUICK = Plan("quick", warmup=1, repeats=4, min_block_s=5e-4, rnn_batch=(4, 32), rnn_hidden=(64, 256, 512, 1024),
+QUICK = CalibrationPlan("quick", warmup=1, repeats=4, min_block_s=5e-4, rnn_batch=(4, 32), rnn_hidden=(64, 256, 512, 1024),
              layer_max_bytes=16 * 2**20,
              gemm_rnn_gates=(2, 4),
              gemm_bmm=((64, 64, 64, 64), (16, 64, 64, 64), (64, 128, 128, 64), (16, 128, 64, 128)),
              conv_models=(("speech", 64, {"batch": 2, "seq_len": 100}),
                           ("resnet", 16, {"batch": 2, "image_size": 64})))
-FULL = Plan("full", warmup=1, repeats=4, min_block_s=1e-3, gemm_cube=(16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
+FULL = CalibrationPlan("full", warmup=1, repeats=4, min_block_s=1e-3, gemm_cube=(16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
             gemm_rnn_batch=(4, 8, 16, 32, 64, 128), gemm_rnn_hidden=(64, 128, 256, 512, 1024, 2048),
             gemm_small=(1, 2, 4, 8), gemm_wide_n=(8192, 32768, 65536), gemm_wide_mk=(16, 64, 256, 1024),
             max_wide_flops=1e11,
@@ -107,6 +107,6 @@ FULL_CPU = replace(FULL, name="full-cpu", max_gemm_flops=4e9, max_wide_flops=1e1
 PLANS = {"quick": QUICK, "full": FULL, "full-cpu": FULL_CPU}
 
 
-def plan_for(kind: str, quick: bool) -> Plan:
+def plan_for(kind: str, quick: bool) -> CalibrationPlan:
     """``--quick`` on any device, else the full plan for a GPU or a CPU."""
     return QUICK if quick else (FULL if kind == "gpu" else FULL_CPU)

@@ -24,7 +24,7 @@ from perfmodel.hardware.stability import unstable_warning
 from . import allocation, backend, conv, gemm, interleave, memory, overhead, provenance, rnn
 from .atomic import write_json_atomic
 from .devices import Context, free_cache, supported_dtypes
-from .plan import Plan
+from .plan import CalibrationPlan
 from .timing import STATS
 
 SECTION_MODULES = {"overhead": overhead, "gemm": gemm, "memory": memory, "allocation": allocation, "rnn": rnn,
@@ -108,7 +108,7 @@ def collect(points) -> dict:
     return results
 
 
-def calibrate(base: hardware.HardwareProfile, plan: Plan, kind: str = "cpu", device: str = "cpu",
+def calibrate(base: hardware.HardwareProfile, plan: CalibrationPlan, kind: str = "cpu", device: str = "cpu",
               name: str | None = None, command: str = "", progress: bool = True,
               threads: int | None = None, clock: str = "wall", stat: str = "median",
               timer=None) -> tuple[dict, list[str]]:

@@ -8,8 +8,9 @@ Map of the package (one concern per folder):
 * ``hardware/``                    hardware profiles (JSON, units in keys)
 * ``cost/``                        rates -> roofline -> residuals -> op_time; waves, Winograd, memory
 * ``scenario.py``                  what a prediction is about: model, knobs, hardware, dtype, optimizer
-* ``predict.py``, ``sweep.py``     time per step, one config or vectorized sweeps
-* ``validate.py``, ``kernels.py``  prediction vs real training steps / published kernel timings
+* ``predict.py``, ``grid.py``      time per step, one config or a vectorized configuration grid
+* ``validate.py``                 prediction vs real training steps
+* ``kernel_check.py``             prediction vs published kernel timings (DeepBench rows)
 * ``steps/``                       step-law measurement, gradient statistics, fitting
 * ``parallel/``                    data, tensor, pipeline and kernel parallelism; layout search
 * ``total.py``                     total time = steps x time per step
@@ -24,7 +25,7 @@ pays only for what it runs): :class:`~perfmodel.scenario.Scenario` -- what to pr
 :func:`~perfmodel.parallel.search.plan` (the fastest layout per width),
 :func:`~perfmodel.total.predict_total`, :func:`~perfmodel.parallel.whatif.break_even`; with
 ``Layout``, ``ParallelOptions``, ``KernelOptions``, ``SearchSpace``, ``load_law`` and
-``shipped_law_path``.  The vectorized sweep is :func:`perfmodel.sweep.sweep`; model-level
+``shipped_law_path``.  The vectorized grid is :func:`perfmodel.grid.sweep`; model-level
 predictions without a scenario :func:`perfmodel.predict.predict` and ``predict_arrays``.
 """
 import importlib
@@ -35,7 +36,7 @@ __version__ = "0.1.0"
 _API = {
     "Scenario": "scenario", "check_precision": "scenario",
     "predict_step": "predict",
-    "Layout": "parallel.layout", "ParallelOptions": "parallel.options", "KernelOptions": "parallel.kernel",
+    "Layout": "parallel.layout", "ParallelOptions": "parallel.options", "KernelOptions": "parallel.kernel_parallel",
     "predict_parallel": "parallel.step", "SearchSpace": "parallel.search", "plan": "parallel.search",
     "break_even": "parallel.whatif",
     "predict_total": "total", "load_law": "total", "shipped_law_path": "total",

@@ -11,14 +11,14 @@ from click.testing import CliRunner
 
 from perfmodel.calibrate import interleave
 from perfmodel.calibrate.devices import Context
-from perfmodel.calibrate.plan import Plan
+from perfmodel.calibrate.plan import CalibrationPlan
 from perfmodel.calibrate.tasks import Probe
 from perfmodel.calibrate.timing import FakeTimer, spread_of
 from perfmodel import hardware
 from perfmodel.cli import main
 from perfmodel.hardware.stability import unstable_warning
 
-PLAN = Plan("fake", warmup=1, repeats=4, min_block_s=5e-4)   # 1 ms calls: one call per block
+PLAN = CalibrationPlan("fake", warmup=1, repeats=4, min_block_s=5e-4)   # 1 ms calls: one call per block
 MS = 1e-3
 
 
@@ -163,7 +163,7 @@ def test_a_rejected_probe_is_left_out(run):
 
 
 # -- the command line ----------------------------------------------------------------------------
-TINY = Plan("tiny", sections=("memory",), memory_bytes=(1024, 4096), layer_ops=(), warmup=1, repeats=4,
+TINY = CalibrationPlan("tiny", sections=("memory",), memory_bytes=(1024, 4096), layer_ops=(), warmup=1, repeats=4,
             min_block_s=1e-5)
 
 

@@ -1,6 +1,6 @@
 """Calibration machinery: atomic writes, interruption, --gpu without a GPU, NVML failures, tiny end-to-end run.
 
-Every run here uses a tiny :class:`perfmodel.calibrate.plan.Plan` (a handful of points), never ``--quick``.
+Every run here uses a tiny :class:`perfmodel.calibrate.plan.CalibrationPlan` (a handful of points), never ``--quick``.
 """
 import json
 import sys
@@ -11,13 +11,13 @@ from click.testing import CliRunner
 
 from perfmodel.calibrate import overhead, provenance, run
 from perfmodel.calibrate.atomic import write_json_atomic
-from perfmodel.calibrate.plan import Plan
+from perfmodel.calibrate.plan import CalibrationPlan
 from perfmodel import hardware
 from perfmodel.cli import main
 from perfmodel.cost import rates
 from perfmodel.predict import predict
 
-TINY = Plan("tiny", gemm_cube=(8, 32), gemm_rnn_batch=(4,), gemm_rnn_hidden=(16,), gemm_rnn_gates=(4,),
+TINY = CalibrationPlan("tiny", gemm_cube=(8, 32), gemm_rnn_batch=(4,), gemm_rnn_hidden=(16,), gemm_rnn_gates=(4,),
             gemm_small=(), gemm_wide_n=(), gemm_bmm=((4, 8, 8, 8),), memory_bytes=(1024, 65536),
             overhead_chain=4, rnn_hidden=(16, 32), rnn_batch=(2, 4), rnn_steps=(3,),
             conv_models=(("speech", 16, {"batch": 1, "seq_len": 30, "freq_bins": 41, "target_len": 4}),),
@@ -73,7 +73,7 @@ def test_interrupted_calibration_leaves_previous_profile_intact(home, monkeypatc
             raise KeyboardInterrupt
         return real_callable(*a, **k)
     monkeypatch.setattr(run.memory, "memory_callable", flaky)
-    tiny = Plan("tiny", sections=("memory",), memory_bytes=(1024, 4096, 16384))
+    tiny = CalibrationPlan("tiny", sections=("memory",), memory_bytes=(1024, 4096, 16384))
     monkeypatch.setattr(sys.modules["perfmodel.calibrate.plan"], "plan_for", lambda kind, quick: tiny)
     res = CliRunner().invoke(main, ["calibrate", "--cpu", "--quick", "--no-progress"])
     assert res.exit_code != 0

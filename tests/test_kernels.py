@@ -13,7 +13,7 @@ from perfmodel.calibrate.deepbench import profile_from_csv
 from perfmodel.cli import main
 from perfmodel.errors import PerfmodelError
 from perfmodel.hardware import load, profile_from_dict
-from perfmodel.kernels import mape, predict_rows, read_kernel_csv, row_op, summary
+from perfmodel.kernel_check import mape, predict_rows, read_kernel_csv, row_op, summary
 
 DATA = Path(__file__).parent / "data"
 GEMM, RNN, CONV = (DATA / f"deepbench_{k}_v100_sample.csv" for k in ("gemm", "rnn", "conv"))

@@ -365,7 +365,7 @@ def test_cli_writes_the_file_and_reports_bad_input_in_one_line(tmp_path, no_ship
 
 def test_matplotlib_is_not_imported_on_the_predict_path():
     code = ("import sys; from click.testing import CliRunner; from perfmodel.cli import main; "
-            "import perfmodel.predict, perfmodel.sweep; "
+            "import perfmodel.predict, perfmodel.grid; "
             "r = CliRunner().invoke(main, ['--help']); assert 'report' in r.output, r.output; "
             "r = CliRunner().invoke(main, ['predict', '--model', 'charlm', '--width', '64']); "
             "assert r.exit_code == 0, r.output; print('matplotlib' in sys.modules)")

@@ -3,7 +3,7 @@ import click
 from tabulate import tabulate
 
 from .. import hardware
-from ..kernels import mape, predict_rows, read_kernel_csv, summary
+from ..kernel_check import mape, predict_rows, read_kernel_csv, summary
 from ..units import fmt_seconds
 from .options import to_json
 

@@ -124,7 +124,7 @@ def parallel_options(f):
 
 def build_options(persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib):
     """The :class:`perfmodel.parallel.options.ParallelOptions` of :func:`parallel_options`' values."""
-    from ..parallel.kernel import KernelOptions
+    from ..parallel.kernel_parallel import KernelOptions
     from ..parallel.options import ParallelOptions
     return ParallelOptions(schedule, allreduce, bucket_mib * 2**20, overlap, recompute,
                            KernelOptions(streams=streams, persistent_rnn=persistent_rnn))

@@ -6,7 +6,7 @@ One concern per module:
 * ``layout.py``       a layout (dp, tp, pp, micro-batches) and its checks
 * ``options.py``      the switches: schedule, all-reduce algorithm and buckets, overlap, recompute, kernels
 * ``tensor.py``       tensor parallelism applied to any op graph (Megatron's column/row split, derived)
-* ``kernel.py``       kernel parallelism on one device: concurrent streams, persistent RNN kernels
+* ``kernel_parallel.py`` kernel parallelism on one device: concurrent streams, persistent RNN kernels
 * ``device.py``       one device's share of the step per layer unit, vectorized over configurations
 * ``pipeline.py``     stages, micro-batches, bubble, the wavefront of stacked RNNs
 * ``data.py``         gradient all-reduce, bucketed and overlapped with backward

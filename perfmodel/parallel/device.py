@@ -33,7 +33,7 @@ from ..ops import DTYPE_BYTES, Op, OpKind
 from ..scenario import Scenario
 from ..units import ceil_div
 from . import collectives as coll
-from .kernel import op_times
+from .kernel_parallel import op_times
 from .tensor import split as tensor_split
 
 

@@ -1,5 +1,5 @@
 """Switches of the parallel models: pipeline schedule, all-reduce algorithm and buckets, overlap,
-recomputation, kernel parallelism (:class:`.kernel.KernelOptions`)."""
+recomputation, kernel parallelism (:class:`.kernel_parallel.KernelOptions`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from ..errors import PerfmodelError
 from . import collectives as coll
 from .data import DEFAULT_BUCKET_BYTES
-from .kernel import KernelOptions
+from .kernel_parallel import KernelOptions
 from .layout import SCHEDULES
 
 

@@ -1,4 +1,7 @@
-"""Vectorized sweeps: one NumPy pass over all (width, batch) pairs per hardware profile."""
+"""Configuration grids, vectorized: one NumPy pass over all (width, batch) pairs per hardware profile.
+
+(Training sweeps that measure steps to converge are :mod:`perfmodel.steps.sweep`.)
+"""
 from __future__ import annotations
 
 import numpy as np
