@@ -12,7 +12,6 @@ import datetime as _dt
 import os
 import platform
 import re
-import sys
 
 from . import backend
 from .backend import Nvml
@@ -90,7 +89,3 @@ def finish(prov: dict, nvml: Nvml | None = None) -> list[str]:
             warnings.append(f"warning: load average {prov['load_average_end'][0]:.1f} exceeds the "
                             f"{prov.get('threads')} threads measured with: other processes shared the CPU")
     return warnings
-
-
-def command_line() -> str:
-    return " ".join(["perfmodel", *sys.argv[1:]]) if sys.argv else "perfmodel calibrate"

@@ -9,13 +9,7 @@ from ..ops import DTYPE_BYTES
 from .base import ArchSpec, Knob
 
 _MODULES = ("charlm", "wordlm", "speech", "mlp", "transformer", "resnet")
-MODELS: dict[str, ArchSpec] = {}
-for _name in _MODULES:
-    try:
-        MODELS[_name] = importlib.import_module(f"{__name__}.{_name}").SPEC
-    except ModuleNotFoundError as e:  # architecture not written yet
-        if e.name != f"{__name__}.{_name}":
-            raise
+MODELS: dict[str, ArchSpec] = {name: importlib.import_module(f"{__name__}.{name}").SPEC for name in _MODULES}
 
 
 def get_spec(name: str) -> ArchSpec:

@@ -42,9 +42,7 @@ class ArchSpec:
             if v is None:
                 out[name] = v
                 continue
-            if knob.choices:
-                pass
-            elif isinstance(v, np.ndarray):  # vectorized sweeps pass integer arrays
+            if not knob.choices and isinstance(v, np.ndarray):  # vectorized grids pass integer arrays
                 if v.dtype.kind not in "iu" or (v < knob.minimum).any():
                     raise PerfmodelError(f"{name} values for model {self.name!r} must be integers "
                                          f">= {knob.minimum}")

@@ -12,7 +12,7 @@ import io
 
 import matplotlib
 from matplotlib.figure import Figure as MplFigure
-from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 #: one colour per series, in order (matplotlib's tab10)
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -62,16 +62,6 @@ def loglog(ax, xlabel: str, ylabel: str) -> None:
     log_axis(ax.yaxis)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-
-
-def width_axis(ax, widths) -> None:
-    """A base-2 log x axis with a tick at each width."""
-    ax.set_xscale("log", base=2)
-    ticks = sorted(set(int(w) for w in widths))
-    ax.xaxis.set_major_locator(FixedLocator(ticks))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("width")
 
 
 def to_data_uri(fig, fmt: str = "svg") -> str:
