@@ -10,9 +10,8 @@ writing a reused one, per byte (``first_touch_s_per_byte``).
 
 Smaller outputs are sometimes fresh too -- weight gradients freed in bulk by
 ``zero_grad(set_to_none=True)`` and faulted in again after glibc trims its
-heap -- but how much depends on the allocation history (probes of different
-layer counts and sizes gave 0 to 60 % of the gradient bytes on the machine
-this was written on), so it is not modelled.  On GPU the caching allocator
+heap -- but how much depends on the allocation history (``docs/accuracy.md``,
+"Calibration"), so it is not modelled.  On GPU the caching allocator
 reuses device memory: nothing to measure.
 """
 from __future__ import annotations

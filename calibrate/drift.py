@@ -1,9 +1,8 @@
 """Drift: how fast this machine runs a profile's own calibration points now, against then.
 
 On a shared machine (a cloud VM) the same kernel runs at different speeds at different
-times: neighbours take DRAM bandwidth and last-level cache.  On the 2-core VM this was
-written on, a 128 MiB copy took 1.17x its calibrated time 20 minutes after the
-calibration while three GEMMs ran at 0.995-1.085x.  A validation error is only as good as the
+times: neighbours take DRAM bandwidth and last-level cache (measured drift:
+``docs/accuracy.md``, "Machine state").  A validation error is only as good as the
 machine state it was measured in, so ``perfmodel validate`` re-times a few of the
 profile's points before and after its steps and reports ``now / calibrated`` per group:
 

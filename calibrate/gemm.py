@@ -15,8 +15,8 @@ So ``A`` stays put (hot) and each call takes the next of several copies of
 ``B`` laid out in a ``COLD_POOL_BYTES`` buffer, larger than a CPU's last-level
 cache: ``B`` comes from memory, as in training.  The output ``C`` of a training
 GEMM is a newly allocated tensor whose lines are not in cache either, so ``C``
-rotates through a pool of its own (measured here: 128x512x512 and 512x512x128
-fp32 on one thread ran 5-12% slower with a cold ``C`` than with a fixed one).
+rotates through a pool of its own (how much a cold ``C`` costs: ``docs/accuracy.md``,
+"Calibration").
 (On GPUs the operands are timed in place, as DeepBench does.)
 """
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """Kernels whose speed is their own: batch norm and max pooling, as training runs them.
 
 Both are passes over memory in the op IR (``OpKind.REDUCTION``), but neither
-runs at copy bandwidth.  On the CPU this was written on (1 thread, NCHW,
-[32, 32, 56, 56]): ``max_pool2d`` 3x3/2 took 24.8 ms, 31 ns per output, where
-the reduction curve gives 1.35 ms for its bytes; ``batch_norm`` in training
-mode 9.7 ms against 2.0 ms.  So each is timed here over sizes, forward and
+runs at copy bandwidth (on a CPU several times slower than the reduction curve gives for
+their bytes: ``docs/accuracy.md``, "Calibration").  So each is timed here over sizes, forward and
 backward, as a curve of time against the bytes the op IR gives the very op
 (:meth:`perfmodel.architectures.layers.GraphBuilder.batchnorm` / ``maxpool``
 and their derived backward ops), and the cost model reads that curve for ops

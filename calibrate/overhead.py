@@ -31,9 +31,8 @@ each call has a fixed cost (autograd engine start, the optimizer's Python and
 tensor grouping).  The chains above spread it over ``N`` layers, so it is
 measured apart: the ``gemm`` and ``optimizer`` chains are also timed with one
 layer, and the intercept of the line through ``(1, t_1)`` and ``(N, t_N)`` is
-``backward_call`` and ``optimizer_call``.  (Measured on the 2-core EPYC VM
-this was written on, 1 thread: 30 us and 25 us; an MLP step at width 64 is
-about 1 ms.)
+``backward_call`` and ``optimizer_call`` (their size against a small step:
+``docs/accuracy.md``, "Calibration").
 """
 from __future__ import annotations
 

@@ -91,11 +91,11 @@ FULL = CalibrationPlan("full", warmup=1, repeats=4, min_block_s=1e-3, gemm_cube=
                          ("resnet", 64, {"batch": 8, "image_size": 224})),
             conv_max_flops=2e11)
 #: a full run on a CPU: the full grids, capped to what a CPU measures in minutes.  RNN layers are also
-#: timed at 48 steps, as long as the reference models' sequences: the per-step cost grows with length
-#: (LSTM h1024 b8, 1 thread on the EPYC VM: 1.97 ms/step from 4 to 16 steps, 2.34 from 16 to 50), so
-#: a fit over 4 and 16 steps alone under-predicted 50 steps by 27%.  The reference convs are timed at
-#: two batches: oneDNN ran ResNet's 3x3 convs at batch 32 about 1.4x faster relative to the GEMM
-#: table than at batch 2, and a geometry's ratios interpolate in log M between its batches.
+#: timed at 48 steps, as long as the reference models' sequences: on a CPU the per-step cost grows
+#: with length, so a fit over short sequences alone under-predicts long ones.  The reference convs
+#: are timed at two batches: a conv's ratio to the GEMM table depends on the batch, and a geometry's
+#: ratios interpolate in log M between its batches.  (The measurements: ``docs/accuracy.md``,
+#: "Calibration".)
 FULL_CPU = replace(FULL, name="full-cpu", max_gemm_flops=4e9, max_wide_flops=1e10, rnn_max_flops=4e10,
                    rnn_batch=(4, 8, 16, 32, 64), rnn_hidden=(64, 128, 256, 512, 1024), rnn_steps=(4, 16, 48),
                    rnn_cells=("lstm", "gru"), memory_bytes=tuple(4 * 2 ** i for i in range(6, 27)),

@@ -22,31 +22,27 @@ runs out of memory is reported as "does not fit" instead of failing the run.
 ``rounds`` > 1 repeats the whole pass over the widths (a fresh module each
 time): a width's measured time is the median over rounds, and the MAPE of
 each round alone is reported too, so the run-to-run noise of the machine is
-visible next to the model's error (on a shared 2-core VM the same step was
-timed 1.5x apart minutes apart).
+visible next to the model's error.
 
 ``fresh_process`` times each (round, width) in a new Python process, as a
 training job runs one model from a fresh start.  It matters on a CPU: glibc's
 ``malloc`` adapts its mmap and trim thresholds to what the process freed
 before, so after a wide model a narrow one reuses heap pages instead of
-faulting fresh ones in.  Measured here (transformer, 2 layers, d=64, seq 128,
-vocab 8192, 1 thread): 126-133 ms per step in a fresh process, 88 ms in the
-same process right after d=1024.  The CLI defaults to fresh processes.
+faulting fresh ones in.  The CLI defaults to fresh processes.
 
 Short steps are warmed up and timed by duration as well as by count: at least ``warmup``
 steps and ``STEP_WARMUP_S`` seconds of warm-up, and each of the ``repeats`` samples a block of
-steps lasting ``STEP_BLOCK_S`` (one step when a step is longer).  A fresh process runs its first
-steps slower: an MLP step at width 64 (batch 128, 1 thread, this 2-core VM) timed 0.965 ms as the
-median of 5 single steps after 2 warm-up steps, and 0.888-0.890 ms after 20 warm-up steps and
-over 30, in two runs each -- so a count-only warm-up billed short steps ~8% too slow.
+steps lasting ``STEP_BLOCK_S`` (one step when a step is longer): a fresh process runs its first
+steps slower, so a count-only warm-up bills short steps too slow.
 
 On a CPU each row also reports the bytes a step faulted in (minor page faults
 x page size, median over the timed steps) next to the bytes the model prices
 as faulted in, so a gap left by the allocator is visible: the model prices
 fresh pages only for outputs of 32 MiB or more,
-while glibc sometimes hands smaller buffers back to the kernel between steps
-(MLP, width 1024, batch 128: 14.7 MiB per step, 91% of its gradient bytes,
-~6 ms at the calibrated 0.39 ns/byte; width 512: 0.2 MiB).
+while glibc sometimes hands smaller buffers back to the kernel between steps.
+
+The measurements behind these choices (fresh processes, warm-up by duration, the page faults
+of an MLP step, run-to-run noise) are in ``docs/accuracy.md``, "Validation".
 """
 from __future__ import annotations
 

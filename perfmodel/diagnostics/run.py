@@ -207,7 +207,7 @@ def diagnose(model: str, widths, seeds: int = 3, corpus=None, steps: int = 300, 
     run keeps what it finished.  ``threads`` sets torch's intra-op threads for
     the run (restored afterwards; ``None`` leaves them): the small recurrent
     kernels gain nothing from more, and on a shared machine extra threads spin
-    (measured 10-25x slower per step with 2 threads on a loaded 2-core box).
+    (``docs/accuracy.md``, "Machine state").
     """
     from ..steps.data import MODELS
     from ..steps.train import STEP_LAW_OPTIMIZERS
