@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: setup demo test gpu-check clean
+.PHONY: setup demo test lint gpu-check clean
 
 setup: $(VENV)/.installed
 
@@ -21,6 +21,10 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q -n 2 --durations=10
+
+# ruff, configured in pyproject.toml ([tool.ruff]); installed by the test extra
+lint: setup
+	$(VENV)/bin/ruff check .
 
 # On a CUDA machine: calibrate --gpu --quick, validate mlp/wordlm/transformer on it, pytest -m cuda;
 # figures in reports/gpu-check.json, under 8 minutes.  Without CUDA: one line, exit 0.

@@ -145,7 +145,7 @@ class _FakeEvent:
     def synchronize(self) -> None:
         pass
 
-    def elapsed_time(self, end: "_FakeEvent") -> float:
+    def elapsed_time(self, end: _FakeEvent) -> float:
         """Milliseconds from this event to ``end``, as CUDA events report."""
         return (end.t - self.t) * 1e3
 

@@ -59,6 +59,7 @@ def features(collective: str, nbytes, p):
 def fit_alpha_beta(collective: str, points: list[dict]) -> dict:
     """Non-negative least squares of the ring model on relative error; points have bytes, world_size, time_s."""
     from scipy.optimize import nnls
+
     from perfmodel.errors import PerfmodelError
     if len({p["bytes"] for p in points}) < 2:
         raise PerfmodelError(f"{collective}: need at least two message sizes to fit latency and bandwidth")
@@ -172,8 +173,9 @@ def _base_dict(output_path: Path, base_profile) -> dict:
 
 def write_section(output_path, base_profile, section: dict) -> Path:
     """Put ``section`` at ``calibration["collectives"]`` of the output profile (atomic write)."""
-    from .atomic import write_json_atomic
     from perfmodel.hardware import profile_from_dict
+
+    from .atomic import write_json_atomic
     output_path = Path(output_path)
     d = _base_dict(output_path, base_profile)
     d.setdefault("calibration", {})
@@ -184,6 +186,7 @@ def write_section(output_path, base_profile, section: dict) -> Path:
 
 def _provenance(backend: str, world: int, source: str) -> dict:
     import platform
+
     import torch
     p = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "source": source,
          "backend": backend, "world_size": world, "torch": torch.__version__, "python": platform.python_version(),
@@ -261,7 +264,7 @@ def reject_flat_groups(rows: list[dict]) -> tuple[list[dict], list[dict]]:
     for r in rows:
         groups.setdefault((r["gpu"], r["world_size"]), []).append(r)
     kept, rejected = [], []
-    for (gpu, p), g in groups.items():
+    for g in groups.values():
         sizes = [r["bytes"] for r in g]
         times = [r["time_s"] for r in g]
         flat = len(g) >= 2 and max(sizes) >= 10 * min(sizes) and \

@@ -29,7 +29,7 @@ def reference_shapes(conv_models) -> list[dict]:
             key = tuple(int(op.dims[k]) for k in SHAPE_KEYS)
             if key not in seen:
                 seen.add(key)
-                out.append(dict(zip(SHAPE_KEYS, key)))
+                out.append(dict(zip(SHAPE_KEYS, key, strict=True)))
     return out
 
 

@@ -15,7 +15,8 @@ from perfmodel.kernel_check import CELL_NAMES, gemm_dims, implausible_reason, ma
 
 
 def _gemm_point(r):
-    """One GEMM row as a calibration point in the IR's row-major convention (:func:`perfmodel.kernel_check.gemm_dims`)."""
+    """One GEMM row as a calibration point in the IR's row-major convention
+    (:func:`perfmodel.kernel_check.gemm_dims`)."""
     return {"dtype": r["precision"].lower(), **gemm_dims(r), "batch": 1, "time_s": r["time_ms"] * 1e-3}
 
 

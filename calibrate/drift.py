@@ -91,6 +91,7 @@ def measure_drift(cal: dict, device: str = "cpu", clock: str = "wall", stat: str
                     else f"copy {p['bytes']} B")
         rows.append({"group": group, "what": what, "calibrated_s": p["time_s"], "now_s": now,
                      "ratio": now / p["time_s"]})
-    out = {g: statistics.median(r["ratio"] for r in rows if r["group"] == g) for g in dict.fromkeys(g for g, _ in points)}
+    groups = dict.fromkeys(g for g, _ in points)
+    out = {g: statistics.median(r["ratio"] for r in rows if r["group"] == g) for g in groups}
     out["points"] = rows
     return out

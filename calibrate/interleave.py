@@ -195,6 +195,7 @@ def run_probes(probes: list[Probe], ctx: Context, timer: Timer | None = None, pr
     remeasured: set = set()
     spent = False
     start = _now()
+    first_pass_s = 0.0   # set after the first pass, read only by later ones
     with tqdm(total=len(probes), desc=desc, unit="pt", disable=not progress, dynamic_ncols=True,
               leave=True) as bar:
         for pass_no in range(MAX_REMEASURES + 1):

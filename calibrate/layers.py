@@ -74,14 +74,14 @@ def layer_callables(layer: str, shape: tuple, device: str) -> tuple:
 
 def _probe(ctx: Context, layer: str, shape: tuple) -> Probe:
     """The forward and backward kernels of ``layer`` on ``shape``: two points, bytes from the op IR."""
-    ops = dict(zip(("fwd", "bwd"), ir_ops(layer, shape)))
+    ops = dict(zip(("fwd", "bwd"), ir_ops(layer, shape), strict=True))
     names = {"fwd": layer, "bwd": f"{layer}_bwd"}
 
     def points(t):
         return [{"op": names[k], "bytes": int(op.bytes), "time_s": t[k].seconds, "spread": round(t[k].spread, 4)}
                 for k, op in ops.items()]
     return Probe("memory", f"{layer} {'x'.join(map(str, shape))}",
-                 lambda: dict(zip(("fwd", "bwd"), layer_callables(layer, shape, ctx.device))), points)
+                 lambda: dict(zip(("fwd", "bwd"), layer_callables(layer, shape, ctx.device), strict=True)), points)
 
 
 def probes(ctx: Context) -> list[Probe]:

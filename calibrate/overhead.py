@@ -132,7 +132,7 @@ def _chain_and_params(kind: str, n: int, device: str):
         opt = torch.optim.SGD(net.parameters(), lr=1e-6)
 
         def fn():
-            for p, g in zip(net.parameters(), grads):
+            for p, g in zip(net.parameters(), grads, strict=True):
                 p.grad = g
             opt.step()
             opt.zero_grad(set_to_none=True)

@@ -72,13 +72,14 @@ class CalibrationPlan:
         return sorted(s)
 
 
-QUICK = CalibrationPlan("quick", warmup=1, repeats=4, min_block_s=5e-4, rnn_batch=(4, 32), rnn_hidden=(64, 256, 512, 1024),
-             layer_max_bytes=16 * 2**20,
+QUICK = CalibrationPlan("quick", warmup=1, repeats=4, min_block_s=5e-4, rnn_batch=(4, 32),
+             rnn_hidden=(64, 256, 512, 1024), layer_max_bytes=16 * 2**20,
              gemm_rnn_gates=(2, 4),
              gemm_bmm=((64, 64, 64, 64), (16, 64, 64, 64), (64, 128, 128, 64), (16, 128, 64, 128)),
              conv_models=(("speech", 64, {"batch": 2, "seq_len": 100}),
                           ("resnet", 16, {"batch": 2, "image_size": 64})))
-FULL = CalibrationPlan("full", warmup=1, repeats=4, min_block_s=1e-3, gemm_cube=(16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
+FULL = CalibrationPlan("full", warmup=1, repeats=4, min_block_s=1e-3,
+            gemm_cube=(16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
             gemm_rnn_batch=(4, 8, 16, 32, 64, 128), gemm_rnn_hidden=(64, 128, 256, 512, 1024, 2048),
             gemm_small=(1, 2, 4, 8), gemm_wide_n=(8192, 32768, 65536), gemm_wide_mk=(16, 64, 256, 1024),
             max_wide_flops=1e11,

@@ -1,7 +1,8 @@
 """What was measured, where, with what: the ``calibration.provenance`` object.
 
 CPU: model name, cores, torch threads, MKL and oneDNN versions, load average.
-GPU (through :mod:`perfmodel.calibrate.backend`): name, capability, driver, CUDA/cuDNN versions, and through NVML (pynvml)
+GPU (through :mod:`perfmodel.calibrate.backend`): name, capability, driver, CUDA/cuDNN versions, and through NVML
+(pynvml)
 SM/memory clocks, power limit and temperature -- sampled before and after the
 run so thermal or power throttling can be flagged.  NVML is optional: when the
 module is missing or fails, the provenance says so and calibration goes on.
@@ -57,7 +58,8 @@ def cpu_provenance(command: str) -> dict:
 
 
 def gpu_provenance(command: str, device: str, nvml: Nvml) -> dict:
-    """Name, capability, SMs, memory, CUDA and cuDNN versions (:func:`perfmodel.calibrate.backend.get`), NVML's readings."""
+    """Name, capability, SMs, memory, CUDA and cuDNN versions (:func:`perfmodel.calibrate.backend.get`),
+    NVML's readings."""
     cuda = backend.get()
     idx = backend.device_index(device)
     return {**common(command), "device": cuda.device_name(idx), "kind": "gpu", "device_index": idx,

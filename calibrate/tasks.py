@@ -1,8 +1,9 @@
-"""A microbenchmark is a list of :class:`Probe` s: one measured point each, timed by :mod:`perfmodel.calibrate.interleave`."""
+"""A microbenchmark is a list of :class:`Probe` s: one measured point each, timed by
+:mod:`perfmodel.calibrate.interleave`."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass(frozen=True)

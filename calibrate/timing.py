@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
-
+from typing import Protocol
 
 STATS = ("median", "min")
 
@@ -56,7 +56,7 @@ class Timing:
         return self.min_s if self.stat == "min" else self.median_s
 
     @classmethod
-    def of(cls, samples, number: int = 1, stat: str = "median") -> "Timing":
+    def of(cls, samples, number: int = 1, stat: str = "median") -> Timing:
         return cls(statistics.median(samples), spread_of(samples), number, tuple(samples), stat)
 
 

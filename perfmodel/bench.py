@@ -18,8 +18,8 @@ import numpy as np
 
 
 def sweep_rate(model: str, n: int, repeats: int) -> float:
-    from .hardware import load
     from .grid import sweep
+    from .hardware import load
 
     hw = [load("H100-SXM5"), load("V100-SXM2")]
     batches = [16, 32, 64, 128]

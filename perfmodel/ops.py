@@ -27,8 +27,9 @@ its attributes).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
 PHASES = ("fwd", "bwd_data", "bwd_weight", "optimizer")
 DTYPE_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
@@ -179,7 +180,7 @@ def conv_out_hw(d):
     return p, q
 
 
-def conv_gemm_dims(op: "Op"):
+def conv_gemm_dims(op: Op):
     """(m, n, k) of the implicit GEMM a conv2d phase performs (cuDNN's implicit-GEMM view).
 
     fwd:        [n*p*q x c*r*s] @ [c*r*s x k]

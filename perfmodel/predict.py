@@ -177,7 +177,7 @@ def predict_arrays(model: str, widths, hw: HardwareProfile, dtype: str = "fp32",
     check_precision(hw, dtype, optimizer)
     w = np.asarray(widths, dtype=np.int64)
     graph = build_graph(model, w, dtype, **knobs)
-    ops, counts = zip(*unique_ops(graph.step_ops(optimizer)))
+    ops, counts = zip(*unique_ops(graph.step_ops(optimizer)), strict=True)
     t = total_costs(list(ops), hw, list(counts), w.shape)
     acc = {"flops_per_step": t["flops"], "bytes_per_step": t["bytes"], "time_per_step_s": t["time_s"],
            "compute_s": t["compute_s"], "memory_s": t["memory_s"], "overhead_s": t["overhead_s"]}

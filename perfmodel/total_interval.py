@@ -143,7 +143,7 @@ def attach_plan_intervals(plan, law, factor: float, hw):
         warn = extrapolation_warning(law, params.max(), plan.dataset_size)
         if warn:
             info["warning"] = warn
-        for u, r in zip(update, rows):
+        for u, r in zip(update, rows, strict=True):
             u["extrapolation_params_x"] = extrapolation(law, r.params, plan.dataset_size)["params_x"]
     if has_draws(law):
         batch = np.array([r.batch for r in rows], float) * factor
@@ -157,7 +157,7 @@ def attach_plan_intervals(plan, law, factor: float, hw):
                     most_likely_fastest_width=int(rows[int(np.argmax(out["p_fastest"]))].width))
     else:
         info["intervals"] = "unavailable: the step law has no parameter draws"
-    for i, u in zip(fit, update):
+    for i, u in zip(fit, update, strict=True):
         plan.rows[i] = replace(plan.rows[i], **u)
     plan.uncertainty = info
     return plan

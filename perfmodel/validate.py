@@ -53,7 +53,6 @@ from dataclasses import dataclass, field
 from statistics import median
 
 from .calibrate import backend
-
 from .errors import PerfmodelError
 from .hardware import HardwareProfile
 from .predict import predict
@@ -231,7 +230,6 @@ def time_training_step(model: str, width: int, device: str = "cpu", warmup: int 
     import torch
 
     from .calibrate.timing import measure
-
     from .torchmodels import build_module
     if optimizer not in TORCH_OPTIMIZERS:
         raise PerfmodelError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(TORCH_OPTIMIZERS)}")
@@ -260,7 +258,7 @@ def time_training_step(model: str, width: int, device: str = "cpu", warmup: int 
         fresh = float(median(timed)) * _page_bytes() if timed else None
         return StepTiming(t.seconds, t.spread, fresh)
     finally:
-        del module, opt, params, inputs, targets
+        module = opt = params = inputs = targets = None   # drop them (``step`` shares them) before collecting
         gc.collect()
         if device.startswith("cuda"):
             backend.get().empty_cache()
@@ -348,7 +346,7 @@ def validate_configs(model: str, configs, hw: HardwareProfile, device: str = "cp
     drift["after"] = machine_drift(hw, device, clock, stat)
     touch = (hw.calibration or {}).get("allocation", {}).get("first_touch_s_per_byte") if device == "cpu" else None
     rows = []
-    for i, ((w, knobs), p) in enumerate(zip(configs, predictions)):
+    for i, ((w, knobs), p) in enumerate(zip(configs, predictions, strict=True)):
         own = {} if shared_knobs is not None else knobs
         if i in oom:
             rows.append(ValidationRow(w, float(p.time_per_step_s), None, None, "does not fit", knobs=own))

@@ -1,14 +1,14 @@
 """``perfmodel.calibrate.drift``: which of a profile's points are re-timed, and the ratio arithmetic."""
 from pathlib import Path
 
-import pytest
-from click.testing import CliRunner
-
 import perfmodel.calibrate.drift as dr
 import perfmodel.calibrate.overhead as overhead
-import perfmodel.validate as pv
+import pytest
+from click.testing import CliRunner
 from perfmodel.calibrate.deepbench import profile_from_csv
 from perfmodel.calibrate.timing import Timing
+
+import perfmodel.validate as pv
 from perfmodel import hardware
 from perfmodel.cli import main
 from perfmodel.hardware.profile import profile_from_dict

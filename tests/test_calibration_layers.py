@@ -1,7 +1,7 @@
 """Batch norm and max pooling timed as curves of their own (perfmodel.calibrate.layers) and read by the roofline."""
 import pytest
-
 from perfmodel.calibrate import layers
+
 from perfmodel import hardware
 from perfmodel.architectures import build_graph
 from perfmodel.cost import roofline

@@ -1,4 +1,5 @@
-"""The calibration's noise guard (perfmodel.calibrate.interleave) on a simulated clock (perfmodel.calibrate.timing.FakeTimer).
+"""The calibration's noise guard (perfmodel.calibrate.interleave) on a simulated clock
+(perfmodel.calibrate.timing.FakeTimer).
 
 Every probe here is a dummy callable whose "time" the fake timer dictates, so the expected numbers
 are the scripted costs: a point timed at 1 ms with one 30 ms sample has median 1 ms and a spread far
@@ -8,12 +9,12 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
 from perfmodel.calibrate import interleave
 from perfmodel.calibrate.devices import Context
 from perfmodel.calibrate.plan import CalibrationPlan
 from perfmodel.calibrate.tasks import Probe
 from perfmodel.calibrate.timing import FakeTimer, spread_of
+
 from perfmodel import hardware
 from perfmodel.cli import main
 from perfmodel.hardware.stability import unstable_warning

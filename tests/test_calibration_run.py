@@ -8,10 +8,10 @@ import types
 
 import pytest
 from click.testing import CliRunner
-
 from perfmodel.calibrate import overhead, provenance, run
 from perfmodel.calibrate.atomic import write_json_atomic
 from perfmodel.calibrate.plan import CalibrationPlan
+
 from perfmodel import hardware
 from perfmodel.cli import main
 from perfmodel.cost import rates

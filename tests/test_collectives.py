@@ -4,8 +4,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from perfmodel.calibrate.collectives import fit_alpha_beta, import_deepbench, main, read_deepbench_allreduce
+
 from perfmodel import hardware
 from perfmodel.errors import PerfmodelError
 from perfmodel.parallel import collectives as coll

@@ -6,8 +6,8 @@ output tile of a 3x3 filter needs a 6x6 input tile and 36 multiplies per (tile, 
 import pytest
 
 from perfmodel.cost import roofline
-from perfmodel.cost.op_time import op_time
 from perfmodel.cost.conv_algos import winograd_applies, winograd_parts
+from perfmodel.cost.op_time import op_time
 from perfmodel.cost.waves import gemm_wave_efficiency
 from perfmodel.hardware import load
 from perfmodel.ops import Op, OpKind

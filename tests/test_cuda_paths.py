@@ -8,12 +8,13 @@ import json
 
 import pytest
 from click.testing import CliRunner
-
 from perfmodel.calibrate import backend, timing
 from perfmodel.calibrate.plan import CalibrationPlan
+
 from perfmodel.cli import main
 
-GPU_TINY = CalibrationPlan("tiny-gpu", gemm_cube=(8, 32), gemm_rnn_batch=(), gemm_small=(), gemm_wide_n=(), gemm_bmm=((2, 8, 8, 8),),
+GPU_TINY = CalibrationPlan("tiny-gpu", gemm_cube=(8, 32), gemm_rnn_batch=(), gemm_small=(), gemm_wide_n=(),
+                gemm_bmm=((2, 8, 8, 8),),
                 memory_bytes=(1024, 65536), overhead_chain=4, rnn_hidden=(16,), rnn_batch=(2,), rnn_steps=(3,),
                 conv_models=(("speech", 16, {"batch": 1, "seq_len": 30, "freq_bins": 41, "target_len": 4}),),
                 warmup=1, repeats=3, min_block_s=1e-4, dtypes=("fp32", "tf32"))
@@ -111,6 +112,7 @@ def test_real_cuda_event_timer(monkeypatch):
 @pytest.mark.cuda
 def test_real_cuda_tiny_calibration_and_validation(monkeypatch, tmp_path):
     from perfmodel.calibrate import run
+
     from perfmodel import hardware
     from perfmodel.validate import validate
     _needs_cuda(monkeypatch)

@@ -7,7 +7,6 @@ from torch import nn
 
 from perfmodel.diagnostics import confusion, ntk, traversal, trends
 
-
 # ---------------------------------------------------------------- angle and traversal
 
 def test_angle_of_gradient_parallel_to_start_line_is_zero_or_pi():
@@ -129,8 +128,8 @@ def test_ntk_of_two_layer_linear_net_matches_closed_form():
     expected = torch.zeros(5, 5, dtype=torch.float64)
     for i in range(5):
         for j in range(5):
-            expected[i, j] = sum(float(W[l] @ X[i]) * float(W[l] @ X[j]) + float(v[l]) ** 2 * float(X[i] @ X[j])
-                                 for l in range(6))
+            expected[i, j] = sum(float(W[k] @ X[i]) * float(W[k] @ X[j]) + float(v[k]) ** 2 * float(X[i] @ X[j])
+                                 for k in range(6))
     assert torch.allclose(ntk.ntk_gram(s, X), expected)
 
 

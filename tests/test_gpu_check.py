@@ -73,13 +73,13 @@ def test_report_on_the_fake_gpu(monkeypatch, capsys, tmp_path):
     cmds = [c for c, _ in runner.calls]
     assert cmds[0][:3] == [sys.executable, "-m", "perfmodel"] and cmds[0][3:6] == ["calibrate", "--gpu", "--quick"]
     assert cmds[0][-1] == str(profile)
-    for cmd, model in zip(cmds[1:4], gpu_check.VALIDATIONS):
+    for cmd, model in zip(cmds[1:4], gpu_check.VALIDATIONS, strict=True):
         assert cmd[3:6] == ["validate", "--model", model] and cmd[-4:] == ["cuda", "--hardware", str(profile),
                                                                            "--json"]
     assert cmds[4][1:5] == ["-m", "pytest", "-m", "cuda"]
     # every step bounded: its own cap, within the budget
     caps = [gpu_check.CALIBRATE_TIMEOUT_S] + [gpu_check.VALIDATE_TIMEOUT_S] * 3 + [gpu_check.PYTEST_TIMEOUT_S]
-    assert all(t <= cap for (_, t), cap in zip(runner.calls, caps))
+    assert all(t <= cap for (_, t), cap in zip(runner.calls, caps, strict=True))
     assert sum(caps) > gpu_check.BUDGET_S and gpu_check.BUDGET_S < 8 * 60
     line = capsys.readouterr().out
     assert line.startswith(f"gpu-check on {backend.FakeCuda.NAME}: calibration 42.0 s, MAPE mlp 10.0%")

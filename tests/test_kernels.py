@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from perfmodel.calibrate.deepbench import profile_from_csv
+
 from perfmodel.cli import main
 from perfmodel.errors import PerfmodelError
 from perfmodel.hardware import load, profile_from_dict

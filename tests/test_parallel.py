@@ -14,8 +14,8 @@ from perfmodel.parallel.data import gradient_allreduce_s
 from perfmodel.parallel.device import annotate_loops, build_fwd, device_pass
 from perfmodel.parallel.kernel_parallel import KernelOptions, onchip_bytes
 from perfmodel.parallel.layout import Layout, check_layout, resolve_layout
-from perfmodel.parallel.pipeline import bubble_fraction, schedule_time, stage_of_units
 from perfmodel.parallel.options import ParallelOptions
+from perfmodel.parallel.pipeline import bubble_fraction, schedule_time, stage_of_units
 from perfmodel.parallel.step import predict_parallel
 from perfmodel.parallel.tensor import split
 from perfmodel.predict import predict_arrays

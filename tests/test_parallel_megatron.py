@@ -54,16 +54,16 @@ def test_flop_formula_arithmetic():
 def test_table_1_per_gpu_throughput():
     a100 = hardware.load("A100-SXM4-80GB")
     errors = []
-    for params_b, heads, h, l, t, p, n, batch, published in TABLE_1:
+    for params_b, heads, h, layers, t, p, n, batch, published in TABLE_1:
         d = n // (t * p)
-        s = Scenario("transformer", a100, {"seq_len": SEQ, "layers": l, "heads": heads, "vocab": VOCAB}, "fp16", "adam",
-                     ParallelOptions(recompute=True))
+        knobs = {"seq_len": SEQ, "layers": layers, "heads": heads, "vocab": VOCAB}
+        s = Scenario("transformer", a100, knobs, "fp16", "adam", ParallelOptions(recompute=True))
         r = predict_parallel(s, h, Layout(d, t, p, batch // d), batch)
         # the same models: perfmodel's exact count vs eq. (2) (which leaves out the final LayerNorm)
-        assert r.params == pytest.approx(megatron_params(l, h), rel=1e-5)
+        assert r.params == pytest.approx(megatron_params(layers, h), rel=1e-5)
         assert r.params == pytest.approx(params_b * 1e9, rel=0.05)
         assert r.fits_in_memory
-        predicted = megatron_flops(batch, l, h) / (r.time_per_step_s * n) / 1e12
+        predicted = megatron_flops(batch, layers, h) / (r.time_per_step_s * n) / 1e12
         err = (predicted - published) / published
         errors.append(err)
         print(f"{params_b:7.1f}B t={t} p={p:2d} d={d:3d} B={batch}: predicted {predicted:6.1f} vs published "

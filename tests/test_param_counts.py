@@ -102,7 +102,10 @@ def test_speech_param_arithmetic():
     h = 800
     conv = (32 * 1 * 41 * 11 + 32) + (32 * 32 * 21 * 11 + 32)
     bn = 2 * (2 * 32)                                   # weight + bias per channel, 2 layers
-    bilstm = lambda d_in: 2 * 4 * (h * d_in + h * h + 2 * h)
+
+    def bilstm(d_in):
+        return 2 * 4 * (h * d_in + h * h + 2 * h)
+
     expected = conv + bn + bilstm(32 * 41) + 3 * bilstm(h) + (h * 29 + 29)
     graph = build_graph("speech", h)
     assert graph.params == expected

@@ -139,7 +139,7 @@ class Page(HTMLParser):
         return [r for r in self.tables[key] if r]  # drop the header row (th only)
 
     def dicts(self, key):
-        return [dict(zip(self.headers[key], r)) for r in self.rows(key)]
+        return [dict(zip(self.headers[key], r, strict=True)) for r in self.rows(key)]
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +205,7 @@ def test_step_time_table_matches_predictions(built):
         cols = predict_arrays(MODEL, WIDTHS, hardware.load(hw_name), **KNOBS)
         mine = [r for r in rows if r[0] == hw_name]
         assert [int(r[1]) for r in mine] == WIDTHS
-        for r, params, t in zip(mine, cols["params"], cols["time_per_step_s"]):
+        for r, params, t in zip(mine, cols["params"], cols["time_per_step_s"], strict=True):
             assert int(r[2]) == params and close(r[4], t)
 
 
@@ -271,13 +271,13 @@ def test_calibration_tables_give_back_the_measured_numbers(built):
     for r in gemm:
         assert close(r["efficiency"], GEMM_EFF[(int(r["m"]), int(r["n"]), int(r["k"]))])  # 2mnk / (time x peak)
     assert [(r[0], float(r[1])) for r in page.rows("table-cal-overhead")] == list(OVERHEAD_US.items())
-    for (nbytes, t), r in zip(MEMORY, page.dicts("table-cal-memory")):
+    for (nbytes, t), r in zip(MEMORY, page.dicts("table-cal-memory"), strict=True):
         assert close(r["bandwidth_GBps"], nbytes / t / 1e9)  # GB/s, base 1000
 
 
 def test_validation_tables_show_relative_errors_and_mape(built):
     _, page, _ = built
-    for (w, p, m), r in zip(VALIDATION, page.dicts("table-validation")):
+    for (w, p, m), r in zip(VALIDATION, page.dicts("table-validation"), strict=True):
         assert int(r["width"]) == w and close(r["error (%)"], 100 * (p - m) / m)
     assert "MAPE 6.7%" in page.captions["table-validation"]  # (10% + 10% + 0%) / 3
     kinds = {r["kind"]: r for r in page.dicts("table-kernels-mape")}
@@ -332,8 +332,9 @@ def test_write_report_is_atomic_and_keeps_the_old_file_on_error(tmp_path, no_shi
 
 
 def test_cli_passes_every_option_to_write_report(tmp_path, monkeypatch):
-    import perfmodel.report
     from click.testing import CliRunner
+
+    import perfmodel.report
     seen = {}
     monkeypatch.setattr(perfmodel.report, "write_report", lambda path, model, **kw: seen.update(kw, path=path))
     kw = report_inputs(tmp_path)

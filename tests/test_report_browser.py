@@ -12,7 +12,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from test_report import MODEL, report_inputs
 
 pytestmark = pytest.mark.browser

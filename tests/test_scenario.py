@@ -46,7 +46,7 @@ def test_cost_ops_columns_sum_to_the_predictions():
     arr = predict_arrays("wordlm", [128], H100)
     assert arr["time_per_step_s"][0] == pytest.approx(p.time_per_step_s, rel=1e-12)
     # every op's time is the most of compute and memory plus overhead, times its repeat
-    for op, one in zip(ops, op_costs(ops, H100)):
+    for op, one in zip(ops, op_costs(ops, H100), strict=True):
         t = one.per_execution
         assert one.time_s == t.time_s * op.repeat
         assert np.all(np.asarray(t.time_s) >= np.asarray(t.overhead_s))

@@ -149,7 +149,8 @@ def test_batch_law_uses_common_loss_target_from_curves():
     (lambda rows, cols: (rows, [c for c in cols if c not in ("params", "seed")]), "lacks column(s) params, seed"),
     (lambda rows, cols: ([dict(r, width=64) for r in rows], cols), "all 60 usable runs have width 64"),
     (lambda rows, cols: (rows[::12][:4], cols), "too few runs (4 usable)"),
-    (lambda rows, cols: ([dict(r, steps_to_min=("nan" if i == 2 else r["steps_to_min"])) for i, r in enumerate(rows)], cols),
+    (lambda rows, cols: ([dict(r, steps_to_min=("nan" if i == 2 else r["steps_to_min"])) for i, r in enumerate(rows)],
+                         cols),
      "column steps_to_min of"),
     (lambda rows, cols: ([dict(r, model="wordlm") if i == 0 else r for i, r in enumerate(rows)], cols), "mix models"),
 ])
@@ -174,7 +175,8 @@ def test_cli_fit_json_and_law_file(tmp_path):
     law = load_law(out)
     assert law.k == pytest.approx(summary["k"]) and law.provenance["n_runs"] == 60
     assert "steps fit" in law.provenance["command"]
-    bad = CliRunner().invoke(main, ["steps", "fit", str(write_csv(tmp_path / "b.csv", planted_runs(), list(REQUIRED[:5])))])
+    bad_csv = write_csv(tmp_path / "b.csv", planted_runs(), list(REQUIRED[:5]))
+    bad = CliRunner().invoke(main, ["steps", "fit", str(bad_csv)])
     assert bad.exit_code == 2 and "error: " in bad.output and "lacks column(s) seed" in bad.output
 
 

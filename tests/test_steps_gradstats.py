@@ -4,9 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from perfmodel.steps.gradstats import (gradient_diversity, noise_scale, noise_scale_from_grads,
-                                       per_example_grads)
-
+from perfmodel.steps.gradstats import gradient_diversity, noise_scale, noise_scale_from_grads, per_example_grads
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/conftest.py
 

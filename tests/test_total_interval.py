@@ -9,8 +9,7 @@ from click.testing import CliRunner
 from perfmodel import hardware
 from perfmodel.cli import main as cli
 from perfmodel.steps.law import StepLaw, default_law_path
-from perfmodel.total_interval import (DEFAULT_MAPE, p_fastest, sigma_from_mape, step_time_mape, summarize,
-                                      total_draws)
+from perfmodel.total_interval import DEFAULT_MAPE, p_fastest, sigma_from_mape, step_time_mape, summarize, total_draws
 
 
 def test_sigma_from_mape():

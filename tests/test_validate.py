@@ -67,7 +67,8 @@ def test_rounds_take_the_median_and_report_each_rounds_mape(cpu_hw, monkeypatch)
     times = {8: iter([1e-3, 3e-3, 2e-3]), 16: iter([4e-3, 4e-3, 10e-3])}
     monkeypatch.setattr(pv, "time_training_step",
                         lambda model, width, *a, **k: type("T", (), {"seconds": next(times[width]), "spread": 0.1}))
-    monkeypatch.setattr(pv, "predict", lambda model, width, *a, **k: type("P", (), {"time_per_step_s": 2e-3 * (width // 8)}))
+    monkeypatch.setattr(pv, "predict",
+                        lambda model, width, *a, **k: type("P", (), {"time_per_step_s": 2e-3 * (width // 8)}))
     v = pv.validate("mlp", [8, 16], cpu_hw, rounds=3, progress=False, **TINY_MLP)
     assert [r.measured_s for r in v.rows] == [2e-3, 4e-3]
     assert [r.rounds_s for r in v.rows] == [(1e-3, 3e-3, 2e-3), (4e-3, 4e-3, 10e-3)]

@@ -86,7 +86,6 @@ def _validate_figures(stdout: str) -> dict:
 def check(out: Path, profile: Path, budget_s: float = BUDGET_S, run=run_step) -> dict:
     """Every step of the module docstring; the report (also written to ``out``)."""
     import torch
-
     from perfmodel.calibrate import backend
     cuda = backend.get()
     t0 = time.perf_counter()

@@ -1,8 +1,9 @@
 """What every architecture declares: its knobs (with defaults) and a builder."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

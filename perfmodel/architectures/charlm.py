@@ -40,13 +40,13 @@ def build(width, batch=32, seq_len=150, depth=10, vocab=98, embed=None, dtype="f
     g.linear("rhn/input_proj", tokens, embed, 2 * h)            # W_H, W_T for all steps
     g.backward_only_op(OpKind.COPY, "rhn/input_proj/unbind_grad", {"numel": tokens * 2 * h}, "bwd_data")
     bh = batch * h
-    for l in range(depth):
-        p = f"rhn/depth{l}"
+    for layer in range(depth):
+        p = f"rhn/depth{layer}"
         g.linear(f"{p}/recurrent", batch, h, 2 * h, repeat=seq_len)  # R_H, R_T
         g.backward_only_op(OpKind.ELEMENTWISE, f"{p}/recurrent/grad_accumulate",
                              {"numel": 2 * h * h + 2 * h, "n_in": 2, "n_out": 1}, "bwd_weight", seq_len - 1,
                              kernels=2)
-        if l == 0:
+        if layer == 0:
             g.pointwise(f"{p}/add_input", batch * 2 * h, n_in=2, repeat=seq_len)
         g.backward_only_op(OpKind.COPY, f"{p}/chunk_grad", {"numel": batch * 2 * h}, "bwd_data", seq_len)
         g.pointwise(f"{p}/tanh", bh, repeat=seq_len)

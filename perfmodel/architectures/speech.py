@@ -63,9 +63,9 @@ def build(width, batch=32, seq_len=300, rnn_layers=4, freq_bins=161, symbols=29,
     features = c * f
     g.op(OpKind.COPY, "to_time_major", {"numel": batch * features * t})
     d_in = features
-    for l in range(rnn_layers):
-        g.rnn(f"rnns/{l}", "lstm", d_in, width, batch, t, directions=2)
-        g.pointwise(f"rnns/{l}/sum_directions", t * batch * width, n_in=2)
+    for layer in range(rnn_layers):
+        g.rnn(f"rnns/{layer}", "lstm", d_in, width, batch, t, directions=2)
+        g.pointwise(f"rnns/{layer}/sum_directions", t * batch * width, n_in=2)
         d_in = width
     g.linear("fc", t * batch, width, symbols)
     g.reduction("log_softmax", t * batch * symbols)

@@ -14,9 +14,9 @@ def build(width, batch=32, seq_len=80, layers=2, vocab=10_000, dtype="fp32"):
     h, tokens = width, batch * seq_len
     g = GraphBuilder("wordlm", dtype)
     g.embedding("embedding", tokens, vocab, h)
-    for l in range(layers):
+    for layer in range(layers):
         # input of layer 0 is the embedding output, which needs its gradient: not first_layer
-        g.rnn(f"lstm/l{l}", "lstm", h, h, batch, seq_len)
+        g.rnn(f"lstm/l{layer}", "lstm", h, h, batch, seq_len)
     g.linear("decoder", tokens, h, vocab)
     g.cross_entropy("loss", tokens, vocab)
     return g.build(width=width, batch=batch, seq_len=seq_len, layers=layers, vocab=vocab)

@@ -1,4 +1,5 @@
-"""``perfmodel calibrate``: measure this device and write a calibrated profile (library: ``perfmodel.calibrate.run``)."""
+"""``perfmodel calibrate``: measure this device and write a calibrated profile
+(library: ``perfmodel.calibrate.run``)."""
 import sys
 
 import click

@@ -35,7 +35,8 @@ def kernels(files, hw_name, gpu, as_json):
         click.echo(f"not modelled: {s['kind']} row {s['row']} {s['phase']}: {s['reason']}")
     click.echo(tabulate([[g["kind"], g["dtype"], g["phase"], g["rows"], f"{g['mape']:.1f}%",
                           f"{g['median_error']:+.1f}%", f"{g['debiased_mape']:.1f}%"] for g in summary(preds)],
-                        headers=["kind", "dtype", "phase", "rows", "MAPE", "median error", "MAPE without the median bias"],
+                        headers=["kind", "dtype", "phase", "rows", "MAPE", "median error",
+                                 "MAPE without the median bias"],
                         disable_numparse=True))
     for kind, v in mape(preds).items():
         click.echo(f"MAPE {kind}: {v:.1f}% over {sum(p['kind'] == kind for p in preds)} measurements on {hw.name}")

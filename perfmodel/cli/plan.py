@@ -2,8 +2,17 @@
 import click
 
 from .. import hardware
-from .options import (IntList, StrList, build_options, collect_knobs, dtype_option, knob_options, optimizer_option,
-                      parallel_options, to_json)
+from .options import (
+    IntList,
+    StrList,
+    build_options,
+    collect_knobs,
+    dtype_option,
+    knob_options,
+    optimizer_option,
+    parallel_options,
+    to_json,
+)
 
 
 def _plan_args(f):

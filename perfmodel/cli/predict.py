@@ -4,8 +4,17 @@ import click
 from .. import hardware
 from ..hardware.stability import unstable_warning
 from ..predict import predict as run_predict
-from .options import (build_options, collect_knobs, dtype_option, knob_options, optimizer_option, output_format,
-                      parallel_options, rows_to_csv, to_json)
+from .options import (
+    build_options,
+    collect_knobs,
+    dtype_option,
+    knob_options,
+    optimizer_option,
+    output_format,
+    parallel_options,
+    rows_to_csv,
+    to_json,
+)
 
 
 @click.command()

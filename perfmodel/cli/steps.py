@@ -19,7 +19,8 @@ def steps():
 @click.option("--batch", "batches", type=IntList(), help="batch size(s), e.g. 32 or 8..128")
 @click.option("--optimizer", default="adam", show_default=True, type=click.Choice(["sgd", "adam"]))
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="learning rate [adam 2e-3, sgd 0.1]")
-@click.option("--corpus", type=CorpusPath(), help="'shakespeare' (built-in text) or a text file (default: built-in generator)")
+@click.option("--corpus", type=CorpusPath(),
+              help="'shakespeare' (built-in text) or a text file (default: built-in generator)")
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-epochs", default=30, show_default=True, type=click.FloatRange(min=0, min_open=True))
 @click.option("--eval-every", default=25, show_default=True, type=click.IntRange(min=1), help="steps")
@@ -69,9 +70,9 @@ def measure(model, widths, data_sizes, batches, optimizer, lr, corpus, seeds, ma
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="write the law JSON here")
 def fit(runs, form, free_gamma, plateau, target, capped, batch_runs, bootstrap, as_json, output):
     """Fit step-law forms to a runs CSV, choose one by extrapolation, keep its bootstrap draws."""
+    from ..outputs import check_output
     from ..steps.fit import candidate_forms, fit_law, format_report, provenance, read_runs, summary
     from ..steps.law import save_law
-    from ..outputs import check_output
     candidate_forms(form, free_gamma, plateau)  # unknown form names fail here, before any work
     if output:
         check_output(output, inputs=[runs] + ([batch_runs] if batch_runs else []))
@@ -157,7 +158,8 @@ def suggest_runs(law_path, params, dataset_size, budget_hours, runs_path, hw_nam
     click.echo(f"{law.model}: target M = {params:.4g}, D = {dataset_size:.4g}; 80% interval now spans "
                f"x{math.exp(out['interval_80_log_width_now']):.2f} (hi/lo); runs priced on {hw.name}")
     for i, r in enumerate(out["suggested"], 1):
-        click.echo(f"  {i}. width {r['width']}, D = {r['dataset_size']:.4g}, 1 seed: ~{r['predicted_steps']:,.0f} steps, "
+        click.echo(f"  {i}. width {r['width']}, D = {r['dataset_size']:.4g}, 1 seed: "
+                   f"~{r['predicted_steps']:,.0f} steps, "
                    f"{r['cost_hours']:.2f} h; interval x{math.exp(out['interval_80_log_width_now']):.2f} -> "
                    f"x{math.exp(out['interval_80_log_width_now'] - r['log_width_gain']):.2f}")
     if not out["suggested"]:

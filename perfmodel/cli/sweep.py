@@ -5,8 +5,17 @@ from tabulate import tabulate
 from .. import hardware
 from ..grid import rows, sweep as run_sweep
 from ..units import fmt_bytes, fmt_seconds
-from .options import (IntList, StrList, collect_knobs, dtype_option, knob_options, optimizer_option, output_format,
-                      rows_to_csv, to_json)
+from .options import (
+    IntList,
+    StrList,
+    collect_knobs,
+    dtype_option,
+    knob_options,
+    optimizer_option,
+    output_format,
+    rows_to_csv,
+    to_json,
+)
 
 
 @click.command()

@@ -98,7 +98,8 @@ def validate(model, widths, sample, seed, max_step_s, batch, seq_len, sets, hw_n
     click.echo(tabulate(rows, headers=headers, disable_numparse=True))
     click.echo("MAPE: " + ("n/a (nothing ran)" if v.mape is None else f"{100 * v.mape:.1f}%"))
     if v.mape_with_measured_faults is not None:
-        click.echo(f"MAPE had the model priced the page faults measured above: {100 * v.mape_with_measured_faults:.1f}% "
+        click.echo("MAPE had the model priced the page faults measured above: "
+                   f"{100 * v.mape_with_measured_faults:.1f}% "
                    "(where the faults explain the error; they follow glibc's allocation history, which the "
                    "model does not predict)")
     if v.drift:

@@ -4,8 +4,8 @@
 thin-plate-spline radial basis function (J. Duchon, "Splines minimizing
 rotation-invariant semi-norms in Sobolev spaces", Constructive Theory of Functions
 of Several Variables, LNM 571, 1977; ``scipy.interpolate.RBFInterpolator``) and
-bakes it on a regular grid, so that a query is multilinear on that grid.  :class:`Curve1D` is ``log(time)`` piecewise linear in
-``log(bytes)``, with constant bandwidth (time proportional to bytes) beyond its
+bakes it on a regular grid, so that a query is multilinear on that grid.  :class:`Curve1D` is
+``log(time)`` piecewise linear in ``log(bytes)``, with constant bandwidth (time proportional to bytes) beyond its
 ends.  Both are vectorized: a query takes scalars or arrays and broadcasts.
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ class LogInterpolator:
         nodes = np.clip(np.ceil((self.hi - self.lo) / GRID_STEP_LOG2).astype(int) + 1, 2, GRID_NODES_MAX)
         self.step = (self.hi - self.lo) / (nodes - 1)
         self.shape = tuple(int(v) for v in nodes)
-        grid = np.stack(np.meshgrid(*[np.linspace(a, b, n) for a, b, n in zip(self.lo, self.hi, nodes)],
+        grid = np.stack(np.meshgrid(*[np.linspace(a, b, n) for a, b, n in zip(self.lo, self.hi, nodes, strict=True)],
                                     indexing="ij"), axis=-1).reshape(-1, len(self.axes))
         self.grid = self._fit(xs, y)(grid).reshape(self.shape)
         self.grid = np.clip(self.grid, y.min() - margin, y.max() + margin)

@@ -59,7 +59,7 @@ class ProfileCache:
 
     def __init__(self, build, size: int = 32):
         self._build, self._size = build, size
-        self._entries: "OrderedDict[int, tuple]" = OrderedDict()
+        self._entries: OrderedDict[int, tuple] = OrderedDict()
 
     def __call__(self, hw):
         if not hw.calibration:
@@ -113,7 +113,7 @@ class _RateTables:
         for want in ((dtype, trans_a, trans_b, batched), (dtype, None, None, batched), (dtype, None, None, None)):
             if want not in self._gemm:
                 pts = [p for key, ps in self._gemm_raw.items()
-                       if all(w is None or w == g for w, g in zip(want, key)) for p in ps]
+                       if all(w is None or w == g for w, g in zip(want, key, strict=True)) for p in ps]
                 self._gemm[want] = self._build_gemm(pts) if pts else None
             if self._gemm[want] is not None:
                 return self._gemm[want]

@@ -121,7 +121,7 @@ class _ResidualTables:
                 attrs = {"cell": ref["cell"], "input_mode": ref.get("input_mode", "linear")}
                 ops = [Op(OpKind.RNN, "calibration", dims, ref.get("dtype", "fp32"), ph, attrs=attrs)
                        for ph in phases]
-                input_s, recurrent_s = map(sum, zip(*(rnn_components_split(o, self.hw) for o in ops)))
+                input_s, recurrent_s = map(sum, zip(*(rnn_components_split(o, self.hw) for o in ops), strict=True))
                 coords.append((h, b))
                 ratios.append(max(per_steps - input_s, RNN_MIN_RECURRENT_SHARE * per_steps) / recurrent_s)
                 fixed.append(max(f_call, 1e-12))
@@ -217,7 +217,7 @@ def conv_ratio(hw, op):
         return None
     interps, geoms = table
     d = op.dims
-    arrs = dict(zip(CONV_DIMS, np.broadcast_arrays(*[np.asarray(d[k]) for k in CONV_DIMS])))
+    arrs = dict(zip(CONV_DIMS, np.broadcast_arrays(*[np.asarray(d[k]) for k in CONV_DIMS]), strict=True))
     mm, nn_, kk = conv_gemm_shape(arrs)
     classes = np.stack([arrs[k] for k in CONV_FILTER_CLASS], axis=-1).reshape(-1, len(CONV_FILTER_CLASS))
     ratio = np.empty(classes.shape[0])

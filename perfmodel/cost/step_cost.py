@@ -19,8 +19,8 @@ value is a float, or an array over configurations when the ops' dims are arrays.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 

@@ -48,5 +48,5 @@ def gradient_confusion(G: torch.Tensor) -> dict[str, float]:
         "frac_negative": float((inner < 0).double().mean()),
         "mean_sq_norm": float(G.detach().double().square().sum(1).mean()),
     }
-    out.update({f"cos_q{round(100 * p):02d}": v for p, v in zip(QUANTILES, q)})
+    out.update({f"cos_q{round(100 * p):02d}": v for p, v in zip(QUANTILES, q, strict=True)})
     return out

@@ -60,7 +60,7 @@ class Student(nn.Module):
         dims = [input_dim] + [width] * (layers - 1)
         self.hidden = nn.ParameterList(
             nn.Parameter(torch.randn(b, a, generator=generator, dtype=dtype) / math.sqrt(a))
-            for a, b in zip(dims[:-1], dims[1:]))
+            for a, b in zip(dims[:-1], dims[1:], strict=True))
         self.output = nn.Parameter(torch.randn(width, generator=generator, dtype=dtype) / math.sqrt(width))
         self.scalar = nn.Parameter(torch.ones((), dtype=dtype)) if scalar else None
 

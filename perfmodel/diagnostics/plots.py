@@ -45,7 +45,7 @@ def plot_diagnostics(rows, columns=None, ncols: int = 3):
     nrows = math.ceil(len(cols) / ncols)
     fig = Figure(figsize=(3.6 * ncols, 2.8 * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, col in zip(axes, cols):
+    for ax, col in zip(axes, cols, strict=False):
         title, log_y = known.get(col, (col, False))
         by_width: dict[int, list[float]] = {}
         for r in rows:
@@ -57,7 +57,7 @@ def plot_diagnostics(rows, columns=None, ncols: int = 3):
         if widths:
             ax.boxplot(data, positions=pos, widths=0.45, manage_ticks=False,
                        medianprops={"color": "C1"}, flierprops={"markersize": 2})
-            for p, vals in zip(pos, data):
+            for p, vals in zip(pos, data, strict=True):
                 ax.plot([p] * len(vals), vals, ".", color="C0", ms=4, alpha=0.7)
             ax.set_xticks(pos, [str(w) for w in widths])
             ax.set_xlim(pos[0] - 0.6, pos[-1] + 0.6)
@@ -66,7 +66,7 @@ def plot_diagnostics(rows, columns=None, ncols: int = 3):
             ax.set_yscale("log")
         if col.startswith("angle"):
             ax.axhline(math.pi / 2, color="0.5", lw=0.8, ls="--")
-        fit = loglog_slope([w for w, vals in zip(widths, data) for _ in vals],
+        fit = loglog_slope([w for w, vals in zip(widths, data, strict=True) for _ in vals],
                            [v for vals in data for v in vals])
         if _finite(fit["slope"]):
             ci = f" [{fit['lo']:.2f}, {fit['hi']:.2f}]" if _finite(fit["lo"]) else ""

@@ -71,7 +71,7 @@ class Traversal:
         self._names = names
         self._init = [params[n].detach().clone() for n in names]
         self._prev = [t.clone() for t in self._init]
-        self.init = dict(zip(names, self._init))  # W_0 by parameter name (read-only)
+        self.init = dict(zip(names, self._init, strict=True))  # W_0 by parameter name (read-only)
         # per-parameter index lists of each group
         pos = {n: i for i, n in enumerate(names)}
         self._members = {g: [pos[n] for n in members] for g, members in self.groups.items()}
@@ -87,7 +87,7 @@ class Traversal:
         grads = [params[n].grad for n in self._names]
         # per parameter: ||W_t+1 - W_t||^2, <W_t - W_0, g_t>, ||W_t - W_0||^2, ||g_t||^2
         step_sq, dot, disp_sq, grad_sq = [], [], [], []
-        for c, p, w0, g in zip(cur, self._prev, self._init, grads):
+        for c, p, w0, g in zip(cur, self._prev, self._init, grads, strict=True):
             step_sq.append((c - p).double().square().sum())
             d = (p - w0).double()
             disp_sq.append(d.square().sum())
@@ -106,7 +106,7 @@ class Traversal:
                 cos = max(-1.0, min(1.0, dt / math.sqrt(d_sq * g_sq)))
                 self._angle_sum[grp] += math.acos(cos)
                 self._angle_n[grp] += 1
-        for p, c in zip(self._prev, cur):
+        for p, c in zip(self._prev, cur, strict=True):
             p.copy_(c)
         self.steps += 1
 

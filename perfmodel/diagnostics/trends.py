@@ -139,7 +139,7 @@ def width_trends(rows: list[dict], columns, level: float = DEFAULT_LEVEL, by=Non
                    if isinstance(r.get(col), (int, float)) and math.isfinite(r[col])]
             if not pts:
                 continue
-            xs, ys, gs = zip(*pts)
+            xs, ys, gs = zip(*pts, strict=True)
             ll = loglog_slope(xs, ys, level)
             name = col if key is None else f"{col}@{by}={key}"
             out[name] = {"loglog": {**ll, "level": level, "verdict": verdict(ll)},

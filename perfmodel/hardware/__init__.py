@@ -70,4 +70,5 @@ def load(name_or_path: str) -> HardwareProfile:
     return load_profile_file(_by_name()[resolve_name(name_or_path)])
 
 
-__all__ = ["HardwareProfile", "available", "load", "resolve_name", "load_profile_file", "profile_from_dict", "PROFILES_DIR"]
+__all__ = ["HardwareProfile", "available", "load", "resolve_name", "load_profile_file", "profile_from_dict",
+           "PROFILES_DIR"]

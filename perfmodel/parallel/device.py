@@ -143,7 +143,7 @@ def device_pass(scenario: Scenario, widths, micro_batch, tp) -> UnitCosts:
     times, fits = op_times(all_ops, hw, kernel, times)
     tp_link = coll.link(hw, coll.spans_nodes(hw, tpa))
     k = 0
-    for item, src in zip(ts.items, graph.fwd):
+    for item, src in zip(ts.items, graph.fwd, strict=False):
         u = idx[unit_key(item.path)]
         for op in item.ops:
             acc["fwd_s" if op.phase == "fwd" else "bwd_s"][u] += times[k]
@@ -165,7 +165,7 @@ def device_pass(scenario: Scenario, widths, micro_batch, tp) -> UnitCosts:
     opt_units = list(groups_per_unit)
     opt_ops = [optimizer_op(acc["params"][u], groups_per_unit[u], scenario.optimizer, f"{units[u]}/optimizer")
                for u in opt_units]
-    for u, c in zip(opt_units, op_costs(opt_ops, hw)):
+    for u, c in zip(opt_units, op_costs(opt_ops, hw), strict=True):
         acc["opt_s"][u] = c.time_s
     steps, cyclic = _recurrence(graph.listed_ops())
     persistent = np.zeros(widths.shape, bool)

@@ -149,7 +149,7 @@ def op_times(ops: list[Op], hw: HardwareProfile, opts: KernelOptions = KernelOpt
         if key in fits:
             q = _persistent(op, p, hw)
             p = _Parts(*(np.where(fits[key], x, y) for x, y in zip((q.c, q.m, q.o, q.c_full),
-                                                                 (p.c, p.m, p.o, p.c_full))))
+                                                                 (p.c, p.m, p.o, p.c_full), strict=True)))
         return p
 
     def parts(i: int) -> _Parts:  # op i of the list, one execution
@@ -195,7 +195,7 @@ def _overlap_directions(ops, times, parts, comps) -> None:
         if a.kind == OpKind.RNN:
             ca, cb = comps(a), comps(b)
             serial = sum(p.time * c.repeat for c, p in ca) + sum(p.time * c.repeat for c, p in cb)
-            together = sum(_pair(pa, pb) * c.repeat for (c, pa), (_, pb) in zip(ca, cb))
+            together = sum(_pair(pa, pb) * c.repeat for (c, pa), (_, pb) in zip(ca, cb, strict=True))
             total = (times[i] + times[j]) * together / serial
         else:
             total = _pair(parts(i), parts(j)) * a.repeat

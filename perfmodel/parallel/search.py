@@ -150,7 +150,7 @@ class Plan:
 def dp_stops_paying(curve: dict, gain: float = DP_PAYING_GAIN):
     """The data-parallel degree past which doubling it cuts total time by less than ``gain``."""
     ds = sorted(d for d, t in curve.items() if np.isfinite(t) and d & (d - 1) == 0)
-    for d, d2 in zip(ds, ds[1:]):
+    for d, d2 in zip(ds, ds[1:], strict=False):
         if curve[d2] > (1 - gain) * curve[d]:
             return d
     return None

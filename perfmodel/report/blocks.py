@@ -6,8 +6,9 @@ and the tests all read the same values.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence, Union
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Facts:
     items: Sequence[tuple[str, str]]
 
 
-Block = Union[Figure, Table, Note, Heading, Facts]
+Block = Figure | Table | Note | Heading | Facts
 
 
 @dataclass

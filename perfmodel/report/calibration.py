@@ -50,14 +50,15 @@ def gemm_figure(hw) -> Figure | None:
     dtypes = dtypes[:MAX_HEATMAP_DTYPES]
     fig, axes = new_figure(4.2 * len(dtypes) + 0.6, 3.8, ncols=len(dtypes))
     axes = np.atleast_1d(axes)
-    for ax, dt in zip(axes, dtypes):
+    for ax, dt in zip(axes, dtypes, strict=True):
         sub = [r for r in rows if r["dtype"] == dt]
         ye, ybins = _log2_bins([r["m"] * r["n"] for r in sub])
         xe, xbins = _log2_bins([r["k"] for r in sub])
         grid = np.full((ybins.size, xbins.size), np.nan)
         for yi in range(ybins.size):
             for xi in range(xbins.size):
-                cell = [r["efficiency"] for r, a, b in zip(sub, ye, xe) if a == ybins[yi] and b == xbins[xi]]
+                cell = [r["efficiency"] for r, a, b in zip(sub, ye, xe, strict=True)
+                        if a == ybins[yi] and b == xbins[xi]]
                 if cell:
                     grid[yi, xi] = float(np.median(cell))
         im = ax.imshow(grid, origin="lower", aspect="auto", cmap="viridis", vmin=0,

@@ -50,7 +50,7 @@ def layout_rows(plans_by_hw: dict) -> list[dict]:
                                                  "steps", "time_per_step_s", "comm_time_s", "total_time_s",
                                                  "total_time_median_s", "p_fastest", "extrapolation_params_x")},
                         **dict(zip(("total_time_lo80_s", "total_time_hi80_s"),
-                                   r.get("total_time_interval_80") or (None, None))),
+                                   r.get("total_time_interval_80") or (None, None), strict=True)),
                         "fits": r["fits"]})
     return out
 

@@ -17,7 +17,7 @@ from .layouts import COMM_PARTS, step_parts
 PHASES = ("fwd", "bwd_data", "bwd_weight", "optimizer")
 BOUNDS = ("compute", "memory", "overhead")
 LAYOUT_PARTS = ("device work", *COMM_PARTS.values())
-LAYOUT_COLORS = dict(zip(LAYOUT_PARTS, ("#54a24b", "#9d755d", "#e45756", "#ff9da6")))
+LAYOUT_COLORS = dict(zip(LAYOUT_PARTS, ("#54a24b", "#9d755d", "#e45756", "#ff9da6"), strict=False))
 
 
 def curve_table(ctx) -> Table:
@@ -90,7 +90,7 @@ def breakdown_figure(ctx) -> Figure:
         panels.append(("layout", LAYOUT_PARTS, LAYOUT_COLORS))
     fig, axes = new_figure(3.6 * len(panels) + 1.2, 3.8 + 0.12 * len(bars), ncols=len(panels))
     y = np.arange(len(bars))
-    for ax, (kind, names, colors) in zip(axes, panels):
+    for ax, (kind, names, colors) in zip(axes, panels, strict=True):
         _stack(ax, parts, bars, kind, names, colors)
         if kind == "phase":
             ax.set_yticks(y, [f"{h}\nw={w}" for h, w in bars])

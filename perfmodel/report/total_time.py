@@ -43,7 +43,7 @@ def total_figure(ctx) -> Figure:
     fig, axes = new_figure(4.3 * len(names) + 0.4, 4.4, ncols=len(names))
     axes = np.atleast_1d(axes)
     dps = dp_rows(ctx)
-    for ax, hw_name in zip(axes, names):
+    for ax, hw_name in zip(axes, names, strict=True):
         rows = sorted((r for r in ctx.layouts if r["hardware"] == hw_name and r["fits"]), key=lambda r: r["params"])
         degrees = sorted({r["dp"] for r in dps if r["hardware"] == hw_name})
         for j, dp in enumerate(degrees):
@@ -68,7 +68,7 @@ def total_figure(ctx) -> Figure:
         ax.set_title(title, fontsize=8)
     handles = {}
     for ax in axes:
-        for h, label in zip(*ax.get_legend_handles_labels()):
+        for h, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, h)
     fig.legend(list(handles.values()), list(handles), loc="outside lower center",
                ncol=min(3 * len(axes), len(handles)),

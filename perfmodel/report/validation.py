@@ -96,7 +96,7 @@ def kernel_figure(ctx) -> Figure | None:
                                                100 * relative_error(r["predicted_s"], r["measured_s"])]
                    for r in rows])
     summary = Table("table-kernels-mape", "MAPE per kernel kind", ["kind", "kernels", "MAPE (%)"],
-                    [[k, len(e), float(np.mean(np.abs(e)))] for k, e in zip(kinds, errs)])
+                    [[k, len(e), float(np.mean(np.abs(e)))] for k, e in zip(kinds, errs, strict=True)])
     return Figure("fig-kernels", "Kernel-level errors", to_data_uri(fig),
                   "scatter of predicted against measured kernel times and box plots of errors per kind",
                   [summary, table])

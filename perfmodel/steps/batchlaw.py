@@ -28,7 +28,7 @@ def fit_batch_law(runs, target="steps_to_min", tol=0.01, n_boot=200, seed=0) -> 
     """S(B) = S_min (1 + B_noise/B) for the (width, D) with the most batch sizes (≥ 3); else None."""
     ok = ~runs["capped"]
     best_key, best_n = None, 2
-    for w, D in sorted(set(zip(runs["width"][ok], runs["dataset_size"][ok]))):
+    for w, D in sorted(set(zip(runs["width"][ok], runs["dataset_size"][ok], strict=True))):
         n = len(np.unique(runs["batch"][ok & (runs["width"] == w) & (runs["dataset_size"] == D)]))
         if n > best_n:
             best_key, best_n = (w, D), n
@@ -66,7 +66,7 @@ def fit_batch_law(runs, target="steps_to_min", tol=0.01, n_boot=200, seed=0) -> 
            "b_noise": np.percentile(boots[:, 1], [2.5, 97.5]).tolist()} if len(boots) >= 20 else {})
     out = {"width": float(best_key[0]), "dataset_size": float(best_key[1]), "measure": measure,
            "s_min": float(np.exp(t[0])), "b_noise": float(np.exp(t[1])), "ci": ci,
-           "runs": [{"batch": float(b), "steps": float(s)} for b, s in sorted(zip(B, S))]}
+           "runs": [{"batch": float(b), "steps": float(s)} for b, s in sorted(zip(B, S, strict=True))]}
     if "grad_stats" in runs:
         out.update(_pooled_noise_scale(runs["grad_stats"][sel][good], S))
     return out
@@ -80,7 +80,7 @@ def _pooled_noise_scale(stats_json, until_steps) -> dict:
     probes after step 0 up to each run's step count ``until_steps``.
     """
     init, during = [], []
-    for text, until in zip(stats_json, until_steps):
+    for text, until in zip(stats_json, until_steps, strict=True):
         for g in json.loads(text) if text else []:
             (init if g["step"] == 0 else during if g["step"] <= until else []).append(g)
     out = {}

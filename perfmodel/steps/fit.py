@@ -51,14 +51,14 @@ class _Data:
         self.R, self.target, self.batch_ref, self.T = R, target, batch_ref, T
         self.spe = R["dataset_size"] / (batch_ref * T)
 
-    def part(self, mask) -> "_Data":
+    def part(self, mask) -> _Data:
         return _Data(subset(self.R, mask), self.target, self.batch_ref, self.T)
 
     def fit(self, form, x0=None):
         sc = Scaled(self.R["params"], self.R["dataset_size"], self.R[self.target], self.spe)
         return sc, fit_form(form, sc, self.R["capped"], x0)
 
-    def predict(self, form, sc, theta, other: "_Data"):
+    def predict(self, form, sc, theta, other: _Data):
         return sc.S0 * np.exp(log_pred(form, theta, *sc.at(other.R["params"], other.R["dataset_size"], other.spe)))
 
     @property
@@ -268,7 +268,8 @@ def fit_law(runs: dict[str, np.ndarray], free_gamma: bool = False, plateau: bool
     heldout = ({"width": folds[0]["held_out_widths"][0], "k_without_it": folds[0]["k_without"],
                 "median_abs_rel_error": folds[0]["median_abs_rel_error"],
                 "runs": [{"dataset_size": float(D), "observed": float(o), "predicted": float(p)} for D, o, p in
-                         zip(folds[0]["test"].R["dataset_size"], folds[0]["test"].R[target], folds[0]["pred"])]}
+                         zip(folds[0]["test"].R["dataset_size"], folds[0]["test"].R[target], folds[0]["pred"],
+                             strict=True)]}
                if folds else {"skipped": "needs at least 3 widths with enough runs below the widest"})
     law.coverage_80 = coverage(data, forms, seed) if check_coverage and n_boot else None
     law.diagnostics = {"n_capped": int(R["capped"].sum()), "n_zero_steps_dropped": n_zero, "plateau": plateau_note,

@@ -51,14 +51,16 @@ def format_report(law: StepLaw) -> str:
                  else f"  held-out check skipped: {h.get('skipped')}")
     lines += interval_lines(law)
     res = law.diagnostics.get("residuals", {})
-    lines.append(f"  residuals log(observed/predicted), uncapped runs: rms {res.get('rms_log_residual') or math.nan:.3f}; "
+    lines.append(f"  residuals log(observed/predicted), uncapped runs: "
+                 f"rms {res.get('rms_log_residual') or math.nan:.3f}; "
                  f"capped runs predicted below their lower bound: {res.get('capped_below_bound')}"
                  if res.get("rms_log_residual") is not None else "  residuals: no uncapped runs")
     for row in res.get("per_width", []):
         flag = "  <- systematic" if row["systematic"] else ""
         trend = (f"slope vs log D {row['slope_vs_logD']:+.3f} (se {row['se']:.3f})"
                  if row["se"] is not None and np.isfinite(row["se"]) else "slope vs log D n/a")
-        lines.append(f"    width {row['width']:g} ({row['n']} runs): mean {row['mean_log_residual']:+.3f}, {trend}{flag}")
+        lines.append(f"    width {row['width']:g} ({row['n']} runs): "
+                     f"mean {row['mean_log_residual']:+.3f}, {trend}{flag}")
     bl = law.batch_law
     if bl:
         c = bl["ci"].get("b_noise")

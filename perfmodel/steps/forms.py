@@ -94,7 +94,7 @@ class Scaled:
 
 def log_pred(form: Form, theta, m, d, e):
     """log(S / S0) of ``form`` at scaled points."""
-    p = dict(zip(form.params, theta))
+    p = dict(zip(form.params, theta, strict=True))
     if form.name.startswith("epochs"):
         out = np.log(e) + np.log(np.exp(p["log_e_min"]) + np.exp(p["log_c"]) * d ** p["delta"] * m ** (-p["k"]))
     else:
@@ -148,7 +148,7 @@ def fit_form(form: Form, sc: Scaled, capped, x0=None):
 
 def natural(form: Form, theta, sc: Scaled, batch_ref: float, tokens_per_example: float) -> dict[str, float]:
     """The law's fields (a, k, gamma, b, epochs_min) in natural units from scaled ``theta``."""
-    p = dict(zip(form.params, (float(t) for t in theta)))
+    p = dict(zip(form.params, (float(t) for t in theta), strict=True))
     k = p["k"]
     floor = {"e_min": math.exp(p["log_floor"])} if "log_floor" in p else {}
     if form.name.startswith("epochs"):

@@ -30,7 +30,7 @@ Gradients are flattened in ``model.named_parameters()`` order (trainable only).
 from __future__ import annotations
 
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -101,7 +101,7 @@ def _loop_grads(wrapped, names, x, y, batch_dim):
         xi, yi = x.narrow(batch_dim, i, 1), y.narrow(batch_dim, i, 1)
         gs = torch.autograd.grad(wrapped(xi, yi), params, allow_unused=True)
         rows.append(torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1)
-                               for g, p in zip(gs, params)]))
+                               for g, p in zip(gs, params, strict=True)]))
     return torch.stack(rows)
 
 

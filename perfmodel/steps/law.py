@@ -97,7 +97,7 @@ class StepLaw:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], where: str = "law") -> "StepLaw":
+    def from_dict(cls, d: dict[str, Any], where: str = "law") -> StepLaw:
         missing = [k for k in _REQUIRED if k not in d]
         if missing:
             raise PerfmodelError(f"{where} lacks field(s) {', '.join(missing)}")

@@ -62,7 +62,7 @@ class SweepConfig:
     grad_probe: int = 64
 
     @classmethod
-    def with_defaults(cls, model: str, **given) -> "SweepConfig":
+    def with_defaults(cls, model: str, **given) -> SweepConfig:
         """Options left as None take the model's :data:`DEFAULTS`; ``knobs`` overlay the default knobs."""
         if model not in DEFAULTS:
             raise PerfmodelError(f"unknown model {model!r}; allowed: {', '.join(DEFAULTS)}")
@@ -167,7 +167,7 @@ def _read_rows(path: Path) -> list[dict]:
         raise PerfmodelError(f"{str(path)!r} is not a UTF-8 runs CSV; write to a new file") from None
 
 
-def _check_same_sweep(rows: list[dict], config: "SweepConfig", path: Path) -> None:
+def _check_same_sweep(rows: list[dict], config: SweepConfig, path: Path) -> None:
     """Refuse a runs CSV that holds another model's runs or runs with other settings."""
     mine = config.runs()[0] if config.runs() else None
     for i, r in enumerate(rows):
@@ -216,7 +216,7 @@ def _append(path: Path, row: dict) -> None:
 CAPPED_WARN_SHARE = 0.25   # warn when more than a quarter of a sweep's runs hit the epoch cap
 
 
-def capped_warning(config: "SweepConfig", path: str | Path) -> str | None:
+def capped_warning(config: SweepConfig, path: str | Path) -> str | None:
     """One ``warning:`` line when > 25 % of this sweep's runs in ``path`` hit ``--max-epochs``.
 
     The suggested cap: for each capped run, the steps to minimum the power law

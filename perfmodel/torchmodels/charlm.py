@@ -23,9 +23,9 @@ class RHN(nn.Module):
         xin = self.input_proj(x).unbind(0)
         outs = []
         for t in range(seq):
-            for l, lin in enumerate(self.recurrent):
+            for layer, lin in enumerate(self.recurrent):
                 pre = lin(s)
-                if l == 0:
+                if layer == 0:
                     pre = pre + xin[t]
                 h_pre, t_pre = pre.chunk(2, dim=-1)
                 h, g = torch.tanh(h_pre), torch.sigmoid(t_pre)

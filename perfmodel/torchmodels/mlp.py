@@ -9,7 +9,7 @@ class MLP(nn.Module):
         super().__init__()
         self.batch, self.input_dim, self.classes = batch, input_dim, classes
         dims = [input_dim] + [width] * depth
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
         self.head = nn.Linear(dims[-1], classes)
 
     def forward(self, x):
