@@ -172,3 +172,20 @@ def test_non_utf8_runs_file(tmp_path):
     p.write_bytes(HEADER.encode() + b"charlm,16,1000,50000,32,0,500,450,1.0,3.0,1.0,\xff\xfe\n")
     res = CliRunner().invoke(cli, ["steps", "fit", str(p)])
     assert res.exit_code == 2 and "is not UTF-8" in res.output
+
+
+def test_suggest_prefers_a_wider_width_for_a_far_target():
+    # planted power law measured at widths 16-256; the target is 100x the widest model: the run that
+    # shrinks the target's interval most is one at a new, wider width (it moves M_max, so x falls)
+    from perfmodel import hardware
+    from perfmodel.steps.suggest import suggest
+    R = runs(PLANTED["power"][0], seeds=1)
+    R["knobs"] = np.array(['{"depth": 2, "seq_len": 32}'] * len(R["width"]), dtype=object)
+    law = fit_law(R, n_boot=50, check_coverage=False)
+    out = suggest(law, R, 100 * M_of(256), 4e5, hardware.load("cpu-generic"), budget_hours=1.0, n_sim=1,
+                  n_boot=20)
+    best = max(out["ranked"], key=lambda r: r["log_width_gain"])
+    assert best["new_width"] and best["width"] in (512, 1024)
+    assert out["total_hours"] <= 1.0 and all(r["cost_hours"] > 0 for r in out["ranked"])
+    per_hour = [r["gain_per_hour"] for r in out["suggested"]]
+    assert per_hour == sorted(per_hour, reverse=True)

@@ -4,7 +4,9 @@ For a target (M*, D*) and the law's runs, each candidate run (width w, dataset s
 one more seed) is scored by simulation: its outcome is drawn from the law's predictive
 distribution at (M(w), D) (:func:`.uncertainty.predictive_draws`), appended to the runs,
 and the law's form is refitted with a small bootstrap; the gain is the mean drop, over
-``n_sim`` draws, of the 80 % interval's log width ln(hi/lo) at the target.  The cost of a
+``n_sim`` draws, of the 80 % interval's log width ln(hi/lo) at the target, against a refit of
+the runs as they are with the same bootstrap seed (common random numbers: the difference is
+the run's, not the smaller bootstrap's).  The cost of a
 run is its median predicted steps × the predicted time per step of that width on a
 hardware profile (this machine's calibrated one by default).  Candidates: every measured
 width and 2× and 4× the widest, at every measured dataset size and 3× the largest.
@@ -46,7 +48,8 @@ def _params_of(model, width, knobs, R) -> float:
 
 
 def suggest(law: StepLaw, runs: dict, target_params: float, target_dataset: float, hw,
-            budget_hours: float | None = None, n_sim: int = N_SIM, seed: int = 0, top: int = 5) -> dict:
+            budget_hours: float | None = None, n_sim: int = N_SIM, seed: int = 0, top: int = 5,
+            n_boot: int = SIM_BOOT) -> dict:
     """Candidate runs ranked by the shrink of the target's 80 % interval per hour of this machine."""
     from ..predict import predict
     from .fit import fit_law
@@ -65,6 +68,14 @@ def suggest(law: StepLaw, runs: dict, target_params: float, target_dataset: floa
     cand_w = widths + [2 * widths[-1], 4 * widths[-1]]
     cand_d = sizes + [3 * sizes[-1]]
     rng = np.random.default_rng(seed)
+    seeds = [int(x) for x in rng.integers(1 << 30, size=n_sim)]
+
+    def refit(runs_, s):
+        r = fit_law(runs_, form=law.form, n_boot=n_boot, seed=s, check_coverage=False)
+        r.b_noise, r.batch_law = law.b_noise, law.batch_law
+        return _log_width(r, target_params, target_dataset)
+
+    base = [refit(R, s) for s in seeds]
     rows = []
     for w in cand_w:
         M = _params_of(model, w, knobs, R)
@@ -73,17 +84,13 @@ def suggest(law: StepLaw, runs: dict, target_params: float, target_dataset: floa
             draws = predictive_draws(law, M, D)
             steps = float(np.median(draws))
             gains = []
-            for _ in range(n_sim):
-                sim = dict(R)
+            for s, b in zip(seeds, base, strict=True):
                 new = {"width": w, "params": M, "dataset_size": D, "batch": float(batch),
                        "seed": float(R["seed"].max() + 1), "steps_to_min": float(draws[rng.integers(len(draws))]),
                        "capped": False}
                 sim = {c: np.append(v, new.get(c, v[0] if v.dtype == object else np.nan)) for c, v in R.items()}
                 sim["steps_to_converge"] = sim["steps_to_min"]
-                refit = fit_law(sim, form=law.form, n_boot=SIM_BOOT, seed=int(rng.integers(1 << 30)),
-                                check_coverage=False)
-                refit.b_noise, refit.batch_law = law.b_noise, law.batch_law
-                gains.append(now - _log_width(refit, target_params, target_dataset))
+                gains.append(b - refit(sim, s))
             hours = steps * step_s / 3600
             gain = float(np.mean(gains))
             rows.append({"width": int(w), "params": M, "dataset_size": D, "seeds": 1, "predicted_steps": steps,
@@ -101,6 +108,6 @@ def suggest(law: StepLaw, runs: dict, target_params: float, target_dataset: floa
         spent += r["cost_hours"]
     return {"target": {"params": target_params, "dataset_size": target_dataset},
             "interval_80_log_width_now": now, "hardware": hw.name, "budget_hours": budget_hours,
-            "suggested": chosen, "total_hours": spent, "candidates": len(rows),
+            "suggested": chosen, "total_hours": spent, "candidates": len(rows), "ranked": rows,
             "method": f"{n_sim} simulated outcomes per candidate from the law's predictive draws, refit of the "
-                      f"{law.form} form with {SIM_BOOT} bootstrap draws; gain = drop of ln(hi/lo) of the 80% interval"}
+                      f"{law.form} form with {n_boot} bootstrap draws; gain = drop of ln(hi/lo) of the 80% interval"}
