@@ -45,6 +45,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from .ops import BACKWARD_RULES, DTYPE_BYTES, Op, OpKind, register_cost
 from .units import ceil_div
 
@@ -90,6 +92,31 @@ def _flash_cost(op):
     written = bh * (t * f + t * hd * f + q_rows * hd * f + 2 * t * hd * e + t * hd * e) \
         + grouped * d["batch"] * d["kv_heads"] * 2 * t * hd * e
     return gemm + softmax, read, written
+
+
+def flash_hbm_bytes(op: Op, l2_bytes, sm_count):
+    """``(read, written)`` HBM bytes of one execution on a GPU with ``l2_bytes`` of L2 and ``sm_count``
+    SMs: the tiled traffic above is what the kernel loads, but thread blocks of one (sequence, head)
+    run side by side (the grid's query- or key-tile index is its fastest), so the K and V tiles every
+    query tile re-reads (forward), and the Q, O, dO, L, D tiles and the dQ accumulator every key tile
+    touches (backward), are served from L2 when the heads in flight (ceil(SMs / tiles per head)) fit
+    their per-head tensors in it: then each tensor crosses HBM once (``kv_rows`` and ``q_rows`` become
+    T).  Otherwise the tiled traffic."""
+    d = op.dims
+    t, hd, e, f = d["seq"], d["head_dim"], DTYPE_BYTES[op.dtype], FP32_BYTES
+    nb = ceil_div(t, d["tile"])
+    in_flight = ceil_div(sm_count, nb)
+    per_head = t * (2 * hd * e if op.phase == "fwd" else 3 * hd * e + hd * f + 2 * f)
+    _, read, written = _flash_cost(op)
+    if op.phase == "fwd":
+        once_read = d["batch"] * d["heads"] * 3 * t * hd * e
+    else:
+        once = replace(op, dims={**d, "tile": t})   # one tile per head: every tensor read once
+        _, once_read, once_written = _flash_cost(once)
+    fits = in_flight * per_head <= l2_bytes
+    if op.phase == "fwd":
+        return np.where(fits, once_read, read)[()], written
+    return np.where(fits, once_read, read)[()], np.where(fits, once_written, written)[()]
 
 
 def _flash_bwd(op):

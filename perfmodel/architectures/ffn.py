@@ -44,4 +44,4 @@ def dense_ffn(g: GraphBuilder, p: str, tokens, width, ffn, block: str) -> None:
     bias = block == "gpt2"
     g.linear(f"{p}/fc", tokens, width, fc_width(ffn, block), bias=bias)
     activation(g, f"{p}/{'gelu' if block == 'gpt2' else 'swiglu'}", tokens * ffn, block)
-    g.linear(f"{p}/proj", tokens, ffn, width, bias=bias)
+    g.linear(f"{p}/proj", tokens, ffn, width, bias=bias, saved=False)   # consumed by the residual add

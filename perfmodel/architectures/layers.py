@@ -50,10 +50,11 @@ class GraphBuilder:
                           {k: list(v) for k, v in self.backward_only.items()})
 
     # -- layers ------------------------------------------------------------
-    def linear(self, path, tokens, d_in, d_out, bias=True, first_layer=False, repeat=1):
-        """``nn.Linear``: y = x @ W^T + b, one (add)mm kernel."""
+    def linear(self, path, tokens, d_in, d_out, bias=True, first_layer=False, repeat=1, saved=True):
+        """``nn.Linear``: y = x @ W^T + b, one (add)mm kernel.  ``saved=False``: y is not kept for
+        backward (its consumer's gradient does not need it: a copy, a residual add)."""
         self.params(path, d_in * d_out + (d_out if bias else 0))
-        return self.op(OpKind.GEMM, path, {"m": tokens, "n": d_out, "k": d_in}, repeat,
+        return self.op(OpKind.GEMM, path, {"m": tokens, "n": d_out, "k": d_in}, repeat, saved=saved,
                        attrs={"weight": "b", "trans_b": True, "bias": bias, "first_layer": first_layer})
 
     def gemm(self, path, m, n, k, batch=1, repeat=1, both_activations=True):

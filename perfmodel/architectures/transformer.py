@@ -8,7 +8,9 @@ then ``layers`` pre-LayerNorm blocks::
     x = x + fc2(gelu(fc1(ln2(x))))             # MLP, hidden ffn = 4 * width
 
 a final LayerNorm and an LM head **tied** to the token embedding (logits = x @ wte^T, no bias;
-the embedding matrix is counted once in ``params``).  No dropout.  Defaults (width 768, 12
+the embedding matrix is counted once in ``params``).  No dropout unless ``dropout`` > 0 (the
+residual adds then become fused bias-dropout-adds, and the naive and fused attention drop the
+probabilities: Megatron-LM's GPT, default 0.1).  Defaults (width 768, 12
 layers, 1024 positions, vocab 50257, the GPT-2 BPE vocabulary) give GPT-2 small, 124,439,808
 parameters.
 
@@ -38,7 +40,7 @@ import numpy as np
 
 from ..errors import PerfmodelError
 from ..ops import OpKind
-from .attention import ATTENTIONS, check_kv_heads, self_attention
+from .attention import ATTENTIONS, DROPOUT_OUTPUTS, check_kv_heads, self_attention
 from .base import ArchSpec, Knob
 from .ffn import default_ffn, dense_ffn
 from .layers import GraphBuilder
@@ -136,8 +138,20 @@ def norm(g: GraphBuilder, path: str, numel, width, block: str) -> None:
     g.pointwise(path, numel, flops_per_elem=2, n_in=2, n_out=2, kernels=2)
 
 
+def residual(g: GraphBuilder, path: str, numel, dropout: float) -> None:
+    """The residual add; with hidden dropout, Megatron's fused bias-dropout-add (one kernel: the sum and
+    its 1-byte mask written, both kept -- Korthikanti et al. 2022, sec. 4.1)."""
+    if dropout > 0:
+        g.pointwise(path, numel, flops_per_elem=3, n_in=2, n_out=DROPOUT_OUTPUTS)
+    else:
+        g.pointwise(path, numel, n_in=2)
+
+
 def build(width, batch=8, seq_len=1024, layers=12, heads=None, vocab=50257, block="gpt2", attention=None,
-          kv_heads=None, ffn=None, experts=None, top_k=None, capacity=None, dtype="fp32"):
+          kv_heads=None, ffn=None, experts=None, top_k=None, capacity=None, dropout=None, dtype="fp32"):
+    dropout = dropout or 0.0
+    if not 0 <= dropout < 1:
+        raise _not_allowed(f"dropout={dropout!r}", "the dropout probability must be in [0, 1)")
     c = resolve_block(width, heads, block, attention, kv_heads, ffn, experts, top_k, capacity)
     tokens, gpt2 = batch * seq_len, c.block == "gpt2"
     g = GraphBuilder("transformer", dtype)
@@ -149,14 +163,14 @@ def build(width, batch=8, seq_len=1024, layers=12, heads=None, vocab=50257, bloc
         p = f"blocks/{i}"
         norm(g, f"{p}/ln1", tokens * width, width, c.block)
         self_attention(g, f"{p}/attn", batch, seq_len, width, c.heads, c.kv_heads, c.attention, bias=gpt2,
-                  rope=not gpt2, kv_given=c.kv_given)
-        g.pointwise(f"{p}/attn/residual", tokens * width, n_in=2)
+                  rope=not gpt2, kv_given=c.kv_given, dropout=dropout)
+        residual(g, f"{p}/attn/residual", tokens * width, dropout)
         norm(g, f"{p}/ln2", tokens * width, width, c.block)
         if c.experts is None:
             dense_ffn(g, f"{p}/mlp", tokens, width, c.ffn, c.block)
         else:
             moe_ffn(g, f"{p}/mlp", tokens, width, c.ffn, c.block, c.experts, c.top_k, c.capacity)
-        g.pointwise(f"{p}/mlp/residual", tokens * width, n_in=2)
+        residual(g, f"{p}/mlp/residual", tokens * width, dropout)
     norm(g, "ln_f", tokens * width, width, c.block)
     if gpt2:  # LM head tied to wte: its weight is already counted under "wte"
         g.op(OpKind.GEMM, "lm_head", {"m": tokens, "n": vocab, "k": width},
@@ -165,7 +179,7 @@ def build(width, batch=8, seq_len=1024, layers=12, heads=None, vocab=50257, bloc
         g.linear("lm_head", tokens, width, vocab, bias=False)
     g.cross_entropy("loss", tokens, vocab)
     return g.build(width=width, batch=batch, seq_len=seq_len, layers=layers, heads=c.heads, vocab=vocab,
-                   **c.config_entries(tokens))
+                   **c.config_entries(tokens), **({"dropout": dropout} if dropout else {}))
 
 
 SPEC = ArchSpec(
@@ -185,5 +199,8 @@ SPEC = ArchSpec(
      "experts": Knob(None, "mixture of experts: experts per MLP (default: dense MLP)"),
      "top_k": Knob(None, f"experts per token (default {DEFAULT_TOP_K}, at most experts)"),
      "capacity": Knob(None, f"expert capacity factor (default {DEFAULT_CAPACITY}): tokens per expert = "
-                            "capacity*top_k*tokens/experts", minimum=0, kind=float)},
+                            "capacity*top_k*tokens/experts", minimum=0, kind=float),
+     "dropout": Knob(None, "hidden and attention dropout probability (Megatron-LM's default 0.1): fused "
+                          "bias-dropout-add and a dropout kernel on the attention probabilities; default none",
+                     minimum=0, kind=float)},
     "perfmodel.torchmodels.transformer:Transformer")

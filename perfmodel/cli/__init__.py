@@ -27,6 +27,7 @@ COMMANDS = {
     "whatif": "plan:whatif",
     "report": "report:report",
     "diagnose": "diagnose:diagnose",
+    "check": "check:check",
 }
 
 

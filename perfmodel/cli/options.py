@@ -101,15 +101,34 @@ def optimizer_option(choices=PRICED_OPTIMIZERS, default: str = "sgd"):
     return click.option("--optimizer", default=default, show_default=True, type=click.Choice(list(choices)))
 
 
+def _no_recompute(ctx, param, value):
+    """``--no-recompute``: the old switch, an alias of ``--recompute none`` (the later one wins)."""
+    if value:
+        ctx.params["recompute"] = "none"
+
+
 def parallel_options(f):
-    """Switches shared by predict, plan and whatif (kernel parallelism, schedule, all-reduce)."""
+    """Switches shared by predict, plan and whatif (kernel parallelism, schedule, all-reduce, ZeRO,
+    Megatron's sequence parallelism / recomputation / interleaving, expert parallelism)."""
     opts = [
         click.option("--persistent-rnn/--no-persistent-rnn", default=False, show_default=True,
                      help="persistent RNN kernels keep recurrent weights on chip when they fit"),
         click.option("--streams/--no-streams", default=False, show_default=True,
                      help="run independent kernels (RNN directions) concurrently on two streams"),
-        click.option("--recompute/--no-recompute", default=False, show_default=True,
-                     help="activation checkpointing per layer unit"),
+        click.option("--recompute", type=str, is_flag=False, flag_value="full", default="none", show_default=True,
+                     metavar="none|selective|full", help="activation recomputation: selective = the attention "
+                     "core only (Korthikanti et al. 2022); full = per layer unit (--recompute alone: full)"),
+        click.option("--no-recompute", is_flag=True, expose_value=False, callback=_no_recompute,
+                     help="alias of --recompute none"),
+        click.option("--zero", type=int, default=0, show_default=True, metavar="0|1|2|3",
+                     help="ZeRO stage over the data-parallel group: 1 optimizer state, 2 + gradients, "
+                          "3 + parameters sharded (FSDP full shard)"),
+        click.option("--sequence-parallel/--no-sequence-parallel", default=False, show_default=True,
+                     help="Megatron sequence parallelism: norms and residuals split across the tp group"),
+        click.option("--virtual-stages", type=int, default=1, show_default=True,
+                     help="model chunks per pipeline rank (interleaved 1F1B); must divide the layers per stage"),
+        click.option("--ep", type=int, default=1, show_default=True,
+                     help="expert-parallel degree (MoE); must divide the experts and dp"),
         click.option("--schedule", type=click.Choice(list(SCHEDULES)), default="1f1b", show_default=True),
         click.option("--allreduce", type=click.Choice(list(ALGORITHMS)), default="ring", show_default=True),
         click.option("--overlap/--no-overlap", default=True, show_default=True,
@@ -122,12 +141,14 @@ def parallel_options(f):
     return f
 
 
-def build_options(persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib):
+def build_options(persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib, zero=0,
+                  sequence_parallel=False, virtual_stages=1, ep=1):
     """The :class:`perfmodel.parallel.options.ParallelOptions` of :func:`parallel_options`' values."""
     from ..parallel.kernel_parallel import KernelOptions
     from ..parallel.options import ParallelOptions
     return ParallelOptions(schedule, allreduce, bucket_mib * 2**20, overlap, recompute,
-                           KernelOptions(streams=streams, persistent_rnn=persistent_rnn))
+                           KernelOptions(streams=streams, persistent_rnn=persistent_rnn), zero, sequence_parallel,
+                           virtual_stages, ep)
 
 
 def collect_knobs(batch, seq_len, sets) -> dict:

@@ -36,30 +36,38 @@ def _plan_args(f):
     return f
 
 
-def _run_args(model, hw_name, devices, batches, max_batch, dtype, optimizer, batch, seq_len, sets, law_path, popts):
+def _run_args(model, hw_name, devices, batches, max_batch, dtype, optimizer, batch, seq_len, sets, law_path, popts,
+              search_options: bool = False):
     """(Scenario, SearchSpace, step law) of the shared options."""
     from ..parallel.search import SearchSpace
+    from ..parallel.search_options import OptionSearch
     from ..scenario import Scenario
     from ..total import load_law, shipped_law_path
     knobs = collect_knobs(batch, seq_len, sets)
     law_path = law_path or shipped_law_path(model)
     if "batch" in knobs:  # --batch pins the global batch
         batches = [knobs.pop("batch")]
-    space = SearchSpace(devices, tuple(batches) if batches else None, max_batch)
+    space = SearchSpace(devices, tuple(batches) if batches else None, max_batch,
+                        options=OptionSearch() if search_options else None)
     hw, law = hardware.load(hw_name), load_law(law_path)
     return Scenario(model, hw, knobs, dtype, optimizer, build_options(*popts)), space, law
 
 
 @click.command()
 @_plan_args
+@click.option("--search-options", is_flag=True,
+              help="also search the ZeRO stage, recompute mode, sequence parallelism, virtual stages and (MoE) "
+                   "expert-parallel degree per layout (the rows name the choices)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def plan(model, widths, dataset_size, law_path, hw_name, devices, batches, max_batch, dtype, optimizer, batch,
-         seq_len, sets, persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib, as_json):
+         seq_len, sets, persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib, zero,
+         sequence_parallel, virtual_stages, ep, search_options, as_json):
     """Fastest parallel layout and total training time for each width; then the fastest width."""
     from ..parallel.search import plan as run_plan
     scenario, space, law = _run_args(model, hw_name, devices, batches, max_batch, dtype, optimizer, batch, seq_len,
                                      sets, law_path, (persistent_rnn, streams, recompute, schedule, allreduce, overlap,
-                                                      bucket_mib))
+                                                      bucket_mib, zero, sequence_parallel, virtual_stages, ep),
+                                     search_options)
     p = run_plan(scenario, widths, space, dataset_size, law)
     if (p.uncertainty or {}).get("warning"):
         click.echo(p.uncertainty["warning"], err=True)
@@ -77,13 +85,13 @@ def plan(model, widths, dataset_size, law_path, hw_name, devices, batches, max_b
 @click.option("--max-factor", type=float, default=1024.0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def whatif(model, widths, dataset_size, law_path, hw_name, devices, batches, max_batch, dtype, optimizer, batch,
-           seq_len, sets, persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib, resources,
-           max_factor, as_json):
+           seq_len, sets, persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib, zero,
+           sequence_parallel, virtual_stages, ep, resources, max_factor, as_json):
     """How much faster compute, memory or interconnect must get for larger widths to train faster."""
     from ..parallel.whatif import break_even
     scenario, space, law = _run_args(model, hw_name, devices, batches, max_batch, dtype, optimizer, batch, seq_len,
                                      sets, law_path, (persistent_rnn, streams, recompute, schedule, allreduce, overlap,
-                                                      bucket_mib))
+                                                      bucket_mib, zero, sequence_parallel, virtual_stages, ep))
     r = break_even(scenario, widths, space, dataset_size, law, resources, max_factor)
     if (r.get("uncertainty") or {}).get("warning"):
         click.echo(r["uncertainty"]["warning"], err=True)

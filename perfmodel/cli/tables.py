@@ -95,6 +95,11 @@ def plan_text(p) -> str:
     table = tabulate(rows, headers=["width", "params", "dp x tp x pp", "m", "micro", "batch", "steps", "time/step",
                                     "total", "total: median [80%]", "P(fastest)", "DP-only total",
                                     "DP stops paying at dp*"], disable_numparse=True)
+    searched = [r for r in p.rows if r.fits and r.zero is not None]
+    if searched:   # plan --search-options: the options each width's layout uses
+        table += "\noptions: " + "; ".join(
+            f"{r.width}: zero={r.zero} recompute={r.recompute} sp={'on' if r.sequence_parallel else 'off'} "
+            f"V={r.virtual_stages} ep={r.ep}" for r in searched)
     best = p.fastest
     u = p.uncertainty or {}
     chance = (f"; P(fastest) {100 * best.p_fastest:.0f}%, total {_interval(best)}"

@@ -4,6 +4,16 @@ weights    params x dtype bytes (+ a 4-byte fp32 master copy for 16/8-bit traini
 gradients  params x dtype bytes
 optimizer  params x 4 bytes x state tensors (0 sgd, 1 momentum, 2 adam: m and v)
 activations  forward outputs kept for backward (``ModelGraph.activation_bytes``)
+
+With ZeRO (Rajbhandari et al. 2020, "ZeRO: Memory Optimizations Toward Training Trillion Parameter
+Models", SC'20, sec. 3.1 and 5) over a data-parallel group of N_d devices the fp32 master copy is
+optimizer state (K = 12 bytes per parameter for mixed-precision Adam: master weights, m, v), and::
+
+    stage 1   weights P·b       gradients P·b       optimizer P·K / N_d
+    stage 2   weights P·b       gradients P·b / N_d optimizer P·K / N_d
+    stage 3   weights P·b / N_d gradients P·b / N_d optimizer P·K / N_d
+
+(b = 2 for 16-bit training: (2 + 2 + 12)·P over the stage's sharding; stage 0 is the first block.)
 """
 from __future__ import annotations
 
@@ -34,10 +44,14 @@ def memory_footprint(graph: ModelGraph, dtype: str, optimizer: str) -> MemoryFoo
     return parameter_memory(graph.params, dtype, optimizer, graph.activation_bytes())
 
 
-def parameter_memory(params, dtype: str, optimizer: str, activations_bytes=0) -> MemoryFootprint:
+def parameter_memory(params, dtype: str, optimizer: str, activations_bytes=0, zero: int = 0,
+                     dp=1) -> MemoryFootprint:
     """Weights, gradients and optimizer state of ``params`` parameters (int or array), plus
-    ``activations_bytes``."""
+    ``activations_bytes``; ``zero`` > 0 shards them over ``dp`` devices (module docstring)."""
     b = DTYPE_BYTES[dtype]
     master = 4 if b < 4 else 0
-    return MemoryFootprint(params * (b + master), params * b, params * 4 * OPTIMIZER_STATE_TENSORS[optimizer],
-                           activations_bytes)
+    state = params * 4 * OPTIMIZER_STATE_TENSORS[optimizer]
+    if zero == 0:
+        return MemoryFootprint(params * (b + master), params * b, state, activations_bytes)
+    return MemoryFootprint(params * b / (dp if zero >= 3 else 1), params * b / (dp if zero >= 2 else 1),
+                           (params * master + state) / dp, activations_bytes)

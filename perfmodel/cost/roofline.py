@@ -22,8 +22,10 @@ has them (:mod:`perfmodel.cost.rates`), otherwise the datasheet fractions.
   the vector units at ``peak_flops["fp32"] * efficiency.elementwise_max``.
 * Memory: the calibrated curve, else ``memory_bandwidth * efficiency.memory_max``.
 * A fused RNN layer: the sum of its GEMMs and cell kernels (:func:`perfmodel.ops.rnn_components`).
-* FlashAttention-2 (:mod:`perfmodel.ops_flash`): its GEMM FLOPs at the GEMM efficiency plus its
-  softmax FLOPs on the vector units; memory is its tiled traffic.
+* FlashAttention-2 (:mod:`perfmodel.ops_flash`): its GEMM FLOPs at ``efficiency.attention_max``
+  (the kernel's measured matmul rate, softmax included) where the profile has it, else at the GEMM
+  efficiency plus its softmax FLOPs on the vector units; memory is its HBM traffic, the tiled
+  re-reads served from L2 where the heads in flight fit there (:func:`perfmodel.ops_flash.flash_hbm_bytes`).
 
 Measured residuals of conv and RNN layers are not applied here: they scale this
 analytic time in :mod:`perfmodel.cost.residuals`, composed in :mod:`perfmodel.cost.op_time`.
@@ -37,7 +39,7 @@ import numpy as np
 
 from ..hardware import HardwareProfile
 from ..ops import Op, OpKind, conv_gemm_dims, rnn_components
-from ..ops_flash import flash_flops
+from ..ops_flash import flash_flops, flash_hbm_bytes
 from . import rates
 from .conv_algos import winograd_applies, winograd_parts
 from .waves import gemm_wave_efficiency
@@ -139,6 +141,8 @@ def attention_compute_s(op: Op, hw: HardwareProfile):
     on the vector units."""
     d = op.dims
     gemm, softmax = flash_flops(op)
+    if "attention_max" in hw.efficiency:
+        return gemm / (hw.peak_flops(op.dtype) * hw.efficiency["attention_max"])
     eff = gemm_efficiency(hw, op.dtype, d["seq"], d["seq"], d["head_dim"], d["batch"] * d["heads"])
     return gemm / (hw.peak_flops(op.dtype) * eff) + softmax / (hw.peak_flops("fp32") * hw.efficiency["elementwise_max"])
 
@@ -166,7 +170,7 @@ def roofline_time(op: Op, hw: HardwareProfile, compute_s=None) -> OpTime:
     if op.kind == OpKind.RNN:
         return rnn_roofline(op, hw)[0]
     compute = compute_time(op, hw) if compute_s is None else compute_s
-    memory = memory_time(hw, op.bytes, op.kind, op_curve(op))
+    memory = memory_time(hw, _hbm_bytes(op, hw), op.kind, op_curve(op))
     kernels = op.meta.get("kernels", 1)
     overhead = kernels * per_kernel_overhead_s(hw, op.kind) + 0 * compute
     if op.kind == OpKind.OPTIMIZER:  # once per training step (calibrated per-call costs)
@@ -176,6 +180,13 @@ def roofline_time(op: Op, hw: HardwareProfile, compute_s=None) -> OpTime:
     if fresh is not None:
         overhead = overhead + fresh * hw.calibration["allocation"]["first_touch_s_per_byte"]
     return OpTime(compute, memory, overhead, overlap(compute, memory) + overhead)
+
+
+def _hbm_bytes(op: Op, hw: HardwareProfile):
+    """Bytes ``op`` moves through DRAM: its IR bytes, FlashAttention's L2-served re-reads aside on a GPU."""
+    if op.kind == OpKind.ATTENTION and hw.kind == "gpu":
+        return sum(flash_hbm_bytes(op, hw.l2_cache_MiB * 2**20, hw.sm_count))
+    return op.bytes
 
 
 def fresh_output_bytes(op: Op, hw: HardwareProfile):

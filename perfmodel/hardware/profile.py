@@ -15,7 +15,9 @@ Schema (``profiles/*.json``)::
                            memory_max of memory_bandwidth_GBps, elementwise_max of the fp32 peak
                            for pointwise work on the vector units (elementwise ops, reductions,
                            losses, optimizer updates); elementwise_max defaults to gemm_max
-                           when a profile lacks it
+                           when a profile lacks it; attention_max (optional): FlashAttention-2's
+                           matmul FLOPs per second over the 16-bit peak, softmax included (without
+                           it: its GEMM FLOPs at the GEMM efficiency + softmax on the vector units)
     gemm_tile              {m, n, ctas_per_sm}   output tile for wave quantization
     sources                {key: citation}  -- every numeric key above needs one
     calibration            (optional) measured points + provenance, see perfmodel.hardware.calibration
@@ -44,7 +46,7 @@ NUMERIC_KEYS = (
 REQUIRED_KEYS = ("name", "kind", "description", "peak_tflops", *NUMERIC_KEYS,
                  "efficiency", "gemm_tile", "sources")
 OPTIONAL_KEYS = ("calibration",)
-EFFICIENCY_KEYS = ("gemm_max", "memory_max", "conv_max", "elementwise_max")
+EFFICIENCY_KEYS = ("gemm_max", "memory_max", "conv_max", "elementwise_max", "attention_max")
 EFFICIENCY_REQUIRED = ("gemm_max", "memory_max", "conv_max")
 #: optional efficiency key -> the required key whose value it takes when a profile lacks it
 EFFICIENCY_DEFAULTS = {"elementwise_max": "gemm_max"}

@@ -12,6 +12,8 @@ sec. 4; Patarasuk & Yuan 2009 for the ring's bandwidth optimality)::
                                                          learning training with NCCL 2.4", NVIDIA 2019)
     ring all-gather       (P-1)·α + (P-1)/P · S·β       (S = the gathered, full size)
     ring reduce-scatter   (P-1)·α + (P-1)/P · S·β       (S = the full input size)
+    all-to-all            (P-1)·α + (P-1)/P · S·β       (pairwise exchange, sec. 4.6 there; S = the bytes
+                                                         one device scatters, 1/P of them stay local)
     point-to-point        α + S·β
 
 Every function takes scalars or NumPy arrays (broadcast) and returns 0 where
@@ -33,7 +35,7 @@ import numpy as np
 from ..hardware import HardwareProfile
 
 ALGORITHMS = ("ring", "tree", "auto")
-COLLECTIVES = ("allreduce", "allgather", "reducescatter", "p2p")
+COLLECTIVES = ("allreduce", "allgather", "reducescatter", "alltoall", "p2p")
 
 
 @dataclass(frozen=True)
@@ -57,10 +59,10 @@ def _calibrated(hw: HardwareProfile, collective: str, scope: str):
     """(α, β) fitted for ``collective`` on the ``scope`` link, if the profile holds one.
 
     Keys: ``<collective>`` (its ``link`` says which scope) or ``<collective>_<scope>``;
-    reduce-scatter uses the all-gather fit, point-to-point the all-reduce fit.
+    reduce-scatter and all-to-all use the all-gather fit, point-to-point the all-reduce fit.
     """
     cal = (hw.calibration or {}).get("collectives") or {}
-    base = {"reducescatter": "allgather", "p2p": "allreduce"}.get(collective, collective)
+    base = {"reducescatter": "allgather", "alltoall": "allgather", "p2p": "allreduce"}.get(collective, collective)
     for key in (f"{base}_{scope}", base):
         fit = cal.get(key)
         if isinstance(fit, dict) and fit.get("link", "intra_node") == scope and \
@@ -119,6 +121,12 @@ def reducescatter_s(nbytes, p, ln: Link):
     return allgather_s(nbytes, p, ln)
 
 
+def alltoall_s(nbytes, p, ln: Link):
+    """Pairwise-exchange all-to-all; ``nbytes`` is what one device scatters over the group (expert
+    parallelism: its tokens x bytes per token), of which (P-1)/P leave the device."""
+    return allgather_s(nbytes, p, ln)
+
+
 def p2p_s(nbytes, ln: Link):
     """One point-to-point send (pipeline stage boundary)."""
     nbytes = np.asarray(nbytes, dtype=float)
@@ -132,4 +140,6 @@ def collective_s(kind: str, nbytes, p, ln: Link, algorithm: str = "ring"):
         return allgather_s(nbytes, p, ln)
     if kind == "reducescatter":
         return reducescatter_s(nbytes, p, ln)
+    if kind == "alltoall":
+        return alltoall_s(nbytes, p, ln)
     raise ValueError(f"unknown collective {kind!r}; allowed: {', '.join(COLLECTIVES)}")

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..architectures import check_width, get_spec
+from ..architectures.attention import is_attention_core
 from ..cost.step_cost import op_costs
 from ..errors import PerfmodelError
 from ..graph import ModelGraph, optimizer_op
@@ -33,6 +34,7 @@ from ..ops import DTYPE_BYTES, Op, OpKind
 from ..scenario import Scenario
 from ..units import ceil_div
 from . import collectives as coll
+from .expert import alltoall_bytes, is_expert_group, split_experts
 from .kernel_parallel import op_times
 from .tensor import split as tensor_split
 
@@ -78,6 +80,12 @@ class UnitCosts:
     params: np.ndarray
     flops: np.ndarray
     fwd_flops: np.ndarray
+    ep_fwd_s: np.ndarray       # expert-parallel all-to-alls (:mod:`.expert`)
+    ep_bwd_s: np.ndarray
+    expert_params: np.ndarray  # the part of ``params`` in expert groups (sharded over ep)
+    core_fwd_s: np.ndarray     # forward of the attention core (what selective recomputation reruns)
+    core_fwd_flops: np.ndarray
+    core_act_bytes: np.ndarray  # ... and the activations it keeps
     params_total: np.ndarray   # (L,) the whole model's parameter count
     valid: np.ndarray          # (L,) every tensor-parallel split dimension >= T
     persistent: np.ndarray     # (L,) a persistent RNN kernel applies somewhere
@@ -114,16 +122,20 @@ def build_fwd(model: str, widths, micro_batch, dtype: str, knobs: dict):
 
 
 def device_pass(scenario: Scenario, widths, micro_batch, tp) -> UnitCosts:
-    """Cost every unit of ``scenario``'s model for each configuration (arrays ``widths, micro_batch, tp``)."""
-    hw, kernel, algorithm = scenario.hardware, scenario.options.kernel, scenario.options.algorithm
+    """Cost every unit of ``scenario``'s model for each configuration (arrays ``widths, micro_batch, tp``);
+    the scenario's ``sequence_parallel`` and ``ep`` options apply (:mod:`.tensor`, :mod:`.expert`)."""
+    opts = scenario.options
+    hw, kernel, algorithm = scenario.hardware, opts.kernel, opts.algorithm
     widths = np.asarray(widths, dtype=np.int64)
     mb = np.broadcast_to(np.asarray(micro_batch, dtype=np.int64), widths.shape)
     tpa = np.broadcast_to(np.asarray(tp, dtype=np.int64), widths.shape)
     if (mb < 1).any():
         raise PerfmodelError(f"micro-batch {int(mb[mb < 1][0])} is not allowed; it must be >= 1")
     graph = annotate_loops(build_fwd(scenario.model, widths, mb, scenario.dtype, scenario.knobs))
+    graph = split_experts(graph, opts.ep)
     single = bool((tpa == 1).all())
-    ts = tensor_split(graph, 1 if single else tpa)
+    ts = tensor_split(graph, 1 if single else tpa, opts.sequence_parallel and not single)
+    a2a = alltoall_bytes(graph, tpa, opts.sequence_parallel) if opts.ep > 1 else {}
     units: list[str] = []
     for item in ts.items:
         if unit_key(item.path) not in units:
@@ -134,7 +146,8 @@ def device_pass(scenario: Scenario, widths, micro_batch, tp) -> UnitCosts:
     idx = {u: i for i, u in enumerate(units)}
     shape = (len(units), widths.size)
     acc = {k: np.zeros(shape) for k in ("fwd_s", "bwd_s", "tp_fwd_s", "tp_bwd_s", "opt_s", "act_bytes",
-                                        "out_bytes", "params", "flops", "fwd_flops")}
+                                        "out_bytes", "params", "flops", "fwd_flops", "ep_fwd_s", "ep_bwd_s",
+                                        "expert_params", "core_fwd_s", "core_fwd_flops", "core_act_bytes")}
     all_ops = [op for item in ts.items for op in item.ops]
     times, flops = [], []
     for c in op_costs(all_ops, hw):
@@ -142,6 +155,7 @@ def device_pass(scenario: Scenario, widths, micro_batch, tp) -> UnitCosts:
         flops.append(c.flops)
     times, fits = op_times(all_ops, hw, kernel, times)
     tp_link = coll.link(hw, coll.spans_nodes(hw, tpa))
+    ep_link = coll.link(hw, coll.spans_nodes(hw, opts.ep, tpa))
     k = 0
     for item, src in zip(ts.items, graph.fwd, strict=False):
         u = idx[unit_key(item.path)]
@@ -152,7 +166,15 @@ def device_pass(scenario: Scenario, widths, micro_batch, tp) -> UnitCosts:
                 acc["fwd_flops"][u] += flops[k]
             if op.phase == "fwd" and op.saved:
                 acc["act_bytes"][u] += op.out_bytes * op.repeat
+            if op.phase == "fwd" and is_attention_core(op.path):
+                acc["core_fwd_s"][u] += times[k]
+                acc["core_fwd_flops"][u] += flops[k]
+                acc["core_act_bytes"][u] += op.out_bytes * op.repeat if op.saved else 0
             k += 1
+        if item.path in a2a:
+            t = coll.alltoall_s(a2a[item.path], opts.ep, ep_link)
+            acc["ep_fwd_s"][u] += t
+            acc["ep_bwd_s"][u] += t
         for c in item.comm:
             t = coll.collective_s(c.kind, c.nbytes, tpa, tp_link, algorithm) * c.repeat
             acc["tp_fwd_s" if c.phase == "fwd" else "tp_bwd_s"][u] += t
@@ -161,6 +183,8 @@ def device_pass(scenario: Scenario, widths, micro_batch, tp) -> UnitCosts:
     for g, count in graph.param_groups.items():
         u = idx[unit_key(g)]
         acc["params"][u] += ceil_div(np.asarray(count), ts.param_divisor(g, tpa))
+        if is_expert_group(g):
+            acc["expert_params"][u] += ceil_div(np.asarray(count), ts.param_divisor(g, tpa))
         groups_per_unit[u] = groups_per_unit.get(u, 0) + 1
     opt_units = list(groups_per_unit)
     opt_ops = [optimizer_op(acc["params"][u], groups_per_unit[u], scenario.optimizer, f"{units[u]}/optimizer")

@@ -16,7 +16,17 @@ one boundary (forward activation + backward gradient)::
 Acyclic, balanced, c = 0: T = (m·g + S - 1)·τ, the GPipe/1F1B result with
 bubble fraction (S-1)/(m·g+S-1) (Huang et al. 2019, GPipe, sec. 2.2;
 Narayanan et al. 2021, sec. 2.2.1: (p-1)/m of the ideal time).  With g = 1
-that is the issue's (p-1)/(m+p-1).  Stacked unidirectional RNNs stream
+that is the issue's (p-1)/(m+p-1).
+
+Interleaved 1F1B with V model chunks per device (Narayanan et al. 2021, sec. 2.2.2): the fill and
+drain pass chunks of τ/V, so the bubble shrinks to (p-1)/(V·m) of the ideal time, and every item
+crosses V times as many stage boundaries (V sends per item per device)::
+
+    acyclic, V chunks   T = max((m·g - 1)·max(τ_max, V·c) + τ_max + (Σ_s τ_s - τ_max)/V, Σ_s τ_s) + (S-1)·c
+
+(V = 1 is the acyclic formula above; the max: one item still passes every stage in turn, so
+fewer items than stages gain nothing).  The first stage then holds activations of
+``min(m, S)·(1 + (S-1)/(S·V))`` micro-batches (Korthikanti et al. 2022, sec. 4.2.3).  Stacked unidirectional RNNs stream
 timesteps (layer l at step t needs only layer l-1 at step t and layer l at
 t-1): the wavefront across layers and time, g = steps, so the bubble
 shrinks to (S-1)/(m·steps+S-1) but every timestep pays a send latency.
@@ -30,10 +40,12 @@ cycle through all S stages, filled only by other micro-batches (cyclic).
 Reported ``bubble_fraction`` = 1 - m·g·τ_max / T, the idle share of the
 busiest stage.  Activations held per stage: ``min(m, S)`` micro-batches
 in flight for 1F1B (Narayanan et al. 2021, sec. 2.2.1), ``m`` for GPipe.
-With recomputation (activation checkpointing; Chen et al. 2016) a stage
+With full recomputation (activation checkpointing; Chen et al. 2016) a stage
 keeps each unit's output per micro-batch in flight plus, once, one unit's
 full activations, and backward repeats the forward pass (its collectives
-included).
+included).  Selective recomputation (Korthikanti et al. 2022, sec. 5) drops
+only the attention core's activations (:data:`perfmodel.architectures.attention.CORE_OPS`),
+holds one unit's core once, and backward reruns the core's forward ops.
 """
 from __future__ import annotations
 
@@ -57,8 +69,11 @@ class Stages:
     compute_s: np.ndarray   # forward + backward (+ recompute) op time
     bwd_s: np.ndarray       # backward part (window for overlapping the gradient all-reduce)
     tp_s: np.ndarray        # tensor-parallel collectives
+    ep_s: np.ndarray        # expert-parallel all-to-alls
     opt_s: np.ndarray
     params: np.ndarray
+    expert_params: np.ndarray   # the part of params sharded over the expert-parallel group
+    max_unit_params: np.ndarray  # the stage's largest unit (ZeRO-3 gathers one unit at a time)
     act_bytes: np.ndarray   # activations one in-flight micro-batch keeps (checkpoints with recompute)
     act_peak_bytes: np.ndarray  # held once, not per micro-batch: one unit's recomputed activations
     send_bytes: np.ndarray  # activation sent to the next stage (0 for the last)
@@ -91,50 +106,74 @@ def stage_of_units(weights: np.ndarray, stages: int) -> np.ndarray:
     return (u >= cuts[None]).sum(axis=1)
 
 
-def partition(units: UnitCosts, stages: int, recompute: bool = False) -> Stages:
-    fwd = units.fwd_s + units.tp_fwd_s
-    bwd = units.bwd_s + units.tp_bwd_s + (fwd if recompute else 0)
+def partition(units: UnitCosts, stages: int, recompute="none") -> Stages:
+    """Stages of ``units``; ``recompute``: none | selective | full (a bool: full or none)."""
+    mode = ("full" if recompute else "none") if isinstance(recompute, bool) else recompute
+    full, selective = mode == "full", mode == "selective"
+    ep = units.ep_fwd_s + units.ep_bwd_s + (units.ep_fwd_s if full else 0)
+    fwd = units.fwd_s + units.tp_fwd_s + units.ep_fwd_s
+    rerun = fwd if full else (units.core_fwd_s if selective else 0)
+    bwd = units.bwd_s + units.tp_bwd_s + units.ep_bwd_s + rerun
     weights = fwd + bwd
     sid = stage_of_units(weights, stages)
-    out = {k: np.zeros((stages, units.size)) for k in ("compute_s", "bwd_s", "tp_s", "opt_s", "params",
-                                                       "act_bytes", "act_peak_bytes", "send_bytes", "units", "flops")}
-    tp = units.tp_fwd_s + units.tp_bwd_s + (units.tp_fwd_s if recompute else 0)
-    for s in range(stages):
-        mask = sid == s
-        out["compute_s"][s] = np.where(mask, weights - tp, 0).sum(0)
-        out["bwd_s"][s] = np.where(mask, units.bwd_s + (units.fwd_s if recompute else 0), 0).sum(0)
-        out["tp_s"][s] = np.where(mask, tp, 0).sum(0)
-        out["opt_s"][s] = np.where(mask, units.opt_s, 0).sum(0)
-        out["params"][s] = np.where(mask, units.params, 0).sum(0)
-        out["units"][s] = mask.sum(0)
-        out["flops"][s] = np.where(mask, units.flops + (units.fwd_flops if recompute else 0), 0).sum(0)
-        if recompute:
-            out["act_bytes"][s] = np.where(mask, units.out_bytes, 0).sum(0)
-            out["act_peak_bytes"][s] = np.where(mask, units.act_bytes, 0).max(0)
-        else:
-            out["act_bytes"][s] = np.where(mask, units.act_bytes, 0).sum(0)
-        if s < stages - 1:
-            last = np.where(mask, np.arange(len(units.names))[:, None], -1).max(0)
-            out["send_bytes"][s] = np.take_along_axis(units.out_bytes, last[None], 0)[0]
+    out = {k: np.zeros((stages, units.size)) for k in ("compute_s", "bwd_s", "tp_s", "ep_s", "opt_s", "params",
+                                                       "expert_params", "max_unit_params", "act_bytes",
+                                                       "act_peak_bytes", "send_bytes", "units", "flops")}
+    tp = units.tp_fwd_s + units.tp_bwd_s + (units.tp_fwd_s if full else 0)
+    rerun_compute = units.fwd_s if full else (units.core_fwd_s if selective else 0)
+    rerun_flops = units.fwd_flops if full else (units.core_fwd_flops if selective else 0)
+    # stages are contiguous runs of units: a stage's sum is the difference of running sums at its ends
+    counts = np.stack([(sid == s).sum(0) for s in range(stages)])            # (S, L) units per stage
+    end = np.cumsum(counts, 0)
+    begin = end - counts
+    shape = (len(units.names), units.size)
+
+    def per_stage(x):
+        run = np.concatenate([np.zeros((1, units.size)), np.cumsum(np.broadcast_to(x, shape), 0)])
+        return np.take_along_axis(run, end, 0) - np.take_along_axis(run, begin, 0)
+
+    def stage_max(x):
+        return np.stack([np.where(sid == s, x, 0).max(0) for s in range(stages)])
+
+    act, peak = (units.out_bytes, units.act_bytes) if full else \
+        (units.act_bytes - units.core_act_bytes, units.core_act_bytes) if selective else (units.act_bytes, None)
+    out = {"compute_s": per_stage(weights - tp - ep), "bwd_s": per_stage(units.bwd_s + rerun_compute),
+           "tp_s": per_stage(tp), "ep_s": per_stage(ep), "opt_s": per_stage(units.opt_s),
+           "params": per_stage(units.params), "expert_params": per_stage(units.expert_params),
+           "max_unit_params": stage_max(units.params), "units": counts.astype(float),
+           "flops": per_stage(units.flops + rerun_flops), "act_bytes": per_stage(act),
+           "act_peak_bytes": np.zeros((stages, units.size)) if peak is None else stage_max(peak),
+           "send_bytes": np.zeros((stages, units.size))}
+    if stages > 1:   # the last unit of each stage but the last hands its output on
+        out["send_bytes"][:-1] = np.take_along_axis(units.out_bytes, end[:-1] - 1, 0)
     return Stages(**out)
 
 
-def schedule_time(stage_s: np.ndarray, p2p_item_s, micro_batches: int, steps: int = 1, cyclic: bool = False):
-    """(T, bubble_fraction) of one step's pipeline; ``stage_s`` (S, L) per micro-batch."""
+def schedule_time(stage_s: np.ndarray, p2p_item_s, micro_batches: int, steps: int = 1, cyclic: bool = False,
+                  virtual: int = 1):
+    """(T, bubble_fraction) of one step's pipeline; ``stage_s`` (S, L) per micro-batch; ``virtual``
+    model chunks per device (interleaved 1F1B, acyclic only)."""
     n_stages = stage_s.shape[0]
     tau = stage_s / steps
     tau_max, tau_sum = tau.max(0), tau.sum(0)
     c = np.asarray(p2p_item_s) if n_stages > 1 else 0.0
-    beat = np.maximum(tau_max, c)
     items = micro_batches * steps
     if cyclic and n_stages > 1:
-        t = steps * np.maximum(micro_batches * beat, tau_sum + n_stages * c)
+        t = steps * np.maximum(micro_batches * np.maximum(tau_max, c), tau_sum + n_stages * c)
+    elif np.ndim(virtual) or virtual > 1:   # (an array: the layout search's choice per configuration)
+        t = np.maximum((items - 1) * np.maximum(tau_max, virtual * c) + tau_max + (tau_sum - tau_max) / virtual,
+                       tau_sum) + (n_stages - 1) * c
     else:
-        t = (items - 1) * beat + tau_sum + (n_stages - 1) * c
+        t = (items - 1) * np.maximum(tau_max, c) + tau_sum + (n_stages - 1) * c
     bubble = np.where(t > 0, np.clip(1 - items * tau_max / np.where(t > 0, t, 1), 0.0, 1.0), 0.0)
     return t, bubble
 
 
-def in_flight(micro_batches: int, stages: int, schedule: str = "1f1b") -> int:
-    """Micro-batches whose activations a stage holds at once."""
-    return micro_batches if schedule == "gpipe" else min(micro_batches, stages)
+def in_flight(micro_batches: int, stages: int, schedule: str = "1f1b", virtual: int = 1) -> float:
+    """Micro-batches whose activations a stage holds at once (interleaved: module docstring)."""
+    if schedule == "gpipe":
+        return micro_batches
+    n = min(micro_batches, stages)
+    if np.ndim(virtual) == 0 and virtual <= 1:
+        return n
+    return np.where(np.asarray(virtual) > 1, n * (1 + (stages - 1) / (stages * np.asarray(virtual))), n)

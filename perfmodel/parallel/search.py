@@ -15,6 +15,10 @@ vectorized evaluation of all remaining configurations:
 Configurations are ordered tp-major, so ``dp x tp x pp <= devices`` keeps a
 prefix of the axis (layouts that need too many devices are never costed),
 and a pipeline depth larger than the number of layer units is skipped.
+
+With ``SearchSpace(options=OptionSearch())`` the search also picks, per configuration, the ZeRO
+stage, recompute mode, sequence parallelism, virtual stages and (MoE) expert-parallel degree
+(:mod:`.search_options`); rows then name the choices.  Without it the scenario's options hold.
 """
 from __future__ import annotations
 
@@ -22,12 +26,15 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..architectures import get_spec
 from ..errors import PerfmodelError
 from ..scenario import Scenario
 from ..total import check_dataset_size, law_batch_factor, law_fields
 from .device import UnitCosts, device_pass
 from .layout import degrees, powers_of_two
+from .options import RECOMPUTE_MODES
 from .pipeline import partition, slice_stages
+from .search_options import OPTION_FIELDS, OptionSearch, best_where, ep_choices, modes, searched_scenario
 from .step import evaluate
 
 #: doubling the data-parallel degree "stops paying" when it cuts total time by less than this
@@ -43,6 +50,7 @@ class SearchSpace:
     max_micro_batches: int = 128
     max_tp: int | None = None
     max_pp: int | None = None
+    options: OptionSearch | None = None   # also search ZeRO, recompute, SP, virtual stages, ep
 
     def check(self) -> None:
         if self.devices < 1:
@@ -103,6 +111,12 @@ class PlanRow:
     total_time_interval_80: list | None = None
     p_fastest: float | None = None
     extrapolation_params_x: float | None = None
+    # with SearchSpace(options=...): the options the fastest layout uses (perfmodel.parallel.search_options)
+    zero: int | None = None
+    recompute: str | None = None
+    sequence_parallel: bool | None = None
+    virtual_stages: int | None = None
+    ep: int | None = None
 
     def to_dict(self) -> dict:
         out = {"width": self.width, "params": self.params, "fits": self.fits}
@@ -111,6 +125,8 @@ class PlanRow:
                        total_time_median_s=self.total_time_median_s,
                        total_time_interval_80=self.total_time_interval_80, p_fastest=self.p_fastest,
                        extrapolation_params_x=self.extrapolation_params_x)
+            if self.zero is not None:
+                out.update({k: getattr(self, k) for k in OPTION_FIELDS})
         else:
             out["why"] = self.why
         out.update(best_dp_only_total_s=self.best_dp_only_total_s, dp_stops_paying_at=self.dp_stops_paying_at)
@@ -159,9 +175,10 @@ def dp_stops_paying(curve: dict, gain: float = DP_PAYING_GAIN):
 class _Best:
     """Running minimum of total time per width, with the layout that reached it, and the curves."""
 
-    def __init__(self, n_w: int):
+    def __init__(self, n_w: int, searched: bool = False):
         self.n_w = n_w
-        self.best = {k: np.full(n_w, np.inf if k == "total_time_s" else np.nan) for k in BEST_FIELDS}
+        keys = BEST_FIELDS + (OPTION_FIELDS if searched else ())
+        self.best = {k: np.full(n_w, np.inf if k == "total_time_s" else np.nan) for k in keys}
         self.dp_curve: dict = {}     # dp -> best total per width with tp = pp = 1
         self.dev_curve: dict = {}    # devices used -> best total per width
         self.valid_any = np.zeros(n_w, bool)
@@ -208,40 +225,51 @@ def plan(scenario: Scenario, widths, space: SearchSpace, dataset_size, law) -> P
     allowed = None if batches is None else np.asarray(sorted(batches))
     mbs = np.asarray(powers_of_two(min(space.max_micro_batch, max_b)))
     tps = np.asarray(powers_of_two(min(n_dev, space.max_tp or n_dev)))
-    units, tp_g, mb_g, w_g = cost_configurations(scenario, widths, mbs, tps)
-    acc = _Best(n_w)
-    max_pp = min(n_dev, len(units.names), space.max_pp or n_dev)
-    for pp in [x for x in degrees(n_dev) if x <= max_pp]:
-        stages_all = partition(units, pp, opts.recompute)
-        for dp in degrees(n_dev // pp):
-            n_tp = int(np.searchsorted(tps, n_dev // (dp * pp), side="right"))   # tp-major prefix
-            n = n_tp * mbs.size * n_w
-            if n == 0:
-                continue
-            st, tp_s, mb_s = slice_stages(stages_all, n), tp_g[:n], mb_g[:n]
-            for m in powers_of_two(space.max_micro_batches):
-                b = dp * m * mb_s
-                if (b > max_b).all():
-                    break
-                ok_b = b <= max_b if allowed is None else np.isin(b, allowed)
-                if not ok_b.any():
+    search = space.options
+    resolved = get_spec(model).resolve(knobs)
+    acc = _Best(n_w, search is not None)
+    for ep in ep_choices(search, scenario, resolved.get("experts")):
+        sc = searched_scenario(search, scenario, ep)
+        units, tp_g, mb_g, w_g = cost_configurations(sc, widths, mbs, tps)
+        max_pp = min(n_dev, len(units.names), space.max_pp or n_dev)
+        for pp in [x for x in degrees(n_dev) if x <= max_pp]:
+            stages_all = {r: partition(units, pp, r) for r in modes(search, sc, units)}
+            for dp in degrees(n_dev // pp):
+                n_tp = int(np.searchsorted(tps, n_dev // (dp * pp), side="right"))   # tp-major prefix
+                n = n_tp * mbs.size * n_w
+                if n == 0 or dp % ep:
                     continue
-                r = evaluate(st, scenario, dp, tp_s, m, units.steps, units.cyclic)
-                steps = np.asarray(law.steps(units.params_total[:n], dataset, b * factor), dtype=float)
-                valid = ok_b & units.valid[:n]
-                acc.update(steps * r.time_per_step_s, valid, valid & r.fits_in_memory, tps[:n_tp],
-                           mbs.size, dp, pp,
-                           {"tp": tp_s, "m": m, "micro_batch": mb_s, "batch": b, "steps": steps,
-                            "time_per_step_s": r.time_per_step_s, "comm_time_s": r.comm_time_s,
-                            "bubble_fraction": r.bubble_fraction,
-                            "per_device_memory_bytes": r.per_device_memory_bytes})
+                st = {r: slice_stages(x, n) for r, x in stages_all.items()}
+                tp_s, mb_s, cache = tp_g[:n], mb_g[:n], {}
+                for m in powers_of_two(space.max_micro_batches):
+                    b = dp * m * mb_s
+                    if (b > max_b).all():
+                        break
+                    ok_b = b <= max_b if allowed is None else np.isin(b, allowed)
+                    if not ok_b.any():
+                        continue
+                    valid = ok_b & units.valid[:n]
+                    if search is None:
+                        r = evaluate(st[opts.recompute], sc, dp, tp_s, m, units.steps, units.cyclic)
+                        found = {"time_per_step_s": r.time_per_step_s, "comm_time_s": r.comm_time_s,
+                                 "bubble_fraction": r.bubble_fraction, "fits": r.fits_in_memory,
+                                 "per_device_memory_bytes": r.per_device_memory_bytes}
+                    else:
+                        found = best_where(valid, st, sc, search, dp, tp_s, m, units.steps, units.cyclic,
+                                           resolved.get("layers"), pp, cache)
+                    fits = found.pop("fits")
+                    steps = np.asarray(law.steps(units.params_total[:n], dataset, b * factor), dtype=float)
+                    acc.update(steps * found["time_per_step_s"], valid, valid & fits, tps[:n_tp], mbs.size, dp, pp,
+                               {"tp": tp_s, "m": m, "micro_batch": mb_s, "batch": b, "steps": steps, **found})
     params = units.params_total[:n_w]          # tp = 1, micro-batch 1: one entry per width
     dp_curve = {int(w): {k: float(c[j]) for k, c in sorted(acc.dp_curve.items())} for j, w in enumerate(widths)}
     dev_curve = {int(w): {k: float(c[j]) for k, c in sorted(acc.dev_curve.items())} for j, w in enumerate(widths)}
     rows = _rows(widths, params, acc, dp_curve)
     options = {"dtype": scenario.dtype, "optimizer": scenario.optimizer, "recompute": opts.recompute,
                "schedule": opts.schedule, "persistent_rnn": opts.kernel.persistent_rnn, "streams": opts.kernel.streams,
-               "allreduce": opts.algorithm, "overlap": opts.overlap, "max_batch": max_b,
+               "allreduce": opts.algorithm, "overlap": opts.overlap, "zero": opts.zero,
+               "sequence_parallel": opts.sequence_parallel, "virtual_stages": opts.virtual_stages, "ep": opts.ep,
+               "search_options": search is not None, "max_batch": max_b,
                "batches": list(batches or [])}
     fields = law_fields(law, model, factor)
     if held is not None:
@@ -279,7 +307,10 @@ def _rows(widths, params, acc: _Best, dp_curve) -> list[PlanRow]:
                   "best_dp_only_total_s": float(dp_only) if np.isfinite(dp_only) else None,
                   "dp_stops_paying_at": dp_stops_paying(curve)}
         if ok:
-            best = {k: int(v[j]) if k in INT_FIELDS else float(v[j]) for k, v in acc.best.items()}
+            best = {k: int(v[j]) if k in INT_FIELDS + OPTION_FIELDS else float(v[j]) for k, v in acc.best.items()}
+            if "recompute" in best:
+                best.update(recompute=RECOMPUTE_MODES[best["recompute"]],
+                            sequence_parallel=bool(best["sequence_parallel"]))
             rows.append(PlanRow(**common, **best, devices_used=best["dp"] * best["tp"] * best["pp"]))
         else:
             rows.append(PlanRow(**common, why="no valid layout (batch, device count or split constraints)"

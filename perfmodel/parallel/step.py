@@ -1,12 +1,18 @@
 """Time per step of a parallel layout: pipeline schedule + gradient all-reduce + optimizer.
 
-    time_step = T_pipeline(stage compute + tensor-parallel collectives, point-to-point sends)
-              + max over stages (exposed gradient all-reduce + optimizer step)
+    time_step = T_pipeline(stage compute + tensor-parallel collectives + expert all-to-alls,
+                           point-to-point sends; V chunks per device when interleaved)
+              + max over stages (exposed data-parallel communication + optimizer step)
+
+The data-parallel communication is the gradient all-reduce, or under ZeRO its reduce-scatters and
+all-gathers (:mod:`.zero`); with ZeRO >= 1 each device updates 1/dp of the parameters (the
+optimizer step's time / dp).  Expert parameters (:mod:`.expert`) are reduced over dp / ep devices.
 
 Memory per device (the fullest stage)::
 
-    weights + gradients + optimizer state of the stage's parameters after the tensor split
-    (perfmodel.cost.memory) + activations of one micro-batch x micro-batches in flight
+    weights + gradients + optimizer state of the stage's parameters after the tensor and expert
+    split, sharded per ZeRO stage (perfmodel.cost.memory) [+ ZeRO-3: two units' gathered weights,
+    the one computing and the one prefetched] + activations of one micro-batch x micro-batches in flight
 
 :func:`evaluate` works on arrays (the layout search) and returns a :class:`StepEstimate`;
 :func:`predict_parallel` is the one-configuration view behind ``perfmodel predict --dp/--tp/--pp``.
@@ -18,15 +24,15 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from ..architectures import get_spec
-from ..cost.memory import parameter_memory
+from ..cost.memory import MemoryFootprint, parameter_memory
 from ..errors import PerfmodelError
 from ..ops import DTYPE_BYTES
 from ..scenario import Scenario
 from . import collectives as coll
-from .data import gradient_allreduce_s
 from .device import UnitCosts, device_pass
 from .layout import Layout, check_layout
 from .pipeline import Stages, in_flight, partition, schedule_time
+from .zero import dp_comm_s
 
 
 @dataclass(frozen=True)
@@ -39,8 +45,8 @@ class StepEstimate:
     bubble_fraction: object
     tp_comm_s: object              # tensor-parallel collectives of the busiest stage, all micro-batches
     pp_p2p_s: object               # pipeline sends on the critical path
-    dp_allreduce_s: object         # gradient all-reduce, whole
-    dp_exposed_s: object           # ... the part not hidden behind backward
+    dp_allreduce_s: object         # data-parallel gradient all-reduce (ZeRO: its collectives), whole
+    dp_exposed_s: object           # ... the part not hidden behind compute
     optimizer_s: object
     per_device_memory_bytes: object
     memory_weights_bytes: object   # the fullest stage's parts
@@ -49,11 +55,13 @@ class StepEstimate:
     memory_activations_bytes: object
     fits_in_memory: object
     flops_per_device_step: object
+    ep_alltoall_s: object = 0.0    # expert-parallel all-to-alls of the busiest stage, all micro-batches
 
     @property
     def comm_time_s(self):
-        """Communication on the critical path: tensor-parallel + pipeline sends + exposed all-reduce."""
-        return self.tp_comm_s + self.pp_p2p_s + self.dp_exposed_s
+        """Communication on the critical path: tensor-parallel + expert all-to-alls + pipeline sends +
+        exposed data-parallel communication."""
+        return self.tp_comm_s + self.ep_alltoall_s + self.pp_p2p_s + self.dp_exposed_s
 
     def at(self, i: int) -> StepEstimate:
         """Configuration ``i`` as Python numbers."""
@@ -72,27 +80,17 @@ def evaluate(stages: Stages, scenario: Scenario, dp: int, tp, m: int, steps: int
     """
     hw, opts = scenario.hardware, scenario.options
     n_stages, n = stages.compute_s.shape
-    g = steps
+    g, v = steps, opts.virtual_stages
     tp = np.asarray(tp)
-    # pipeline: one item's forward activation and backward gradient across the slowest boundary
-    if n_stages > 1:
-        p2p_link = coll.link(hw, coll.spans_nodes(hw, n_stages, tp * dp), "p2p")
-        c = (2 * coll.p2p_s(stages.send_bytes[:-1] / g, p2p_link)).max(0)
-    else:
-        c = np.zeros(n)
-    stage_s = stages.compute_s + stages.tp_s
-    pipe_s, bubble = schedule_time(stage_s, c, m, g, cyclic)
-    pipe_no_p2p, _ = schedule_time(stage_s, 0 * c, m, g, cyclic)
-    # data parallel gradient all-reduce per stage, after that stage's last backward
-    dp_link = coll.link(hw, coll.spans_nodes(hw, dp, tp))
-    grad_bytes = stages.params * DTYPE_BYTES[scenario.dtype]
-    dp_total, dp_exposed = gradient_allreduce_s(grad_bytes, stages.bwd_s, dp, dp_link, opts.algorithm,
-                                                opts.bucket_bytes, opts.overlap)
-    tail = (dp_exposed + stages.opt_s).max(0)
+    c = p2p_item_s(stages, hw, dp, tp, g)
+    stage_s = stages.compute_s + stages.tp_s + stages.ep_s
+    pipe_s, bubble = schedule_time(stage_s, c, m, g, cyclic, v)
+    pipe_no_p2p, _ = schedule_time(stage_s, 0 * c, m, g, cyclic, v)
+    dp_total, dp_exposed, opt_s, mem = data_parallel(stages, scenario, dp, tp, m)
+    tail = (dp_exposed + opt_s).max(0)
     time_step = pipe_s + tail
     # memory of each stage's devices
-    mem = parameter_memory(stages.params, scenario.dtype, scenario.optimizer)
-    acts = stages.act_bytes * in_flight(m, n_stages, opts.schedule) + stages.act_peak_bytes
+    acts = stages.act_bytes * in_flight(m, n_stages, opts.schedule, v) + stages.act_peak_bytes
     per_stage = mem.total_bytes + acts
     worst = per_stage.argmax(0)
     pick = lambda a: np.take_along_axis(np.broadcast_to(a, per_stage.shape), worst[None], 0)[0]  # noqa: E731
@@ -105,7 +103,7 @@ def evaluate(stages: Stages, scenario: Scenario, dp: int, tp, m: int, steps: int
         pp_p2p_s=pipe_s - pipe_no_p2p,
         dp_allreduce_s=dp_total.max(0),
         dp_exposed_s=dp_exposed.max(0),
-        optimizer_s=stages.opt_s.max(0),
+        optimizer_s=opt_s.max(0),
         per_device_memory_bytes=per_stage.max(0),
         memory_weights_bytes=pick(mem.weights_bytes),
         memory_gradients_bytes=pick(mem.gradients_bytes),
@@ -113,7 +111,49 @@ def evaluate(stages: Stages, scenario: Scenario, dp: int, tp, m: int, steps: int
         memory_activations_bytes=pick(acts),
         fits_in_memory=per_stage.max(0) <= hw.memory_capacity_bytes,
         flops_per_device_step=m * stages.flops.max(0),
+        ep_alltoall_s=m * np.take_along_axis(stages.ep_s, busiest[None], 0)[0],
     )
+
+
+def p2p_item_s(stages: Stages, hw, dp: int, tp, steps: int = 1):
+    """One item's forward activation and backward gradient across the slowest stage boundary."""
+    n_stages, n = stages.compute_s.shape
+    if n_stages == 1:
+        return np.zeros(n)
+    p2p_link = coll.link(hw, coll.spans_nodes(hw, n_stages, tp * dp), "p2p")
+    return (2 * coll.p2p_s(stages.send_bytes[:-1] / steps, p2p_link)).max(0)
+
+
+def data_parallel(stages: Stages, scenario: Scenario, dp: int, tp, m: int, zero: int | None = None):
+    """(total, exposed) data-parallel communication, optimizer seconds and the parameter memory of
+    each stage (S, L): the module docstring, dense and expert parameters apart when ep > 1;
+    ``zero``: the ZeRO stage (default the scenario's)."""
+    hw, opts, b = scenario.hardware, scenario.options, DTYPE_BYTES[scenario.dtype]
+    ep, zero = opts.ep, opts.zero if zero is None else zero
+    fwd_s = stages.compute_s - stages.bwd_s
+    groups = [(stages.params, dp)] if ep == 1 else [(stages.params - stages.expert_params, dp),
+                                                    (stages.expert_params, dp // ep)]
+    total = exposed = 0
+    mem = None
+    for params, group in groups:
+        ln = coll.link(hw, coll.spans_nodes(hw, group, tp * (ep if group < dp else 1)))
+        t, e = dp_comm_s(zero, params * b, fwd_s, stages.bwd_s, stages.units, m, group, ln, opts.algorithm,
+                         opts.bucket_bytes, opts.overlap)
+        part = parameter_memory(params, scenario.dtype, scenario.optimizer, zero=zero, dp=group)
+        total, exposed = total + t, exposed + e
+        mem = part if mem is None else _add(mem, part)
+    opt_s = stages.opt_s
+    if zero >= 1:   # each device updates its shard: 1/dp of the dense, 1/(dp/ep) of the expert parameters
+        shard = sum(p / grp for p, grp in groups) / np.where(stages.params > 0, stages.params, 1)
+        opt_s = stages.opt_s * shard
+    if zero == 3:   # the unit computing and the one prefetched, gathered in full
+        mem = _add(mem, MemoryFootprint(2 * stages.max_unit_params * b, 0, 0, 0))
+    return total, exposed, opt_s, mem
+
+
+def _add(a: MemoryFootprint, b: MemoryFootprint) -> MemoryFootprint:
+    return MemoryFootprint(a.weights_bytes + b.weights_bytes, a.gradients_bytes + b.gradients_bytes,
+                           a.optimizer_bytes + b.optimizer_bytes, a.activations_bytes + b.activations_bytes)
 
 
 @dataclass
@@ -155,6 +195,44 @@ def check_stages(units: UnitCosts, pp: int) -> None:
                              f"split into pipeline stages ({', '.join(units.names)})")
 
 
+def virtual_stage_choices(layers, pp: int) -> list[int]:
+    """Chunks per pipeline rank that split the ``layers`` evenly: divisors of layers / pp (Megatron-LM
+    requires layers % (pp x V) == 0); [1] when pp = 1 or the layers do not divide."""
+    if pp == 1 or not layers or layers % pp:
+        return [1]
+    per = layers // pp
+    return [v for v in range(1, per + 1) if per % v == 0]
+
+
+def check_layout_options(scenario: Scenario, layout: Layout) -> None:
+    """One-line error for a ZeRO stage, interleaving or expert-parallel degree the layout cannot run."""
+    o, knobs = scenario.options, get_spec(scenario.model).resolve(scenario.knobs)
+    if o.zero == 3 and layout.pp > 1:
+        raise PerfmodelError(f"--zero 3 with --pp {layout.pp} is not modelled (ZeRO-3 / FSDP full sharding "
+                             "regathers each stage's parameters for every micro-batch); allowed with pipeline "
+                             "stages: --zero 0, 1 or 2; or --pp 1")
+    v = o.virtual_stages
+    if v > 1:
+        if layout.pp == 1 or o.schedule != "1f1b":
+            raise PerfmodelError(f"--virtual-stages {v} is not allowed with --pp {layout.pp} and --schedule "
+                                 f"{o.schedule}: interleaving needs --pp > 1 and the 1f1b schedule")
+        layers = knobs.get("layers")
+        allowed = virtual_stage_choices(layers, layout.pp)
+        if v not in allowed:
+            per = f"{layers} layers / pp {layout.pp}" if layers else f"model {scenario.model!r} has no layers knob"
+            raise PerfmodelError(f"--virtual-stages {v} is not allowed: it must divide the layers per pipeline "
+                                 f"stage ({per}); allowed: {', '.join(map(str, allowed))}")
+    if o.ep > 1:
+        experts = knobs.get("experts")
+        if not experts:
+            raise PerfmodelError(f"--ep {o.ep} is not allowed for a dense model: expert parallelism needs a "
+                                 "mixture of experts (--set experts=E); allowed: --ep 1")
+        if experts % o.ep or layout.dp % o.ep:
+            raise PerfmodelError(f"--ep {o.ep} is not allowed: it must divide the experts per layer "
+                                 f"(experts={experts}) and the data-parallel degree dp={layout.dp} of the "
+                                 f"{layout.devices} devices (expert-parallel groups are carved out of dp)")
+
+
 def predict_parallel(scenario: Scenario, width: int, layout: Layout, batch: int | None = None,
                      devices: int | None = None) -> ParallelPrediction:
     """Time per step and memory per device of ``scenario``'s model at ``width`` under ``layout``
@@ -164,6 +242,7 @@ def predict_parallel(scenario: Scenario, width: int, layout: Layout, batch: int 
     if batch is None:
         batch = int(get_spec(s.model).resolve(s.knobs)["batch"])
     check_layout(layout, batch, devices)
+    check_layout_options(s, layout)
     mb = layout.micro_batch(batch)
     units = device_pass(s, np.array([width]), mb, layout.tp)
     if not units.valid[0]:

@@ -35,7 +35,14 @@ heads/T, proj row + all-reduce, fc column, GELU on 4h/T, fc2 row + all-reduce: t
 all-reduces of (tokens x width) forward and two backward per layer.
 
 Weights of split ops (their parameter groups) are divided by T; others are
-replicated.  Not modelled: sequence parallelism.
+replicated.
+
+Sequence parallelism (``sequence_parallel``; Korthikanti et al. 2022, "Reducing Activation
+Recomputation in Large Transformer Models", arXiv:2205.05198, sec. 4.2.2): the ops on a replicated
+tensor (layer norms, residual adds, dropout) run on 1/T of the tokens instead of all of them, their
+outputs (the activations they keep, the tensor a pipeline stage sends) are 1/T, and each all-reduce
+above becomes a reduce-scatter plus an all-gather of the same tensor (the same bytes on a ring).
+Not modelled: the all-reduce of the sequence-parallel norm weights' gradients (2 x width numbers).
 Shard sizes use ceil division (the slowest device sets the pace); a split
 dimension smaller than T makes the layout invalid.
 """
@@ -138,8 +145,9 @@ def _split_weight_op(op: Op, tp, col, row) -> Op:
 
 
 class _Splitter:
-    def __init__(self, tp, config):
+    def __init__(self, tp, config, sequence_parallel: bool = False):
         self.tp = tp
+        self.sp = bool(sequence_parallel)
         self.sharded = np.zeros(np.shape(tp), bool) if np.ndim(tp) else False
         self.valid = np.ones(np.shape(tp), bool) if np.ndim(tp) else True
         self.rows = None
@@ -152,6 +160,12 @@ class _Splitter:
     def _need(self, dim, where):
         self.valid = self.valid & ~(np.asarray(where) & (np.asarray(dim) < self.tp))
 
+    def _reduce(self, path: str, phase: str, nbytes, rep=1) -> list:
+        """An all-reduce of ``nbytes``, or under sequence parallelism its reduce-scatter + all-gather."""
+        if self.sp:
+            return [Comm("reducescatter", path, phase, nbytes, rep), Comm("allgather", path, phase, nbytes, rep)]
+        return [Comm("allreduce", path, phase, nbytes, rep)]
+
     def weight(self, op: Op, loop: bool) -> DeviceOps:
         tp, sharded = self.tp, self.sharded
         nbytes = DTYPE_BYTES[op.dtype]
@@ -163,12 +177,11 @@ class _Splitter:
         self._need(op.dims["c"] if op.kind == OpKind.CONV2D else op.dims["k"], row)
         split = _split_weight_op(op, tp, col, row)
         rep = op.repeat
-        comm = [Comm("allreduce", op.path, "fwd", np.where(row, out_el * nbytes, 0), rep),
+        comm = [*self._reduce(op.path, "fwd", np.where(row, out_el * nbytes, 0), rep),
                 Comm("allgather", op.path, "fwd", np.where(gather, in_el * nbytes, 0), rep)]
         if _has_bwd_data(op):
             comm += [Comm("reducescatter", op.path, "bwd", np.where(gather, in_el * nbytes, 0), rep),
-                     Comm("allreduce", op.path, "bwd", np.where(col & ~np.asarray(sharded), in_el * nbytes, 0),
-                          rep)]
+                     *self._reduce(op.path, "bwd", np.where(col & ~np.asarray(sharded), in_el * nbytes, 0), rep)]
         self.split_paths.append(op.path)
         self.sharded = col if np.ndim(col) else bool(col)
         if op.kind == OpKind.GEMM:
@@ -200,7 +213,7 @@ class _Splitter:
                 Comm("reducescatter", op.path, "bwd", state_bytes, t)]
         if not op.attrs.get("first_layer"):
             comm += [Comm("reducescatter", op.path, "bwd", np.where(sharded_in, in_bytes, 0)),
-                     Comm("allreduce", op.path, "bwd", np.where(sharded_in, 0, in_bytes))]
+                     *self._reduce(op.path, "bwd", np.where(sharded_in, 0, in_bytes))]
         self.split_paths.append(op.path)
         self.sharded = np.ones(np.shape(tp), bool) if np.ndim(tp) else True
         self.rows = t * b
@@ -213,7 +226,7 @@ class _Splitter:
         d = op.dims
         vocab_split = np.asarray(d["vocab"]) > np.asarray(d["tokens"])
         nbytes = d["tokens"] * d["dim"] * DTYPE_BYTES[op.dtype]
-        comm = [Comm("allreduce", op.path, "fwd", np.where(vocab_split, nbytes, 0))]
+        comm = self._reduce(op.path, "fwd", np.where(vocab_split, nbytes, 0))
         if np.any(vocab_split):
             self.split_paths.append(op.path)
             self.vocab_split[op.path] = vocab_split
@@ -221,7 +234,8 @@ class _Splitter:
         return DeviceOps(op.path, [op, *derive_backward_op(op)], comm, self.sharded)
 
     def shard(self, op: Op) -> Op:
-        """A pointwise op (or an activation x activation GEMM) on 1/T of its data where that is split."""
+        """A pointwise op (or an activation x activation GEMM) on 1/T of its data where that is split
+        (by features, or under sequence parallelism by tokens)."""
         d = dict(op.dims)
         if op.kind == OpKind.GEMM:  # activation x activation (attention): split its batch (heads)
             key = "batch" if "batch" in d else "m"
@@ -229,7 +243,7 @@ class _Splitter:
         elif op.kind == OpKind.ATTENTION:  # fused attention (ops_flash): heads and K/V heads split
             d["heads"], d["kv_heads"] = (_div(d[k], self.tp, self.sharded) for k in ("heads", "kv_heads"))
         else:
-            d["numel"] = _div(d["numel"], self.tp, self.sharded)
+            d["numel"] = _div(d["numel"], self.tp, True if self.sp else self.sharded)
         return replace(op, dims=d)
 
     def elementwise(self, op: Op) -> DeviceOps:
@@ -242,17 +256,18 @@ class _Splitter:
         return DeviceOps(op.path, [split, *derive_backward_op(split)], comm, self.sharded)
 
 
-def split(graph: ModelGraph, tp) -> TensorSplit:
+def split(graph: ModelGraph, tp, sequence_parallel: bool = False) -> TensorSplit:
     """Per-device ops and collectives of a step of ``graph`` under tensor parallelism ``tp`` (int or array).
 
     ``graph`` must already carry the loop annotation of
     :func:`perfmodel.parallel.device.annotate_loops` (GEMMs inside a time loop
     keep their hidden state sharded).  A forward op's backward-only ops
     (``graph.backward_only``) run on 1/T of their data where its output is split.
+    ``sequence_parallel``: see the module docstring; every op's output then leaves split.
     """
     if np.ndim(tp) == 0 and int(tp) == 1:
         return no_split(graph)
-    s = _Splitter(np.asarray(tp) if np.ndim(tp) else int(tp), graph.config)
+    s = _Splitter(np.asarray(tp) if np.ndim(tp) else int(tp), graph.config, sequence_parallel)
     items = []
     for op in graph.fwd:
         if op.kind == OpKind.RNN:
@@ -264,5 +279,7 @@ def split(graph: ModelGraph, tp) -> TensorSplit:
         else:
             item = s.elementwise(op)
         extra = graph.backward_only.get(op.path)
-        items.append(replace(item, ops=[*item.ops, *(s.shard(b) for b in extra)]) if extra else item)
+        if extra:
+            item = replace(item, ops=[*item.ops, *(s.shard(b) for b in extra)])
+        items.append(replace(item, out_sharded=True) if sequence_parallel else item)
     return TensorSplit(items, tuple(s.split_paths), s.valid, s.vocab_split)

@@ -20,9 +20,9 @@ from .llama import apply_rotary, rotary_table
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, width, heads, seq_len, kv_heads=None, kind="naive", bias=True, rope=False):
+    def __init__(self, width, heads, seq_len, kv_heads=None, kind="naive", bias=True, rope=False, dropout=0.0):
         super().__init__()
-        self.heads, self.d_head, self.kind = heads, width // heads, kind
+        self.heads, self.d_head, self.kind, self.dropout = heads, width // heads, kind, dropout
         self.kv_heads = heads if kv_heads is None else kv_heads
         self.grouped = kv_heads is not None or rope   # q, k, v split apart instead of one view of qkv
         self.scale = 1.0 / math.sqrt(self.d_head)
@@ -58,7 +58,8 @@ class CausalSelfAttention(nn.Module):
         qkv = self.qkv(x)                                                   # (add)mm
         if self.kind == "flash":
             q, k, v = (z.transpose(1, 2) for z in self._split(qkv, b, t))
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.kv_heads != h)
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.kv_heads != h,
+                                               dropout_p=self.dropout if self.training else 0.0)
             return self.proj(y.transpose(1, 2).reshape(b, t, c))           # O is written [b, T, h, d]: a view
         if self.grouped:
             q, k, v = (self._heads_first(z, b, t) for z in self._split(qkv, b, t))  # three copies
@@ -72,6 +73,8 @@ class CausalSelfAttention(nn.Module):
             att = torch.baddbmm(q.new_empty(b * h, t, t), q, k.transpose(1, 2), beta=0, alpha=self.scale)
             att = att.masked_fill_(self.mask[:t, :t], float("-inf"))
         att = torch.softmax(att, dim=-1)
+        if self.dropout and self.training:
+            att = F.dropout(att, self.dropout)
         y = torch.bmm(att, v)                                               # [b*h, t, d]
         y = y.view(b, h, t, d).transpose(1, 2).reshape(b, t, c)             # one copy
         return self.proj(y)

@@ -1,0 +1,187 @@
+"""The shipped table of measured training runs (``runs.csv``, sourced in ``SOURCES.md``) as
+scenarios: each row's model, hardware, options and layout, what it measured and in which unit, the
+choices the source leaves open, and why a row cannot be modelled yet.
+
+Per row (empty cell = the source does not state it; see SOURCES.md):
+
+* model: ``transformer`` with the row's layers, hidden (the width), heads, K/V heads, MLP hidden,
+  vocabulary, sequence, block and attention; a missing attention kernel is the trainer's default of
+  the time (:data:`TRAINER_DEFAULTS`), a missing dtype 16-bit mixed precision (fp16 and bf16 price
+  the same on every profile the table uses);
+* options: recompute, ZeRO stage, sequence parallelism, virtual stages as stated; the gradient
+  all-reduce overlaps backward unless the trainer of the time did not (:data:`TRAINER_DEFAULTS`);
+  all-reduces take the faster of ring and tree, as NCCL's default algorithm selection does;
+* layout: dp, tp, pp, global batch and micro-batch (m = global / (dp x micro-batch));
+* left open by the source (``open_fields``): micro-batch, recompute mode, virtual stages, or the
+  tp x pp split of a stated model-parallel size.  The prediction takes the fastest choice that fits
+  (the runs were tuned for speed), :func:`perfmodel.published.check.predict_run`.
+* measured: iteration seconds, else tokens/s per GPU, else TFLOP/s per GPU, else MFU -- the first
+  the row gives, the least convention-dependent first.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RUNS_CSV = Path(__file__).with_name("runs.csv")
+#: measured columns in the order a row is compared on (the first one present)
+MEASURED = (("measured_iteration_s", "iteration_s"), ("measured_tokens_per_s_per_gpu", "tokens_per_s_per_gpu"),
+            ("measured_tflops_per_gpu", "tflops_per_gpu"), ("measured_mfu", "mfu"))
+#: what a source's trainer did when the row leaves it out: attention kernel, gradient overlap
+_MEGATRON_DROPOUT = (0.1, "Megatron-LM's GPT default --hidden-dropout / --attention-dropout 0.1")
+TRAINER_DEFAULTS = {
+    "narayanan2021": {"overlap": (False, "Megatron-LM's local DDP of 2021 all-reduces gradients after backward"),
+                      "dropout": _MEGATRON_DROPOUT},
+    "korthikanti2022": {
+        "attention": ("fused", "Megatron-LM 2022: fused scale-mask-softmax (--masked-softmax-fusion, the default)"),
+        "overlap": (False, "sec. 6.3: the gradient all-reduce is not overlapped"),
+        "dropout": (0.1, "Megatron-LM's default 0.1; the paper's activation formulas count the dropout masks")},
+    "megatron_readme_h100": {
+        "attention": ("flash", "Megatron-core r0.8 with Transformer Engine: fused (flash) attention by default"),
+        "dtype": ("bf16", "MFU is quoted against the bf16 peak (notes)"), "dropout": _MEGATRON_DROPOUT},
+    "bloom_tr11": {
+        "attention": ("fused", "Megatron-DeepSpeed: fused scale-mask-softmax"),
+        "overlap": (False, "BF16_Optimizer (its own ZeRO-1) reduces gradients after backward")},
+}
+#: FLOP conventions of measured TFLOP/s (and MFU): FLOPs per iteration of a row (:mod:`.check`)
+CONVENTIONS = {
+    "narayanan2021": "narayanan_eq3", "bloom_tr11": "bloom_8ps", "korthikanti2022": "megatron_model",
+    "megatron_readme_h100": "megatron_model",
+}
+#: notes phrases of features the cost model does not have yet -> the reason printed
+UNMODELLED_NOTES = (
+    ("torch.compile on", "torch.compile kernel fusion"), ("compile = true", "torch.compile kernel fusion"),
+    ("AsyncTP", "asynchronous tensor parallelism"), ("Async TP", "asynchronous tensor parallelism"),
+    ("CP 16", "context parallelism"),
+)
+
+
+@dataclass(frozen=True)
+class RunSetup:
+    """One row as a prediction problem (``reason`` set: not modelled, the rest may be None)."""
+
+    id: str
+    source: str
+    gpus: int
+    hardware: str
+    knobs: dict = field(default_factory=dict)
+    width: int | None = None
+    dtype: str = "bf16"
+    options: dict = field(default_factory=dict)      # ParallelOptions keywords
+    layout: dict = field(default_factory=dict)       # dp, tp, pp (tp/pp None: open), micro_batch (None: open)
+    batch: int | None = None                         # global batch, sequences
+    open_fields: tuple = ()                          # chosen by the prediction (module docstring)
+    assumed: dict = field(default_factory=dict)      # field -> why (trainer defaults)
+    measured_unit: str | None = None
+    measured: float | None = None
+    fits_measured: bool = True                       # False: the source reports out of memory
+    convention: str | None = None
+    params_b: float | None = None                    # the model size the row gives, billions
+    peak_tflops: float | None = None                 # MFU denominator (the source's)
+    reason: str | None = None                        # "not modelled: <reason>"
+
+
+def load_rows(path: Path = RUNS_CSV) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _int(v):
+    return int(float(v)) if v not in ("", None) else None
+
+
+def _float(v):
+    return float(v) if v not in ("", None) else None
+
+
+def setup(row: dict, hardware_names) -> RunSetup:
+    """The :class:`RunSetup` of one CSV row; ``hardware_names``: the profiles that exist."""
+    src = row["source_id"]
+    base = {"id": row["id"], "source": src, "gpus": _int(row["gpus"]), "hardware": row["hardware"],
+            "fits_measured": row["fits"].strip().lower() != "false", "params_b": _float(row["params_b"])}
+    unit, value = next(((u, _float(row[c])) for c, u in MEASURED if row[c] not in ("", None)), (None, None))
+    base.update(measured_unit=unit, measured=value)
+    why = _not_modelled(row, src, unit, hardware_names)
+    if why:
+        return RunSetup(**base, reason=why)
+    defaults, assumed = TRAINER_DEFAULTS.get(src, {}), {}
+
+    def pick(name, cell):
+        if row.get(cell, "") not in ("", None):
+            return row[cell]
+        if name in defaults:
+            assumed[name] = defaults[name][1]
+            return defaults[name][0]
+        return None
+
+    layers, hidden, heads = _int(row["layers"]), _int(row["hidden"]), _int(row["heads"])
+    block = row["block"] or "gpt2"
+    knobs = {"layers": layers, "heads": heads, "seq_len": _int(row["seq_len"]), "vocab": _int(row["vocab"]),
+             "block": block}
+    attention = pick("attention", "attention")
+    if attention:
+        knobs["attention"] = attention
+    dropout = pick("dropout", "__none__")
+    if dropout:
+        knobs["dropout"] = dropout
+    ffn, kv = _int(row["ffn_hidden"]), _int(row["kv_heads"])
+    if ffn and (block != "gpt2" or ffn != 4 * hidden):
+        knobs["ffn"] = ffn
+    if kv and kv != heads:
+        knobs["kv_heads"] = kv
+    if row["experts"]:
+        knobs.update(experts=_int(row["experts"]), top_k=_int(row["top_k"]) or 2)
+    dtype = pick("dtype", "dtype")
+    if dtype is None:
+        dtype, assumed["dtype"] = "bf16", "16-bit mixed precision (fp16 and bf16 price the same here)"
+    open_fields = []
+    recompute = row["recompute"] or None
+    if recompute is None:
+        open_fields.append("recompute")
+    tp, pp, dp = _int(row["tp"]), _int(row["pp"]), _int(row["dp"])
+    if tp is None or pp is None:
+        open_fields.append("tp x pp")
+    virtual = _int(row["virtual_stages"])
+    if virtual is None and (pp is None or pp > 1):
+        open_fields.append("virtual_stages")
+    micro = _int(row["micro_batch"])
+    if micro is None:
+        open_fields.append("micro_batch")
+    overlap = pick("overlap", "__none__")
+    options = {"recompute": recompute or "none", "zero": _int(row["zero_stage"]) or 0, "algorithm": "auto",
+               "sequence_parallel": row["sequence_parallel"].strip().lower() == "true",
+               "virtual_stages": virtual or 1, "overlap": True if overlap is None else overlap}
+    peak = {"A100-SXM4-80GB": 312.0, "A100-SXM4-40GB": 312.0, "H100-SXM5": 989.0}.get(row["hardware"])
+    return RunSetup(**base, knobs=knobs, width=hidden, dtype=dtype, options=options,
+                    layout={"dp": dp, "tp": tp, "pp": pp, "micro_batch": micro}, batch=_int(row["global_batch"]),
+                    open_fields=tuple(open_fields), assumed=assumed, convention=CONVENTIONS.get(src),
+                    peak_tflops=peak)
+
+
+def _not_modelled(row: dict, src: str, unit, hardware_names) -> str | None:
+    """Why a row cannot be modelled yet (None: it can)."""
+    missing = [c for c in ("layers", "hidden", "heads", "seq_len", "vocab") if not row[c]]
+    if missing:
+        return f"the row gives no {', '.join(missing)}"
+    if not row["global_batch"]:
+        return "global batch not stated"
+    if row["hardware"] not in hardware_names:
+        return f"no hardware profile {row['hardware']}"
+    if "HARDWARE CAVEAT" in row["notes"]:
+        return "hardware differs from the profile (see the row's HARDWARE CAVEAT)"
+    if row["dtype"] == "fp8":
+        return "fp8 linears with 16-bit attention (per-op precision)"
+    for phrase, what in UNMODELLED_NOTES:
+        if phrase in row["notes"]:
+            return what
+    if row["trainer"] == "torchtitan" and row["recompute"] == "selective":
+        return "torchtitan's selective AC (every 2nd layer, or every 2nd matmul) is neither selective nor full"
+    dims = [_int(row[c]) for c in ("tp", "pp", "dp")]
+    if None not in dims and dims[0] * dims[1] * dims[2] != _int(row["gpus"]):
+        return f"tp x pp x dp = {dims[0] * dims[1] * dims[2]} is not the {row['gpus']} GPUs"
+    if unit is None:
+        return "no measured throughput" if row["fits"] != "false" else "out of memory in the source, no throughput"
+    if unit in ("tflops_per_gpu", "mfu") and src not in CONVENTIONS:
+        return "measured TFLOP/s or MFU with a FLOP convention the source does not state"
+    return None

@@ -1,0 +1,197 @@
+"""ZeRO stages, sequence parallelism, recompute modes, interleaved pipelines, expert parallelism and the
+layout search over them (issue "Transformers as they are trained today", parts 4-5).
+
+Formulas: Rajbhandari et al. 2020 (ZeRO) sec. 3.1 and 5; Korthikanti et al. 2022 sec. 4-5; Narayanan
+et al. 2021 sec. 2.2.2; Thakur et al. 2005 (ring and pairwise-exchange collectives).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from perfmodel import hardware
+from perfmodel.cli import main as cli
+from perfmodel.cost.memory import parameter_memory
+from perfmodel.parallel import collectives as coll
+from perfmodel.parallel.device import build_fwd
+from perfmodel.parallel.layout import Layout
+from perfmodel.parallel.options import ParallelOptions
+from perfmodel.parallel.pipeline import in_flight, schedule_time
+from perfmodel.parallel.search import SearchSpace, plan
+from perfmodel.parallel.search_options import OptionSearch
+from perfmodel.parallel.step import predict_parallel
+from perfmodel.parallel.tensor import split
+from perfmodel.parallel.zero import dp_comm_s
+from perfmodel.scenario import Scenario
+from perfmodel.total import load_law, shipped_law_path
+
+H100 = hardware.load("H100-SXM5")
+GPT = {"layers": 4, "heads": 16, "seq_len": 512, "vocab": 8192, "attention": "fused"}
+
+
+def _predict(knobs, width=1024, layout=None, batch=32, **opts):
+    s = Scenario("transformer", H100, knobs, "bf16", "adam", ParallelOptions(**opts))
+    return predict_parallel(s, width, layout or Layout(4, 2, 1, 2), batch)
+
+
+# -- ZeRO ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("zero,weights,grads,opt", [(0, 2 + 4, 2, 8), (1, 2, 2, 12 / 8), (2, 2, 2 / 8, 12 / 8),
+                                                     (3, 2 / 8, 2 / 8, 12 / 8)])
+def test_zero_memory_is_2_2_12_over_the_sharding(zero, weights, grads, opt):
+    """ZeRO sec. 3.1: 16-bit weights and gradients (2 + 2 bytes) and K = 12 bytes of fp32 master weights,
+    momentum and variance per parameter; stage 0 counts the master copy with the weights (16 in all)."""
+    m = parameter_memory(1000, "bf16", "adam", zero=zero, dp=8)
+    assert (m.weights_bytes, m.gradients_bytes, m.optimizer_bytes) == pytest.approx((1000 * weights, 1000 * grads,
+                                                                                     1000 * opt))
+
+
+def test_zero_communication_bytes():
+    """Ring, latency 0, overlap off, S bytes over N = 8: all-reduce 2(N-1)/N S beta = reduce-scatter +
+    all-gather, so stage 1 moves what stage 0 moves; stage 2 reduce-scatters every micro-batch (m = 3:
+    (3 + 1) (N-1)/N S beta); stage 3 gathers twice and reduce-scatters once per micro-batch
+    (m = 2: 6 (N-1)/N S beta)."""
+    ln, s, n = coll.Link(0.0, 1e-9), 4e9, 8
+    one = (n - 1) / n * s * 1e-9
+    args = dict(param_bytes=s, fwd_s=0.1, bwd_s=0.2, units=10, dp=n, ln=ln, algorithm="ring", bucket_bytes=2**25,
+                overlap=False)
+    assert dp_comm_s(0, m=1, **args)[0] == pytest.approx(2 * one)
+    assert dp_comm_s(1, m=1, **args)[0] == pytest.approx(2 * one)
+    assert dp_comm_s(2, m=3, **args)[0] == pytest.approx(4 * one)
+    assert dp_comm_s(3, m=2, **args)[0] == pytest.approx(6 * one)
+    total, exposed = dp_comm_s(3, m=2, **{**args, "overlap": True, "fwd_s": 10.0, "bwd_s": 20.0})
+    # prefetched: only the first unit's gather and the last unit's reduce-scatter stay out (compute > comm)
+    assert exposed == pytest.approx(2 * (one / 10 + one / 10)) and exposed < total
+
+
+def test_zero_shards_the_optimizer_step_and_memory():
+    base, z1, z3 = (_predict(GPT, zero=z).step for z in (0, 1, 3))
+    assert z1.optimizer_s == pytest.approx(base.optimizer_s / 4)           # dp = 4
+    assert z3.memory_optimizer_bytes == pytest.approx(base.memory_optimizer_bytes * 12 / 8 / 4)
+    assert z3.per_device_memory_bytes < z1.per_device_memory_bytes < base.per_device_memory_bytes
+
+
+# -- sequence parallelism ---------------------------------------------------------------------------
+
+def test_sequence_parallel_replaces_each_allreduce_by_reduce_scatter_and_all_gather():
+    g = build_fwd("transformer", np.array([1024]), np.array([2]), "bf16", GPT)
+    plain, sp = split(g, np.array([4])), split(g, np.array([4]), sequence_parallel=True)
+
+    def bytes_of(ts, kind):
+        return sum(float(np.sum(c.nbytes)) for it in ts.items for c in it.comm if c.kind == kind)
+
+    ce = float(np.sum(next(c.nbytes for it in plain.items for c in it.comm if it.path == "loss")))
+    assert bytes_of(sp, "allreduce") == pytest.approx(ce)                  # only the loss statistics stay
+    for kind in ("reducescatter", "allgather"):
+        assert bytes_of(sp, kind) == pytest.approx(bytes_of(plain, kind) + bytes_of(plain, "allreduce") - ce)
+
+    def norm(ts):
+        return next(o for it in ts.items for o in it.ops if o.path == "blocks/0/ln1")
+
+    assert np.all(norm(sp).dims["numel"] * 4 == norm(plain).dims["numel"])  # tokens split over t = 4
+
+
+def test_sequence_parallel_same_ring_time_less_work_and_memory():
+    plain, sp = _predict(GPT).step, _predict(GPT, sequence_parallel=True).step
+    assert sp.tp_comm_s == pytest.approx(plain.tp_comm_s)                  # same bytes on a ring
+    assert sp.time_per_step_s < plain.time_per_step_s
+    assert sp.memory_activations_bytes < plain.memory_activations_bytes
+
+
+# -- recompute modes ------------------------------------------------------------------------------
+
+def test_recompute_modes_order_time_and_memory():
+    r = {m: _predict(GPT, recompute=m).step for m in ("none", "selective", "full")}
+    assert r["none"].time_per_step_s < r["selective"].time_per_step_s < r["full"].time_per_step_s
+    assert r["none"].memory_activations_bytes > r["selective"].memory_activations_bytes \
+        > r["full"].memory_activations_bytes
+    assert ParallelOptions(recompute=True).recompute == "full" and ParallelOptions(recompute=False).recompute == "none"
+
+
+# -- interleaved 1F1B -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("p,m,v", [(4, 8, 1), (4, 8, 2), (8, 16, 4)])
+def test_interleaved_bubble_is_p_minus_1_over_v_m(p, m, v):
+    """Balanced stages of tau seconds, no sends: T = m tau + (p - 1) tau / V (Narayanan sec. 2.2.2)."""
+    tau = 0.01
+    t, _ = schedule_time(np.full((p, 1), tau), np.zeros(1), m, 1, False, v)
+    assert (t[0] - m * tau) / (m * tau) == pytest.approx((p - 1) / (v * m))
+
+
+def test_interleaving_sends_v_times_as_much():
+    """A send of c > tau / V per item: the beat is V c instead of tau."""
+    tau, c, p, m, v = 0.01, 0.004, 4, 8, 4
+    t, _ = schedule_time(np.full((p, 1), tau), np.array([c]), m, 1, False, v)
+    assert t[0] == pytest.approx((m - 1) * v * c + tau + (p - 1) * tau / v + (p - 1) * c)
+    # activations held: min(m, p) (1 + (p - 1) / (p V)) micro-batches (Korthikanti sec. 4.2.3)
+    assert in_flight(m, p, "1f1b", v) == pytest.approx(4 * (1 + 3 / 16))
+
+
+def test_virtual_stages_in_a_prediction():
+    lay = Layout(1, 2, 4, 8)
+    one, two = (_predict({**GPT, "layers": 8}, layout=lay, batch=16, virtual_stages=v).step for v in (1, 2))
+    assert two.bubble_fraction < one.bubble_fraction
+    assert two.memory_activations_bytes > one.memory_activations_bytes
+
+
+# -- expert parallelism ---------------------------------------------------------------------------
+
+MOE = {"layers": 2, "heads": 8, "seq_len": 256, "vocab": 4096, "block": "llama", "experts": 8, "top_k": 2}
+
+
+def test_expert_parallel_divides_expert_weights_and_adds_four_all_to_alls_per_layer():
+    lay = Layout(4, 1, 1, 1)
+    one, four = (_predict(MOE, 512, lay, 16, ep=e) for e in (1, 4))
+    # expert weights per layer: 8 experts x (512 x 2 x 1536 + 1536 x 512) = 18,874,368; with ep = 4 a quarter
+    experts = 2 * 8 * (512 * 2 * 1536 + 1536 * 512)
+    assert one.step.memory_weights_bytes - four.step.memory_weights_bytes == pytest.approx(6 * experts * 3 / 4)
+    # all-to-all of 4 sequences x 256 tokens x top_k 2 x 512 x 2 bytes per device, (3/4) of it leaves:
+    # (ep - 1) alpha + (ep - 1)/ep S beta, twice forward and twice backward, in each of the 2 layers
+    s = 4 * 256 * 2 * 512 * 2
+    ln = coll.link(H100, False)
+    assert four.step.ep_alltoall_s == pytest.approx(2 * 4 * (3 * ln.alpha_s + 3 / 4 * s * ln.beta_s_per_byte))
+    assert one.step.ep_alltoall_s == 0
+    # the expert FLOPs per device stay: each device's experts take the tokens of all 4 devices
+    assert four.step.flops_per_device_step == pytest.approx(one.step.flops_per_device_step, rel=1e-9)
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+BASE = ["predict", "--model", "transformer", "--width", "1024", "--hardware", "H100-SXM5", "--dtype", "bf16",
+        "--optimizer", "adam", "--set", "layers=4", "--batch", "32", "--json"]
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--set", "experts=8", "--dp", "4", "--ep", "3"], "--ep 3 is not allowed: it must divide the experts"),
+    (["--dp", "4", "--ep", "2"], "--ep 2 is not allowed for a dense model"),
+    (["--zero", "3", "--pp", "2"], "--zero 3 with --pp 2 is not modelled"),
+    (["--zero", "4"], "--zero 4 is not allowed; allowed: 0, 1, 2, 3"),
+    (["--pp", "2", "--virtual-stages", "3"], "--virtual-stages 3 is not allowed: it must divide the layers"),
+    (["--recompute", "sometimes"], "unknown --recompute mode 'sometimes'; allowed: none, selective, full"),
+])
+def test_bad_options_exit_2_with_one_line(args, needle):
+    res = CliRunner().invoke(cli, BASE + args)
+    assert res.exit_code == 2
+    assert needle in res.output and len(res.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args,mode", [(["--recompute"], "full"), (["--recompute", "selective"], "selective"),
+                                       (["--recompute", "--no-recompute"], "none"), (["--no-recompute"], "none")])
+def test_recompute_flag_keeps_the_old_switch(args, mode):
+    res = CliRunner().invoke(cli, BASE + ["--dp", "2"] + args, catch_exceptions=False)
+    assert res.exit_code == 0 and json.loads(res.output)["options"]["recompute"] == mode
+
+
+def test_plan_searches_the_options_when_asked():
+    law = load_law(shipped_law_path("charlm"))
+    s = Scenario("transformer", H100, GPT, "bf16", "adam")
+    plain = plan(s, [512, 1024], SearchSpace(devices=16), 1e9, law)
+    found = plan(s, [512, 1024], SearchSpace(devices=16, options=OptionSearch()), 1e9, law)
+    assert "zero" not in plain.rows[0].to_dict()
+    for a, b in zip(plain.rows, found.rows, strict=True):
+        assert b.total_time_s <= a.total_time_s * (1 + 1e-9)        # a superset of the layouts
+        assert b.recompute in ("none", "selective", "full") and b.zero in (0, 1, 2, 3)
+        assert b.sequence_parallel == (b.tp > 1)
