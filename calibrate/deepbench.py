@@ -60,7 +60,7 @@ def calibration_from_csv(files, base: HardwareProfile, gpu: str | None = None) -
                 cal.setdefault(table.kind, []).append(point)
     if not cal:
         raise PerfmodelError(f"no rows for GPU {gpu or base.name!r} in {', '.join(map(str, files))}; "
-                             f"GPUs found: {', '.join(sorted(seen)) or 'none'} (use --gpu NAME or another --base)")
+                             f"GPUs found: {', '.join(sorted(seen)) or 'none'} (use --gpu-name NAME or another --base)")
     cal["provenance"] = {"source": "csv", "files": [str(f) for f in files], "device": gpu or base.name,
                          "kind": base.kind, "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                          "command": " ".join(sys.argv), "rows": {k: len(v) for k, v in cal.items()}}

@@ -13,9 +13,11 @@ def read_json_object(path, what: str, error: type[PerfmodelError] = PerfmodelErr
     """The JSON object in ``path``; ``error`` (one line, naming the file and ``what`` it is) otherwise."""
     p = Path(path)
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise error(f"cannot read {what} file {str(p)!r}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise error(f"{what} file {str(p)!r} is not UTF-8 text (byte {e.start}); JSON files must be UTF-8") from None
     try:
         d = json.loads(text)
     except json.JSONDecodeError as e:

@@ -33,6 +33,9 @@ LAYOUTS = {
 }
 #: measured columns that may be empty ("not measured")
 OPTIONAL = {"bwd_in_ms", "bwd_w_ms"}
+#: numeric columns that may be 0 (paddings); every other one is a size (an integer >= 1) or a time (> 0)
+ZERO_OK = {"pad_w", "pad_h"}
+TIME_COLUMNS = {"time_ms", "fwd_ms", "bwd_in_ms", "bwd_w_ms"}
 PHASE_COLUMNS = {"gemm": {"fwd": "time_ms"},
                  "rnn": {"fwd": "fwd_ms", "bwd_data": "bwd_in_ms", "bwd_weight": "bwd_w_ms"},
                  "conv": {"fwd": "fwd_ms", "bwd_data": "bwd_in_ms", "bwd_weight": "bwd_w_ms"}}
@@ -60,15 +63,19 @@ def detect_kind(columns, path="<csv>") -> str:
 
 
 def read_kernel_csv(path) -> KernelTable:
-    """Read and check a kernel CSV: missing columns or non-numeric values raise one-line errors."""
+    """Read and check a kernel CSV: missing columns, non-UTF-8 text, sizes that are not integers >= 1
+    (paddings >= 0) and times that are not > 0 raise one-line errors."""
     p = Path(path)
     try:
-        with p.open(newline="") as f:
+        with p.open(newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             columns = reader.fieldnames or []
             raw = list(reader)
     except OSError as e:
         raise PerfmodelError(f"cannot read {str(p)!r}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise PerfmodelError(f"kernel table {str(p)!r} is not UTF-8 text (byte {e.start}); "
+                             "write it as UTF-8 CSV") from None
     kind = detect_kind(columns, str(p))
     rows = []
     for i, r in enumerate(raw, start=2):  # line 1 is the header
@@ -82,8 +89,13 @@ def read_kernel_csv(path) -> KernelTable:
                 x = float(v)
             except ValueError:
                 x = math.nan
-            if not math.isfinite(x) or x < 0:
-                raise PerfmodelError(f"{p}: line {i}, column {c!r}: {v!r} is not a non-negative number")
+            if c in TIME_COLUMNS:
+                ok, allowed = math.isfinite(x) and x > 0, "a time > 0 (milliseconds)"
+            else:
+                ok = math.isfinite(x) and x.is_integer() and x >= (0 if c in ZERO_OK else 1)
+                allowed = f"an integer >= {0 if c in ZERO_OK else 1}"
+            if not ok:
+                raise PerfmodelError(f"{p}: line {i}, column {c!r}: {v!r} is not allowed; it must be {allowed}")
             row[c] = x
         rows.append(row)
     if not rows:
@@ -224,15 +236,15 @@ def _shape(kind, row) -> str:
 
 
 def mape(preds: list[dict]) -> dict[str, float]:
-    """Mean absolute percentage error per kernel kind, in percent."""
+    """Mean absolute percentage error per kernel kind, as a fraction (0.12 = 12%, as ``validate --json``)."""
     out: dict[str, list] = {}
     for p in preds:
         out.setdefault(p["kind"], []).append(abs(p["error"]))
-    return {k: 100 * sum(v) / len(v) for k, v in out.items()}
+    return {k: sum(v) / len(v) for k, v in out.items()}
 
 
 def summary(preds: list[dict]) -> list[dict]:
-    """Per (kind, dtype, phase): rows, MAPE and median signed error (percent), to show where errors sit.
+    """Per (kind, dtype, phase): rows, MAPE and median signed error (fractions), to show where errors sit.
 
     A median signed error far from 0 is a bias (something the model leaves out for that group);
     a MAPE well above its absolute median is scatter.  ``debiased_mape`` separates the two: the MAPE
@@ -244,7 +256,7 @@ def summary(preds: list[dict]) -> list[dict]:
     out = []
     for (k, d, ph), v in sorted(groups.items()):
         factor = statistics.median(1.0 / (1.0 + e) for e in v)  # measured / predicted
-        out.append({"kind": k, "dtype": d, "phase": ph, "rows": len(v), "mape": 100 * sum(map(abs, v)) / len(v),
-                    "median_error": 100 * statistics.median(v),
-                    "debiased_mape": 100 * sum(abs(factor * (1.0 + e) - 1.0) for e in v) / len(v)})
+        out.append({"kind": k, "dtype": d, "phase": ph, "rows": len(v), "mape": sum(map(abs, v)) / len(v),
+                    "median_error": statistics.median(v),
+                    "debiased_mape": sum(abs(factor * (1.0 + e) - 1.0) for e in v) / len(v)})
     return out

@@ -301,6 +301,12 @@ def validate_configs(model: str, configs, hw: HardwareProfile, device: str = "cp
                              "use --device cpu")
     if device != "cpu" and not device.startswith("cuda"):
         raise PerfmodelError(f"device {device!r} is not allowed; allowed: cpu, cuda, cuda:N")
+    kind = "cpu" if device == "cpu" else "gpu"
+    if hw.kind != kind:  # a GPU's prediction against CPU timings (or the reverse) measures nothing
+        fix = ("pass --device cuda to time the steps on a GPU, or a CPU profile (local-cpu, cpu-generic)"
+               if kind == "cpu" else "pass a GPU profile (local-gpu or a shipped GPU's)")
+        raise PerfmodelError(f"profile {hw.name!r} describes a {hw.kind.upper()} but the steps run on --device "
+                             f"{device}: {fix}")
     d_threads, d_clock, d_stat = execution_defaults(hw, device)
     threads = threads if threads is not None else d_threads
     clock = clock or d_clock

@@ -213,8 +213,8 @@ def test_from_csv_and_collectives_delegate(tmp_path, monkeypatch):
     f.write_text("x\n")
     seen = {}
 
-    def fake_csv(files, base):
-        seen["csv"] = (list(files), base.name)
+    def fake_csv(files, base, gpu=None, name=None):
+        seen["csv"] = (list(files), base.name, gpu)
         d = base.to_dict()
         d["name"] = "imported"
         return d
@@ -222,7 +222,7 @@ def test_from_csv_and_collectives_delegate(tmp_path, monkeypatch):
     out = tmp_path / "imp.json"
     res = CliRunner().invoke(main, ["calibrate", "--from-csv", str(f), "--base", "V100-SXM2", "-o", str(out)])
     assert res.exit_code == 0, res.output
-    assert seen["csv"] == ([str(f)], "V100-SXM2")
+    assert seen["csv"] == ([str(f)], "V100-SXM2", None)
     assert hardware.load(str(out)).name == "imported"
 
     def fake_main(output_path=None, base_profile=None, **kw):

@@ -33,7 +33,7 @@ def test_missing_columns_are_named(tmp_path):
 def test_non_numeric_value_names_line_and_column(tmp_path):
     f = tmp_path / "bad.csv"
     f.write_text("gpu,precision,M,N,K,transA,transB,time_ms\nV100,fp32,1,2,3,N,N,0.1\nV100,fp32,1,x,3,N,N,0.1\n")
-    with pytest.raises(PerfmodelError, match=r"line 3, column 'N': 'x' is not a non-negative number"):
+    with pytest.raises(PerfmodelError, match=r"line 3, column 'N': 'x' is not allowed; it must be an integer >= 1"):
         read_kernel_csv(f)
 
 
@@ -102,20 +102,20 @@ def test_every_measured_phase_is_predicted_or_listed():
                                                           (2, "bwd_data"), (2, "bwd_weight")}
     assert all(p["predicted_s"] > 0 for p in preds)
     m = mape(preds)["conv"]
-    assert m == pytest.approx(100 * sum(abs(p["error"]) for p in preds) / len(preds))
+    assert m == pytest.approx(sum(abs(p["error"]) for p in preds) / len(preds))  # a fraction, as validate's
 
 
 def test_summary_per_kind_dtype_phase():
-    # fp32 fwd errors +10%, -30%, +20% -> MAPE 20%, median +10%; fp16 fwd one row at -50%
+    # fp32 fwd errors +10%, -30%, +20% -> MAPE 0.20, median +0.10; fp16 fwd one row at -0.50 (fractions)
     preds = [{"kind": "rnn", "dtype": "fp32", "phase": "fwd", "error": e} for e in (0.1, -0.3, 0.2)]
     preds.append({"kind": "rnn", "dtype": "fp16", "phase": "fwd", "error": -0.5})
     out = summary(preds)
     assert [(g["dtype"], g["rows"]) for g in out] == [("fp16", 1), ("fp32", 3)]
-    assert out[1]["mape"] == pytest.approx(20.0) and out[1]["median_error"] == pytest.approx(10.0)
-    assert out[0]["mape"] == pytest.approx(50.0) and out[0]["median_error"] == pytest.approx(-50.0)
+    assert out[1]["mape"] == pytest.approx(0.20) and out[1]["median_error"] == pytest.approx(0.10)
+    assert out[0]["mape"] == pytest.approx(0.50) and out[0]["median_error"] == pytest.approx(-0.50)
     # without the bias: measured/predicted = 1/1.1, 1/0.7, 1/1.2, median 1/1.1; scaled errors
-    # 1.1/1.1 - 1 = 0, 0.7/1.1 - 1 = -0.364, 1.2/1.1 - 1 = +0.091 -> MAPE 15.15%; one row -> 0
-    assert out[1]["debiased_mape"] == pytest.approx(100 * (0 + 0.4 / 1.1 + 0.1 / 1.1) / 3)
+    # 1.1/1.1 - 1 = 0, 0.7/1.1 - 1 = -0.364, 1.2/1.1 - 1 = +0.091 -> MAPE 0.1515; one row -> 0
+    assert out[1]["debiased_mape"] == pytest.approx((0 + 0.4 / 1.1 + 0.1 / 1.1) / 3)
     assert out[0]["debiased_mape"] == pytest.approx(0.0)
 
 

@@ -10,17 +10,22 @@ import numpy as np
 from ..errors import PerfmodelError
 from ..graph import ModelGraph
 
+#: largest layer count a builder takes: the op graph lists every layer (1,000 RHN layers build in ~2 s)
+MAX_LAYERS = 1000
+
 
 @dataclass(frozen=True)
 class Knob:
-    """A model option: one of ``choices``; else an integer >= ``minimum`` (``kind=int``) or a
-    number > ``minimum`` (``kind=float``).  A default of None lets the builder choose."""
+    """A model option: one of ``choices``; else an integer >= ``minimum`` (and <= ``maximum`` when
+    set; ``kind=int``) or a number > ``minimum`` (``kind=float``).  A default of None lets the builder
+    choose."""
 
     default: Any
     help: str
     choices: tuple = ()
     minimum: int = 1
     kind: type = int
+    maximum: int | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +69,9 @@ class ArchSpec:
                 if iv != float(v) or iv < knob.minimum:
                     raise PerfmodelError(f"{name}={v!r} for model {self.name!r} must be an integer "
                                          f">= {knob.minimum}")
+                if knob.maximum is not None and iv > knob.maximum:
+                    raise PerfmodelError(f"{name}={v!r} for model {self.name!r} is not allowed: at most "
+                                         f"{knob.maximum} (the op graph lists every layer)")
                 v = iv
             out[name] = v
         return out

@@ -28,7 +28,7 @@ tensors are reused) are listed as explicit backward-phase ops (``ModelGraph.back
   ``seq_len`` step gradients (one copy of ``tokens x 2*width``).
 """
 from ..ops import OpKind
-from .base import ArchSpec, Knob
+from .base import MAX_LAYERS, ArchSpec, Knob
 from .layers import GraphBuilder
 
 
@@ -67,7 +67,7 @@ SPEC = ArchSpec(
     "charlm", "character LM: embedding, 1-layer RHN (recurrence depth 10), softmax", build,
     {"batch": Knob(32, "sequences per step"),
      "seq_len": Knob(150, "characters per sequence (BPTT length)"),
-     "depth": Knob(10, "RHN recurrence depth"),
+     "depth": Knob(10, "RHN recurrence depth", maximum=MAX_LAYERS),
      "vocab": Knob(98, "character vocabulary size"),
      "embed": Knob(None, "embedding size (default: width)")},
     "perfmodel.torchmodels.charlm:CharLM")

@@ -2,7 +2,7 @@
 
 Mirrors :class:`perfmodel.torchmodels.mlp.MLP`.
 """
-from .base import ArchSpec, Knob
+from .base import MAX_LAYERS, ArchSpec, Knob
 from .layers import GraphBuilder
 
 
@@ -21,7 +21,7 @@ def build(width, batch=128, depth=4, input_dim=1024, classes=10, dtype="fp32"):
 SPEC = ArchSpec(
     "mlp", "MLP classifier: depth x Linear(width)+ReLU, softmax over classes", build,
     {"batch": Knob(128, "examples per step"),
-     "depth": Knob(4, "hidden layers"),
+     "depth": Knob(4, "hidden layers", maximum=MAX_LAYERS),
      "input_dim": Knob(1024, "input features"),
      "classes": Knob(10, "output classes")},
     "perfmodel.torchmodels.mlp:MLP")

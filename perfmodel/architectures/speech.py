@@ -23,7 +23,7 @@ Mirrors :class:`perfmodel.torchmodels.speech.Speech` kernel for kernel.
 """
 from ..errors import PerfmodelError
 from ..ops import OpKind, conv_out_hw
-from .base import ArchSpec, Knob
+from .base import MAX_LAYERS, ArchSpec, Knob
 from .layers import GraphBuilder
 
 #: (name, (r, s) filter freq x time, (stride_h, stride_w), (pad_h, pad_w)); DS2 Table 4
@@ -79,7 +79,7 @@ SPEC = ArchSpec(
     "speech", "DeepSpeech2-style: 2 conv2d, bidirectional LSTMs (directions summed), CTC", build,
     {"batch": Knob(32, "utterances per step"),
      "seq_len": Knob(300, "spectrogram frames per utterance (input time steps)"),
-     "rnn_layers": Knob(4, "bidirectional LSTM layers"),
+     "rnn_layers": Knob(4, "bidirectional LSTM layers", maximum=MAX_LAYERS),
      "freq_bins": Knob(161, "spectrogram frequency bins"),
      "symbols": Knob(29, "output symbols incl. the CTC blank", minimum=2),
      "target_len": Knob(40, "symbols per target transcript")},

@@ -41,7 +41,7 @@ import numpy as np
 from ..errors import PerfmodelError
 from ..ops import OpKind
 from .attention import ATTENTIONS, DROPOUT_OUTPUTS, check_kv_heads, self_attention
-from .base import ArchSpec, Knob
+from .base import MAX_LAYERS, ArchSpec, Knob
 from .ffn import default_ffn, dense_ffn
 from .layers import GraphBuilder
 from .moe import DEFAULT_CAPACITY, DEFAULT_TOP_K, expert_capacity, moe_ffn
@@ -187,7 +187,7 @@ SPEC = ArchSpec(
     build,
     {"batch": Knob(8, "sequences per step"),
      "seq_len": Knob(1024, "tokens per sequence (context length)"),
-     "layers": Knob(12, "transformer blocks"),
+     "layers": Knob(12, "transformer blocks", maximum=MAX_LAYERS),
      "heads": Knob(None, "attention heads (default: width // 64, i.e. head size 64)"),
      "vocab": Knob(50257, "token vocabulary (default: GPT-2 BPE)"),
      "block": Knob("gpt2", "gpt2: LayerNorm, GELU MLP, biases, learned positions, tied head; llama: RMSNorm, "

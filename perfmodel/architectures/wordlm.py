@@ -6,7 +6,7 @@ fused cuDNN/oneDNN RNN per layer; its GEMMs and cell math are
 :func:`perfmodel.ops.rnn_components`), then ``Linear(width, vocab)`` and
 cross-entropy.  Mirrors :class:`perfmodel.torchmodels.wordlm.WordLM`.
 """
-from .base import ArchSpec, Knob
+from .base import MAX_LAYERS, ArchSpec, Knob
 from .layers import GraphBuilder
 
 
@@ -26,6 +26,6 @@ SPEC = ArchSpec(
     "wordlm", "word LM: embedding, stacked LSTM (2 layers), softmax over a 10k vocabulary", build,
     {"batch": Knob(32, "sequences per step"),
      "seq_len": Knob(80, "tokens per sequence (BPTT length)"),
-     "layers": Knob(2, "LSTM layers"),
+     "layers": Knob(2, "LSTM layers", maximum=MAX_LAYERS),
      "vocab": Knob(10_000, "word vocabulary size")},
     "perfmodel.torchmodels.wordlm:WordLM")

@@ -49,11 +49,21 @@ class LazyGroup(click.Group):
         return _load(name) if name in COMMANDS else None
 
     def invoke(self, ctx):
+        """Bad input -> ``error: <message>`` (one line), exit 2; Ctrl-C -> ``interrupted``, exit 130."""
         try:
             return super().invoke(ctx)
         except PerfmodelError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
+        except click.UsageError as e:  # click's usage/help lines folded into one
+            where = e.ctx.command_path if e.ctx is not None else ctx.command_path
+            click.echo(f"error: {e.format_message()} (see '{where} -h')", err=True)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

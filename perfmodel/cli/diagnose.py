@@ -4,7 +4,7 @@ import json
 import click
 
 from ..errors import PerfmodelError
-from .options import parse_int_list, parse_sets
+from .options import collect_knobs, parse_int_list
 
 
 def _int_list(text, what):
@@ -42,11 +42,9 @@ def diagnose(model, widths, seeds, corpus, steps, batch, optimizer, lr, probe, d
     confusion and gradient diversity, with their trends (log-log slope, 95% interval)."""
     from ..diagnostics.run import diagnose as run_diagnose, format_summary, jsonable
     try:
-        knobs = parse_sets(sets)
+        knobs = collect_knobs(None, seq_len, sets)
     except click.BadParameter as e:
         raise PerfmodelError(e.message) from None
-    if seq_len is not None:
-        knobs["seq_len"] = seq_len
     result = run_diagnose(model, _int_list(widths, "width"), seeds=seeds, corpus=corpus, steps=steps,
                           batch=batch, lr=lr, optimizer=optimizer, probe=probe, knobs=knobs,
                           depths=_int_list(depths, "depth"), progress=not no_progress, csv_path=output,

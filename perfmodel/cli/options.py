@@ -3,6 +3,7 @@ output formats."""
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -10,14 +11,28 @@ import math
 import click
 import numpy as np
 
+from ..errors import PerfmodelError
 from ..graph import PRICED_OPTIMIZERS
 from ..ops import DTYPES
 from ..parallel.collectives import ALGORITHMS
 from ..parallel.layout import SCHEDULES
 
 
+def _plural(word: str) -> str:
+    return word + ("es" if word.endswith(("ch", "sh", "s", "x")) else "s")
+
+
+def _singular(name: str) -> str:
+    """An option's name as one value: ``widths`` -> ``width``, ``batches`` -> ``batch``,
+    ``data_sizes`` -> ``data size``."""
+    word = name.replace("_", " ")
+    if word.endswith(("ches", "shes", "sses", "xes")):
+        return word[:-2]
+    return word[:-1] if word.endswith("s") else word
+
+
 def parse_int_list(text: str, what: str = "value") -> list[int]:
-    """``64,128,256`` or ``64..8192`` (doubling) or a mix: ``16,64..256``."""
+    """``64,128,256`` or ``64..8192`` (doubling) or a mix: ``16,64..256``; ``what`` names one value."""
     out: list[int] = []
     for part in str(text).split(","):
         part = part.strip()
@@ -38,7 +53,7 @@ def parse_int_list(text: str, what: str = "value") -> list[int]:
     bad = [v for v in out if v <= 0]
     if bad or not out:
         raise click.BadParameter(f"{what} {bad[0] if bad else text!r} is not allowed; "
-                                 f"{what}s must be positive integers")
+                                 f"{_plural(what)} must be positive integers")
     return out
 
 
@@ -48,7 +63,7 @@ class IntList(click.ParamType):
     def convert(self, value, param, ctx):
         if isinstance(value, list):
             return value
-        return parse_int_list(value, param.name if param else "value")
+        return parse_int_list(value, _singular(param.name) if param else "value")
 
 
 class StrList(click.ParamType):
@@ -152,11 +167,15 @@ def build_options(persistent_rnn, streams, recompute, schedule, allreduce, overl
 
 
 def collect_knobs(batch, seq_len, sets) -> dict:
+    """The knobs of --batch, --seq-len and --set; a knob given twice (--batch 4 --set batch=8) is refused."""
     knobs = parse_sets(sets)
-    if batch is not None:
-        knobs["batch"] = batch
-    if seq_len is not None:
-        knobs["seq_len"] = seq_len
+    for name, v in (("batch", batch), ("seq_len", seq_len)):
+        if v is None:
+            continue
+        if name in knobs:
+            flag = "--" + name.replace("_", "-")
+            raise PerfmodelError(f"{flag} {v} and --set {name}={knobs[name]} both give {name}: give it once")
+        knobs[name] = v
     return knobs
 
 
@@ -182,6 +201,12 @@ def rows_to_csv(rows: list[dict]) -> str:
 
 
 def output_format(f):
-    f = click.option("--csv", "as_csv", is_flag=True, help="print CSV")(f)
-    f = click.option("--json", "as_json", is_flag=True, help="print JSON")(f)
-    return f
+    """--json and --csv (one of them: both together are refused before any work)."""
+    @functools.wraps(f)
+    def command(*args, **kwargs):
+        if kwargs.get("as_json") and kwargs.get("as_csv"):
+            raise PerfmodelError("--json and --csv are not allowed together: they choose conflicting outputs; "
+                                 "give one of them")
+        return f(*args, **kwargs)
+    command = click.option("--csv", "as_csv", is_flag=True, help="print CSV (not with --json)")(command)
+    return click.option("--json", "as_json", is_flag=True, help="print JSON (not with --csv)")(command)

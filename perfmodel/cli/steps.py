@@ -4,7 +4,7 @@ import shlex
 
 import click
 
-from .options import CorpusPath, IntList, parse_sets, to_json
+from .options import CorpusPath, IntList, collect_knobs, to_json
 
 
 @click.group()
@@ -39,9 +39,7 @@ def measure(model, widths, data_sizes, batches, optimizer, lr, corpus, seeds, ma
             patience, seq_len, sets, grad_probe, jobs, threads, ray_address, no_progress, output):
     """Train every (width, data size, batch, seed) to minimum validation loss; one CSV row per run."""
     from ..steps.sweep import SweepConfig, capped_warning, run_sweep
-    knobs = parse_sets(sets)
-    if seq_len:
-        knobs["seq_len"] = seq_len
+    knobs = collect_knobs(None, seq_len, sets)
     config = SweepConfig.with_defaults(model, widths=widths, data_sizes=data_sizes, batches=batches,
                                        seeds=seeds, optimizer=optimizer, lr=lr, corpus=corpus,
                                        max_epochs=max_epochs, eval_every=eval_every, patience=patience,
@@ -74,12 +72,12 @@ def fit(runs, form, free_gamma, plateau, target, capped, batch_runs, bootstrap, 
     from ..steps.fit import candidate_forms, fit_law, format_report, provenance, read_runs, summary
     from ..steps.law import save_law
     candidate_forms(form, free_gamma, plateau)  # unknown form names fail here, before any work
-    if output:
-        check_output(output, inputs=[runs] + ([batch_runs] if batch_runs else []))
+    if output is not None:
+        check_output(output, inputs=[runs] + ([batch_runs] if batch_runs else []), what="law")
     law = fit_law(read_runs(runs), free_gamma=free_gamma, plateau=plateau, target=target, capped=capped,
                   n_boot=bootstrap, batch_runs=read_runs(batch_runs) if batch_runs else None, form=form)
     law.provenance = provenance(_invocation(click.get_current_context()), runs, law)
-    if output:
+    if output is not None:
         save_law(law, output)
     click.echo(to_json(summary(law)) if as_json else format_report(law))
 

@@ -3,7 +3,8 @@ import click
 from tabulate import tabulate
 
 from .. import hardware
-from ..grid import rows, sweep as run_sweep
+from ..errors import PerfmodelError
+from ..grid import csv_chunks, rows, sweep as run_sweep, sweep_chunks
 from ..units import fmt_bytes, fmt_seconds
 from .options import (
     IntList,
@@ -13,7 +14,6 @@ from .options import (
     knob_options,
     optimizer_option,
     output_format,
-    rows_to_csv,
     to_json,
 )
 
@@ -31,13 +31,18 @@ from .options import (
 def sweep(model, widths, batches, hw_names, batch, seq_len, sets, dtype, optimizer, as_json, as_csv):
     """Predict time per step over widths x batches x hardware."""
     knobs = collect_knobs(None, seq_len, sets)
+    if batch is not None and batches:
+        raise PerfmodelError(f"--batch {batch} and --batches {','.join(map(str, batches))} both give the batch: "
+                             "give one of them")
     batches = batches or ([batch] if batch else [None])
-    cols = run_sweep(model, widths, [hardware.load(h) for h in hw_names], batches, dtype, optimizer, **knobs)
-    table = rows(cols)
+    hws = [hardware.load(h) for h in hw_names]
+    if as_csv:  # streamed: rows are written as each chunk of configurations is priced
+        for text in csv_chunks(sweep_chunks(model, widths, hws, batches, dtype, optimizer, **knobs)):
+            click.echo(text, nl=False)
+        return
+    table = rows(run_sweep(model, widths, hws, batches, dtype, optimizer, **knobs))
     if as_json:
         click.echo(to_json(table))
-    elif as_csv:
-        click.echo(rows_to_csv(table), nl=False)
     else:
         click.echo(tabulate([[r["hardware"], r["width"], r["batch"], f"{r['params']:,}",
                               fmt_seconds(r["time_per_step_s"]), fmt_bytes(r["memory_bytes"]),

@@ -225,6 +225,9 @@ def diagnose(model: str, widths, seeds: int = 3, corpus=None, steps: int = 300, 
         lr = DEFAULT_LR[optimizer]
     elif not (isinstance(lr, (int, float)) and lr > 0 and math.isfinite(lr)):
         raise PerfmodelError(f"lr={lr!r} must be a positive number")
+    if csv_path is not None:  # before any training: never over the corpus, always writable
+        from ..outputs import check_output
+        check_output(csv_path, [corpus] if corpus else [], "rows CSV")
     knobs = {**study_knobs(model), **dict(knobs or {})}
     size = dataset_size or _default_dataset_size(model, steps, batch, knobs)
     saved_threads = torch.get_num_threads()

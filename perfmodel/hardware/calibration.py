@@ -42,6 +42,9 @@ LAYER_CURVES = ("batchnorm", "maxpool")
 CURVE_OPS = MEMORY_OPS + LAYER_CURVES + tuple(f"{c}_bwd" for c in LAYER_CURVES)
 #: cuDNN's input modes: CUDNN_LINEAR_INPUT (an input GEMM) or CUDNN_SKIP_INPUT (none; DeepBench's rnn_bench)
 RNN_INPUT_MODES = ("linear", "skip")
+#: how the points were timed (``perfmodel calibrate``'s --clock on a CPU, CUDA events on a GPU) and summarized
+PROVENANCE_CLOCKS = ("wall", "cpu", "cuda_events")
+PROVENANCE_STATS = ("median", "min")
 
 _GEMM_INT = ("m", "n", "k")
 _CONV_INT = ("n", "c", "h", "w", "k", "r", "s", "stride_h", "stride_w")
@@ -154,6 +157,11 @@ def validate_calibration(cal, where: str) -> None:
     prov = cal.get("provenance", {})
     if "kind" in prov and prov["kind"] not in ("cpu", "gpu"):
         _fail(where, "provenance.kind", f"must be 'cpu' or 'gpu', got {prov['kind']!r}")
+    if prov.get("threads") is not None:  # validate runs with these threads
+        _pos_int(where, "provenance.threads", prov["threads"])
+    for k, allowed in (("clock", PROVENANCE_CLOCKS), ("stat", PROVENANCE_STATS)):
+        if k in prov and prov[k] not in allowed:
+            _fail(where, f"provenance.{k}", f"must be one of {', '.join(allowed)}, got {prov[k]!r}")
     for k, v in cal.get("overhead_us", {}).items():
         _pos_num(where, f"overhead_us.{k}", v, allow_zero=True)
     alloc = cal.get("allocation", {})

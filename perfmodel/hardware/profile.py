@@ -18,7 +18,8 @@ Schema (``profiles/*.json``)::
                            when a profile lacks it; attention_max (optional): FlashAttention-2's
                            matmul FLOPs per second over the 16-bit peak, softmax included (without
                            it: its GEMM FLOPs at the GEMM efficiency + softmax on the vector units)
-    gemm_tile              {m, n, ctas_per_sm}   output tile for wave quantization
+    gemm_tile              {m, n, ctas_per_sm}   output tile for wave quantization (integers >= 1,
+                           as sm_count and devices_per_node)
     sources                {key: citation}  -- every numeric key above needs one
     calibration            (optional) measured points + provenance, see perfmodel.hardware.calibration
 
@@ -51,6 +52,8 @@ EFFICIENCY_REQUIRED = ("gemm_max", "memory_max", "conv_max")
 #: optional efficiency key -> the required key whose value it takes when a profile lacks it
 EFFICIENCY_DEFAULTS = {"elementwise_max": "gemm_max"}
 TILE_KEYS = ("m", "n", "ctas_per_sm")
+#: counts, not rates: integers >= 1 (a whole float such as 80.0 is read as 80)
+INTEGER_KEYS = ("sm_count", "devices_per_node")
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,13 @@ def _positive(where: str, key: str, v) -> None:
         raise ProfileError(f"{where}: key {key!r} must be a positive number, got {v!r}")
 
 
+def _whole(where: str, key: str, v) -> int:
+    """``v`` as an int when it is a whole number >= 1 (after :func:`_positive`); else one line naming it."""
+    if not float(v).is_integer():
+        raise ProfileError(f"{where}: key {key!r} must be an integer >= 1, got {v!r}")
+    return int(v)
+
+
 def _check_map(where, key, m, allowed, required, upper=None):
     if not isinstance(m, dict):
         raise ProfileError(f"{where}: key {key!r} must be an object")
@@ -152,6 +162,8 @@ def profile_from_dict(d: dict, where: str = "<profile>") -> HardwareProfile:
     _check_map(where, "peak_tflops", d["peak_tflops"], DTYPES, ("fp32",))
     _check_map(where, "efficiency", d["efficiency"], EFFICIENCY_KEYS, EFFICIENCY_REQUIRED, upper=1.0)
     _check_map(where, "gemm_tile", d["gemm_tile"], TILE_KEYS, TILE_KEYS)
+    d = {**d, **{k: _whole(where, k, d[k]) for k in INTEGER_KEYS},
+         "gemm_tile": {k: _whole(where, f"gemm_tile.{k}", v) for k, v in d["gemm_tile"].items()}}
     src = d["sources"]
     if not isinstance(src, dict):
         raise ProfileError(f"{where}: key 'sources' must be an object")

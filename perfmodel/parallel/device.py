@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..architectures import check_width, get_spec
+from ..architectures import check_size, check_width, get_spec
 from ..architectures.attention import is_attention_core
 from ..cost.step_cost import op_costs
 from ..errors import PerfmodelError
@@ -116,8 +116,9 @@ def build_fwd(model: str, widths, micro_batch, dtype: str, knobs: dict):
     """The model's graph at ``widths`` with the per-device ``micro_batch`` (arrays allowed)."""
     spec = get_spec(model)
     check_width(widths)
-    resolved = spec.resolve({k: v for k, v in knobs.items() if k != "batch"})
-    graph = spec.build(widths, dtype=dtype, **{**resolved, "batch": micro_batch})
+    resolved = {**spec.resolve({k: v for k, v in knobs.items() if k != "batch"}), "batch": micro_batch}
+    check_size(spec, widths, dtype, resolved)  # int64 counts: refused past the bounds, never wrapped
+    graph = spec.build(widths, dtype=dtype, **resolved)
     return graph
 
 

@@ -40,7 +40,8 @@ class Layout:
 
 
 def check_layout(layout: Layout, batch: int, devices: int | None = None) -> None:
-    """Raise :class:`PerfmodelError` naming the bad value when ``layout`` cannot run ``batch``."""
+    """Raise :class:`PerfmodelError` naming the bad value when ``layout`` cannot run ``batch``, or does not
+    use exactly ``devices`` devices (when given)."""
     for name in ("dp", "tp", "pp", "micro_batches"):
         v = getattr(layout, name)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -48,6 +49,10 @@ def check_layout(layout: Layout, batch: int, devices: int | None = None) -> None
     if devices is not None and layout.devices > devices:
         raise PerfmodelError(f"layout {layout} needs dp*tp*pp = {layout.devices} devices, more than "
                              f"--devices {devices}")
+    if devices is not None and layout.devices < devices:  # the devices a step runs on are dp*tp*pp
+        raise PerfmodelError(f"layout {layout} runs on dp*tp*pp = {layout.devices} devices, not --devices "
+                             f"{devices}: give --devices {layout.devices}, or leave out --dp to give data "
+                             f"parallelism the devices tp x pp leaves")
     per = layout.dp * layout.micro_batches
     if batch % per:
         raise PerfmodelError(f"batch {batch} is not divisible by dp x micro-batches = {layout.dp} x "
@@ -81,3 +86,12 @@ def powers_of_two(upto: int, start: int = 1) -> list[int]:
         out.append(v)
         v *= 2
     return out
+
+
+def batch_splits(upto: int, batches=None) -> list[int]:
+    """Micro-batch sizes and counts the search tries: powers of two up to ``upto``, and the divisors
+    (up to ``upto``) of each allowed global batch, so that a batch such as 3 = 1 x 3 x 1 is reachable."""
+    out = set(powers_of_two(upto))
+    for b in batches or ():
+        out |= {d for d in range(1, min(int(b), upto) + 1) if b % d == 0}
+    return sorted(out)

@@ -1,7 +1,8 @@
 """Layout search: for every width, the (dp, tp, pp, micro-batches, batch) that trains fastest.
 
 The search is NumPy over configurations.  One axis enumerates every
-(tp, micro-batch, width) triple -- tp and micro-batch over powers of two;
+(tp, micro-batch, width) triple -- tp over powers of two, micro-batch over powers of two and the
+divisors of the allowed global batches (:func:`.layout.batch_splits`);
 dp and pp over powers of two and the divisors of the device count --
 and is costed in two op-graph passes (:func:`.device.device_pass`: tp = 1
 with fused, calibrated RNN ops; every tp > 1 at once).  Then, per pipeline
@@ -27,11 +28,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..architectures import get_spec
+from ..architectures.size import as_int64, countable_batches
 from ..errors import PerfmodelError
 from ..scenario import Scenario
 from ..total import check_dataset_size, law_batch_factor, law_fields
 from .device import UnitCosts, device_pass
-from .layout import degrees, powers_of_two
+from .layout import batch_splits, degrees, powers_of_two
 from .options import RECOMPUTE_MODES
 from .pipeline import partition, slice_stages
 from .search_options import OPTION_FIELDS, OptionSearch, best_where, ep_choices, modes, searched_scenario
@@ -216,14 +218,16 @@ def plan(scenario: Scenario, widths, space: SearchSpace, dataset_size, law) -> P
     if "batch" in knobs:
         raise PerfmodelError("plan searches the batch: give allowed global batches as SearchSpace(batches=...) "
                              "(--batches), not the batch knob")
-    widths = np.asarray(sorted(set(int(w) for w in widths)), dtype=np.int64)
+    widths = as_int64(sorted(set(int(w) for w in widths)))
     n_dev, n_w = space.devices, widths.size
     factor = law_batch_factor(law, model, knobs)
     held = held_batch(law, factor) if space.batches is None else None
     batches = space.batches if held is None else (held,)
     max_b = max(batches) if batches else space.max_batch
     allowed = None if batches is None else np.asarray(sorted(batches))
-    mbs = np.asarray(powers_of_two(min(space.max_micro_batch, max_b)))
+    mbs = np.asarray(countable_batches(get_spec(model), widths, batch_splits(min(space.max_micro_batch, max_b),
+                                                                             batches), scenario.dtype,
+                                       get_spec(model).resolve(knobs)))   # past int64's counts: left out
     tps = np.asarray(powers_of_two(min(n_dev, space.max_tp or n_dev)))
     search = space.options
     resolved = get_spec(model).resolve(knobs)
@@ -241,7 +245,7 @@ def plan(scenario: Scenario, widths, space: SearchSpace, dataset_size, law) -> P
                     continue
                 st = {r: slice_stages(x, n) for r, x in stages_all.items()}
                 tp_s, mb_s, cache = tp_g[:n], mb_g[:n], {}
-                for m in powers_of_two(space.max_micro_batches):
+                for m in batch_splits(space.max_micro_batches, batches):
                     b = dp * m * mb_s
                     if (b > max_b).all():
                         break

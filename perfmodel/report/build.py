@@ -51,5 +51,12 @@ def build_report(model: str, **kwargs) -> str:
 
 
 def write_report(path, model: str, **kwargs):
-    """Build the report and write it atomically to ``path``; returns the path."""
+    """Check ``path`` (:func:`perfmodel.outputs.check_output`: never over an input), build the report,
+    write it atomically; returns the path."""
+    from .. import hardware as hardware_mod
+    from ..outputs import check_output
+    hws = kwargs.get("hardware") or ()
+    hws = [hws] if isinstance(hws, str) else list(hws)
+    files = [kwargs.get(k) for k in ("steps_law", "runs", "profile", "validation", "kernels", "diagnostics")]
+    check_output(path, [*hws, *files, *(hardware_mod.load(h).path for h in hws)], "report")
     return write_atomic(path, build_report(model, **kwargs))

@@ -70,12 +70,15 @@ def _number(v):
 def read_csv_rows(path, what: str, required=()) -> list[dict]:
     p = Path(path)
     try:
-        with p.open(newline="") as f:
+        with p.open(newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             rows = [{k: _number(v) for k, v in r.items()} for r in reader]
             columns = reader.fieldnames or []
     except OSError as e:
         raise PerfmodelError(f"cannot read {what} file {str(p)!r}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise PerfmodelError(f"{what} file {str(p)!r} is not UTF-8 text (byte {e.start}); "
+                             "write it as UTF-8 CSV") from None
     missing = [c for c in required if c not in columns]
     if missing:
         raise PerfmodelError(f"{p}: {what} CSV lacks column(s) {', '.join(missing)}; "
