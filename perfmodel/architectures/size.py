@@ -62,6 +62,24 @@ def check_size(spec, width, dtype: str, knobs: dict) -> None:
     if top > MAX_PARAMS:
         raise PerfmodelError(f"{where} is too large: widths above {MAX_PARAMS:.0e} are not allowed")
     try:
+        key = (spec.name, top, dtype, tuple(sorted(scalar.items())))
+        hash(key)
+    except TypeError:
+        key = None
+    if key is not None and key in _PASSED:
+        return
+    _check_build(spec, top, dtype, scalar, where, at)
+    if key is not None:
+        if len(_PASSED) > 4096:
+            _PASSED.clear()
+        _PASSED.add(key)
+
+
+_PASSED: set = set()   # configurations already checked (a sweep checks per profile and per chunk)
+
+
+def _check_build(spec, top, dtype, scalar, where, at) -> None:
+    try:
         graph = spec.build(top, dtype=dtype, **scalar)
         params = int(graph.params)
         if params > MAX_PARAMS:
