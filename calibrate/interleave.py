@@ -20,15 +20,15 @@ Stability.  A timing of one callable is *stable* when
 
     spread = (p90 - p10) / median over its samples   <=  SPREAD_LIMIT = 0.25
 
-and the slower of its group's two reference times is at most ``LOAD_LIMIT = 1.25`` times the
-fastest reference time of the whole run; a probe is stable when each of its callables has a stable
-timing.  Why 0.25: the median then lies within 25 % of the fastest decile (median - p10 <= p90 - p10),
-so a point is stored to about the accuracy the model is validated to (a MAPE of 10-20 %), while
-undisturbed repeats of a block of at least ``min_block_s`` agree to a few percent (the tables smooth
-at that level, ``perfmodel.cost.rates``); a core shared with another process moves samples by
-factors (2x for an op whose thread waits for a descheduled partner, far more when it is descheduled
-itself).  ``LOAD_LIMIT`` applies the same 25 % to the machine's speed around the group: it catches
-a load that lasts the whole group and so leaves the spreads small.
+and the slower of its group's two reference times is at most ``LOAD_LIMIT = 1.25`` times the typical
+(median) reference time of the whole run (:func:`typical_reference`); a probe is stable when each of
+its callables has a stable timing. Why 0.25: the median then lies within 25 % of the fastest decile
+(median - p10 <= p90 - p10), so a point is stored to about the accuracy the model is validated to (a
+MAPE of 10-20 %), while undisturbed repeats of a block of at least ``min_block_s`` agree to a few
+percent (the tables smooth at that level, ``perfmodel.cost.rates``); a core shared with another
+process moves samples by factors (2x for an op whose thread waits for a descheduled partner, far
+more when it is descheduled itself). ``LOAD_LIMIT`` applies the same 25 % to the machine's speed
+around the group: it catches a load that lasts the whole group and so leaves the spreads small.
 
 Re-measurement.  After a pass over all groups, the callables with no stable timing are timed again,
 from a fresh setup of their probes, in groups of their own, at most ``MAX_REMEASURES`` times (later
@@ -37,7 +37,7 @@ passes come after the first has finished, so a burst has had time to pass), and 
 busy throughout, nearly every point is unstable and more passes would only repeat the first.  Each
 callable keeps its
 first stable timing, else its timing least over the limits,
-``max(spread / SPREAD_LIMIT, (reference / fastest reference) / LOAD_LIMIT)``; probes left with an
+``max(spread / SPREAD_LIMIT, (reference / typical reference) / LOAD_LIMIT)``; probes left with an
 unstable callable are reported by label (``calibration.provenance.unstable_points``).
 """
 from __future__ import annotations
@@ -62,6 +62,14 @@ REF_SIZE, REF_SIZE_DEVICE = 128, 1024
 REF_REPEATS, REF_BLOCK_S = 3, 2e-3   # the reference is the median of 3 blocks of >= 2 ms
 MAX_NUMBER = 10_000
 PRECALL_MAX_S = 10e-3
+
+
+def typical_reference(references) -> float:
+    """The run's typical reference time: the median of every reference timing so far (1.0 if none).
+
+    Not the fastest: one fast outlier (a warm cache, a clock burst) would make every other group
+    look loaded (docs/accuracy.md, "Noise guard")."""
+    return statistics.median(references) if references else 1.0
 
 
 def excess(t: Timing, reference_s: float, best_reference_s: float) -> float:
@@ -217,12 +225,12 @@ def run_probes(probes: list[Probe], ctx: Context, timer: Timer | None = None, pr
                 bar.update(len(group))
             if not pass_no:
                 first_pass_s = _now() - start
-            todo = _unsettled(tries, min(runner.references, default=1.0))
+            todo = _unsettled(tries, typical_reference(runner.references))
             if spent or not todo or pass_no == MAX_REMEASURES:
                 break
             bar.total += len(todo)
             bar.refresh()
-    best = min(runner.references, default=1.0)
+    best = typical_reference(runner.references)
     unsettled = _unsettled(tries, best)
     points = []
     for i, p in enumerate(probes):
