@@ -34,14 +34,18 @@ def sweep_rate(model: str, n: int, repeats: int) -> float:
     return len(cols["width"]) / statistics.median(times), len(cols["width"])
 
 
-def predict_wall(repeats: int) -> float:
-    cmd = [sys.executable, "-m", "perfmodel", "predict", "--model", "charlm", "--width", "4096"]
+def wall(cmd: list[str], repeats: int) -> float:
+    """Median wall time of ``cmd`` run as a fresh process ``repeats`` times."""
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True)
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def predict_wall(repeats: int) -> float:
+    return wall([sys.executable, "-m", "perfmodel", "predict", "--model", "charlm", "--width", "4096"], repeats)
 
 
 def main(argv=None) -> None:

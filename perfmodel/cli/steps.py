@@ -94,11 +94,17 @@ def _invocation(ctx) -> str:
     return shlex.join(words)
 
 
+def _target(f):
+    """LAW, --params and --dataset-size: the point a law is asked about."""
+    f = click.option("--dataset-size", required=True, type=click.FloatRange(min=0, min_open=True),
+                     help="training-set size D in the law's unit")(f)
+    f = click.option("--params", required=True, type=click.FloatRange(min=0, min_open=True),
+                     help="trainable parameters M")(f)
+    return click.argument("law_path", metavar="LAW", type=click.Path(dir_okay=False))(f)
+
+
 @steps.command("predict")
-@click.argument("law_path", metavar="LAW", type=click.Path(dir_okay=False))
-@click.option("--params", required=True, type=click.FloatRange(min=0, min_open=True), help="trainable parameters M")
-@click.option("--dataset-size", required=True, type=click.FloatRange(min=0, min_open=True),
-              help="training-set size D in the law's unit")
+@_target
 @click.option("--batch", type=click.FloatRange(min=0, min_open=True), help="examples per step (default: the law's)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def predict_steps(law_path, params, dataset_size, batch, as_json):
@@ -123,10 +129,7 @@ def predict_steps(law_path, params, dataset_size, batch, as_json):
 
 
 @steps.command("suggest")
-@click.argument("law_path", metavar="LAW", type=click.Path(dir_okay=False))
-@click.option("--params", required=True, type=click.FloatRange(min=0, min_open=True), help="target parameters M")
-@click.option("--dataset-size", required=True, type=click.FloatRange(min=0, min_open=True),
-              help="target training-set size D in the law's unit")
+@_target
 @click.option("--budget-hours", type=click.FloatRange(min=0, min_open=True), help="hours of this machine to spend")
 @click.option("--runs", "runs_path", type=click.Path(dir_okay=False),
               help="the law's runs CSV (default: its provenance runs_file, or <model>_runs.csv beside it)")

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from ..bench import wall
 
 
 def planted_runs(path: Path, n: int = 50) -> Path:
@@ -36,15 +35,6 @@ def planted_runs(path: Path, n: int = 50) -> Path:
     with path.open("w", newline="") as f:
         csv.writer(f).writerows([cols] + rows[:n])
     return path
-
-
-def wall(cmd: list[str], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def main(argv=None) -> None:
