@@ -29,17 +29,20 @@ def read_json_object(path, what: str, error: type[PerfmodelError] = PerfmodelErr
 
 def write_json_atomic(path, obj) -> Path:
     """Write ``obj`` as JSON to ``path`` via a temp file in the same folder and ``os.replace``:
-    an interrupted write leaves the previous file as it was."""
+    an interrupted write leaves the previous file as it was.  Missing folders are created; the
+    file gets the usual permissions (mkstemp makes 0600)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(obj, indent=2) + "\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, (path.stat().st_mode & 0o777) if path.exists() else 0o666 & ~umask)
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2, allow_nan=False)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        if path.exists():
-            os.chmod(tmp, path.stat().st_mode & 0o777)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
