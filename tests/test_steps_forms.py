@@ -82,6 +82,21 @@ def test_80_percent_interval_covers_about_80_percent_when_extrapolating():
     assert 0.65 <= share <= 0.97
 
 
+def test_the_largest_dataset_size_is_held_out_too():
+    # the law extrapolates in D as well as in M, so tau and the coverage check also hold out the largest size:
+    # trained on D <= 200,000, the 10 runs at D = 400,000 lie ln(400,000 / 200,000) = 0.693 e-folds beyond
+    from perfmodel.steps.fit import _Data, dataset_fold
+    from perfmodel.steps.forms import get_form
+    R = runs(PLANTED["epochs"][0], noise=0.0)
+    fold = dataset_fold(get_form("epochs"), _Data(R, "steps_to_min", B, T))
+    assert fold["held_out_dataset_sizes"] == [400_000.0] and fold["n"] == len(WIDTHS) * 2
+    np.testing.assert_allclose(fold["distance"], np.log(2.0))
+    assert fold["median_abs_rel_error"] < 0.01          # the planted form extrapolates exactly without noise
+    law = fit_law(runs(PLANTED["epochs"][0]), n_boot=40)
+    held = [f for f in law.coverage_80["folds"] if "held_out_dataset_sizes" in f]
+    assert held and held[0]["n"] == 10
+
+
 def test_interval_arithmetic_without_parameter_spread():
     # every draw the same law, sigma = 0.1, no extrapolation: the 80 % interval is
     # S * exp(+-1.2816 * 0.1) = S * [0.880, 1.137] and the 95 % one S * exp(+-1.96 * 0.1) = S * [0.822, 1.217]

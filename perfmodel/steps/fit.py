@@ -72,27 +72,40 @@ def _one_sided(pred, obs, capped):
     return np.where(capped, np.minimum(e, 0.0), e)
 
 
+def _heldout(form, data: _Data, train, label: dict) -> dict | None:
+    """Fit ``form`` on the runs ``train`` selects, predict the others: their log errors and their
+    distance in e-folds beyond the kept runs' largest M and D (see :mod:`.uncertainty`)."""
+    tr, te = data.part(train), data.part(~train)
+    if te.n == 0 or tr.n < form.n_params + 2 or len(np.unique(tr.R["width"])) < 2:
+        return None
+    sc, res = tr.fit(form)
+    if res is None:
+        return None
+    pred = tr.predict(form, sc, res.x, te)
+    e = _one_sided(pred, te.R[data.target], te.R["capped"])
+    x = (np.maximum(0.0, np.log(te.R["params"] / tr.R["params"].max()))
+         + np.maximum(0.0, np.log(te.R["dataset_size"] / tr.R["dataset_size"].max())))
+    return {**label, "n": te.n, "median_abs_rel_error": float(np.median(np.abs(np.expm1(e)))),
+            "log_errors": e, "distance": x, "pred": pred, "k_without": float(res.x[form.params.index("k")]),
+            "test": te}
+
+
 def cross_validate(form, data: _Data) -> list[dict]:
     """Leave-the-widest-width(s)-out folds of ``form`` on ``data``: held-out errors per fold."""
     widths = np.unique(data.R["width"])
     if len(widths) < 3:
         return []
-    out = []
-    for held in _folds(widths):
-        train = ~np.isin(data.R["width"], held)
-        tr, te = data.part(train), data.part(~train)
-        if tr.n < form.n_params + 2 or len(np.unique(tr.R["width"])) < 2:
-            continue
-        sc, res = tr.fit(form)
-        if res is None:
-            continue
-        pred = tr.predict(form, sc, res.x, te)
-        e = _one_sided(pred, te.R[data.target], te.R["capped"])
-        out.append({"held_out_widths": [float(w) for w in held], "n": te.n,
-                    "median_abs_rel_error": float(np.median(np.abs(np.expm1(e)))),
-                    "log_errors": e, "distance": np.log(te.R["params"] / tr.R["params"].max()),
-                    "pred": pred, "k_without": float(res.x[form.params.index("k")]), "test": te})
-    return out
+    folds = (_heldout(form, data, ~np.isin(data.R["width"], held), {"held_out_widths": [float(w) for w in held]})
+             for held in _folds(widths))
+    return [f for f in folds if f is not None]
+
+
+def dataset_fold(form, data: _Data) -> dict | None:
+    """The leave-the-largest-dataset-size-out fold (with >= 3 sizes): the extrapolation in D."""
+    sizes = np.unique(data.R["dataset_size"])
+    if len(sizes) < 3:
+        return None
+    return _heldout(form, data, data.R["dataset_size"] < sizes[-1], {"held_out_dataset_sizes": [float(sizes[-1])]})
 
 
 def _score(folds) -> float | None:
@@ -123,7 +136,8 @@ def _procedure(data: _Data, forms, n_boot, seed):
     r = (log_pred(form, best.x, sc.m, sc.d, sc.e) - sc.log_s)[~data.R["capped"]]
     dof = len(r) - form.n_params
     sigma = float(math.sqrt(np.sum(r ** 2) / dof)) if dof >= 1 else 0.0
-    folds = cv[form.name]
+    d_fold = dataset_fold(form, data)
+    folds = cv[form.name] + ([d_fold] if d_fold else [])
     tau = tau_from_heldout(np.concatenate([f["log_errors"] for f in folds]),
                            np.concatenate([f["distance"] for f in folds]), sigma) if folds else 0.0
     rng = np.random.default_rng(seed)
@@ -137,7 +151,7 @@ def _procedure(data: _Data, forms, n_boot, seed):
         if b_fit is not None:
             draws.append(natural(form, b_fit.x, b_sc, data.batch_ref, data.T))
     return {"form": form, "sc": sc, "best": best, "point": point, "sigma": sigma, "tau": tau, "draws": draws,
-            "cv": cv, "scores": scores}
+            "cv": cv, "scores": scores, "dataset_fold": d_fold}
 
 
 def _draw_table(draws, point) -> dict[str, list[float]] | None:
@@ -152,14 +166,16 @@ def _range(R) -> dict[str, list[float]]:
 
 
 def coverage(data: _Data, forms, seed) -> dict | None:
-    """Share of the widest width(s)' uncapped runs inside the 80 % (and 95 %) interval of a law
-    chosen, fitted and given draws without them."""
-    widths = np.unique(data.R["width"])
-    if len(widths) < 4:
-        return None
+    """Share of held-out uncapped runs inside the 80 % (and 95 %) interval of a law chosen, fitted
+    and given draws without them: the widest width(s) (with >= 4 widths) and the largest dataset
+    size (with >= 3 sizes)."""
+    widths, sizes = np.unique(data.R["width"]), np.unique(data.R["dataset_size"])
+    folds = ([({"held_out_widths": [float(w) for w in held]}, ~np.isin(data.R["width"], held))
+              for held in _folds(widths)] if len(widths) >= 4 else [])
+    if len(sizes) >= 3 and len(widths) >= 3:
+        folds.append(({"held_out_dataset_sizes": [float(sizes[-1])]}, data.R["dataset_size"] < sizes[-1]))
     rows = []
-    for held in _folds(widths):
-        train = ~np.isin(data.R["width"], held)
+    for label, train in folds:
         tr, te = data.part(train), data.part(~train & ~data.R["capped"])
         if te.n == 0:
             continue
@@ -170,15 +186,15 @@ def coverage(data: _Data, forms, seed) -> dict | None:
         d = predictive_draws(law, te.R["params"], te.R["dataset_size"])
         q = np.percentile(d, [2.5, 10, 90, 97.5], axis=0)
         obs = te.R[data.target]
-        rows.append({"held_out_widths": [float(w) for w in held], "n": te.n, "form": res["form"].name,
+        rows.append({**label, "n": te.n, "form": res["form"].name,
                      "inside_80": int(((obs >= q[1]) & (obs <= q[2])).sum()),
                      "inside_95": int(((obs >= q[0]) & (obs <= q[3])).sum())})
     if not rows:
         return None
     n = sum(r["n"] for r in rows)
     return {"coverage": sum(r["inside_80"] for r in rows) / n, "coverage_95": sum(r["inside_95"] for r in rows) / n,
-            "n": n, "folds": rows, "method": "whole fit rerun without the widest width(s); their uncapped runs "
-            "checked against its 80 % and 95 % intervals"}
+            "n": n, "folds": rows, "method": "whole fit rerun without the widest width(s), and without the largest "
+            "dataset size; their uncapped runs checked against its 80 % and 95 % intervals"}
 
 
 def _law_from(res, data: _Data, model, seed) -> StepLaw:

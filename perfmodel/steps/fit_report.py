@@ -97,6 +97,11 @@ def interval_lines(law: StepLaw) -> list[str]:
            f"{law.sigma_log:.3f}, extrapolation sd {law.tau_extrap:.3f} per e-fold beyond the measured range"]
     c = law.coverage_80
     if c:
-        out.append(f"  80% interval coverage, leave-widest-out: {100 * c['coverage']:.0f}% of {c['n']} held-out runs "
+        out.append(f"  80% interval coverage, leave-widest-out and largest-D-out: {100 * c['coverage']:.0f}% of "
+                   f"{c['n']} held-out runs in {len(c.get('folds', []))} folds "
                    f"(95% interval: {100 * c['coverage_95']:.0f}%)")
+        for f in c.get("folds", []):
+            what = ("without width " + "+".join(f"{w:g}" for w in f["held_out_widths"]) if "held_out_widths" in f
+                    else "without D " + "+".join(f"{d:g}" for d in f["held_out_dataset_sizes"]))
+            out.append(f"    {what}: {f['inside_80']} of {f['n']} inside the 80% interval ({f['form']} form)")
     return out
