@@ -195,3 +195,39 @@ def test_plan_searches_the_options_when_asked():
         assert b.total_time_s <= a.total_time_s * (1 + 1e-9)        # a superset of the layouts
         assert b.recompute in ("none", "selective", "full") and b.zero in (0, 1, 2, 3)
         assert b.sequence_parallel == (b.tp > 1)
+
+
+# -- blocking pipeline sends and the scatter/gather optimization ----------------------------------
+
+def test_blocking_sends_add_to_every_beat():
+    """Megatron-LM / DeepSpeed wait on every send before the next micro-batch (pipeline module
+    docstring): the beat is tau + V c, not max(tau, V c).  p = 4, m = 8, tau = 10 ms, c = 4 ms:
+    V = 1: (m - 1)(tau + c) + p tau + (p - 1) c = 7 x 14 + 40 + 12 = 150 ms;
+    V = 2: (m - 1)(tau + 2c) + tau + (p - 1) tau / 2 + (p - 1) c = 126 + 10 + 15 + 12 = 163 ms."""
+    tau, c, p, m = 0.010, 0.004, 4, 8
+    stage = np.full((p, 1), tau)
+    t1, _ = schedule_time(stage, np.array([c]), m, 1, False, 1, blocking=True)
+    t2, _ = schedule_time(stage, np.array([c]), m, 1, False, 2, blocking=True)
+    assert t1[0] == pytest.approx(0.150) and t2[0] == pytest.approx(0.163)
+    # overlapped (the default of the function): max(tau, c) per beat
+    t0, _ = schedule_time(stage, np.array([c]), m, 1, False, 1)
+    assert t0[0] == pytest.approx(7 * 0.010 + 0.040 + 0.012)
+
+
+def test_scatter_gather_sends_one_tp_slice_across_nodes():
+    """Narayanan et al. 2021 sec. 4.1: each tp rank sends S/t over the inter-node link, the receiving
+    group all-gathers S over NVLink: 2 x (p2p(S/t) + allgather(S, t)) per item."""
+    from perfmodel import hardware
+    from perfmodel.parallel import collectives as coll
+    from perfmodel.parallel.pipeline import Stages
+    from perfmodel.parallel.step import p2p_item_s
+    hw = hardware.load("A100-SXM4-80GB")
+    s = 2048 * 8192 * 2.0                      # one micro-batch's activation, bytes
+    z = np.zeros((2, 1))
+    st = Stages(*([z] * 10), np.array([[s], [0.0]]), z, z)
+    inter, intra = coll.link(hw, True, "p2p"), coll.link(hw, False)
+    whole = p2p_item_s(st, hw, 32, 8, 1, split=False)[0]
+    split = p2p_item_s(st, hw, 32, 8, 1, split=True)[0]
+    assert whole == pytest.approx(2 * coll.p2p_s(s, inter))
+    assert split == pytest.approx(2 * (coll.p2p_s(s / 8, inter) + coll.allgather_s(s, 8, intra)))
+    assert split < whole / 4

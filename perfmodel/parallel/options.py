@@ -35,6 +35,8 @@ class ParallelOptions:
     sequence_parallel: bool = False         # Megatron sequence parallelism in the tensor-parallel group
     virtual_stages: int = 1                 # model chunks per pipeline rank (interleaved 1F1B when > 1)
     ep: int = 1                             # expert-parallel degree (carved out of the data-parallel group)
+    overlap_p2p: bool = False               # pipeline sends overlap compute (False: blocking, :mod:`.pipeline`)
+    scatter_gather: bool = True             # pipeline sends split over the tp group, gathered after (Megatron)
 
     def __post_init__(self):
         if isinstance(self.recompute, bool):   # the old on/off switch: True = full, False = none

@@ -13,6 +13,14 @@ one boundary (forward activation + backward gradient)::
     acyclic   T = (m·g - 1)·max(τ_max, c) + Σ_s τ_s + (S-1)·c
     cyclic    T = g · max(m·max(τ_max, c), Σ_s τ_s + S·c)
 
+Those are the formulas with the sends overlapping compute (``overlap_p2p``).  Megatron-LM and
+DeepSpeed's pipeline engines send and receive *blocking*: ``p2p_communication._communicate`` waits on
+every ``batch_isend_irecv`` request and then calls ``torch.cuda.synchronize()`` before the next
+forward or backward starts (NVIDIA/Megatron-LM ``megatron/p2p_communication.py``, 2021, and
+``megatron/core/pipeline_parallel/p2p_communication.py``; overlap only with
+``--overlap-p2p-communication``).  Then each item's sends add to its beat instead of hiding behind
+it, ``max(τ_max, V·c)`` -> ``τ_max + V·c`` (and ``max(τ_max, c)`` -> ``τ_max + c`` in the cyclic case).
+
 Acyclic, balanced, c = 0: T = (m·g + S - 1)·τ, the GPipe/1F1B result with
 bubble fraction (S-1)/(m·g+S-1) (Huang et al. 2019, GPipe, sec. 2.2;
 Narayanan et al. 2021, sec. 2.2.1: (p-1)/m of the ideal time).  With g = 1
@@ -149,22 +157,28 @@ def partition(units: UnitCosts, stages: int, recompute="none") -> Stages:
     return Stages(**out)
 
 
+def _beat(tau_max, sends, blocking: bool):
+    """Time per item of the busiest stage: its compute and its sends, serial when blocking."""
+    return tau_max + sends if blocking else np.maximum(tau_max, sends)
+
+
 def schedule_time(stage_s: np.ndarray, p2p_item_s, micro_batches: int, steps: int = 1, cyclic: bool = False,
-                  virtual: int = 1):
+                  virtual: int = 1, blocking: bool = False):
     """(T, bubble_fraction) of one step's pipeline; ``stage_s`` (S, L) per micro-batch; ``virtual``
-    model chunks per device (interleaved 1F1B, acyclic only)."""
+    model chunks per device (interleaved 1F1B, acyclic only); ``blocking``: sends do not overlap
+    compute (module docstring)."""
     n_stages = stage_s.shape[0]
     tau = stage_s / steps
     tau_max, tau_sum = tau.max(0), tau.sum(0)
     c = np.asarray(p2p_item_s) if n_stages > 1 else 0.0
     items = micro_batches * steps
     if cyclic and n_stages > 1:
-        t = steps * np.maximum(micro_batches * np.maximum(tau_max, c), tau_sum + n_stages * c)
+        t = steps * np.maximum(micro_batches * _beat(tau_max, c, blocking), tau_sum + n_stages * c)
     elif np.ndim(virtual) or virtual > 1:   # (an array: the layout search's choice per configuration)
-        t = np.maximum((items - 1) * np.maximum(tau_max, virtual * c) + tau_max + (tau_sum - tau_max) / virtual,
+        t = np.maximum((items - 1) * _beat(tau_max, virtual * c, blocking) + tau_max + (tau_sum - tau_max) / virtual,
                        tau_sum) + (n_stages - 1) * c
     else:
-        t = (items - 1) * np.maximum(tau_max, c) + tau_sum + (n_stages - 1) * c
+        t = (items - 1) * _beat(tau_max, c, blocking) + tau_sum + (n_stages - 1) * c
     bubble = np.where(t > 0, np.clip(1 - items * tau_max / np.where(t > 0, t, 1), 0.0, 1.0), 0.0)
     return t, bubble
 

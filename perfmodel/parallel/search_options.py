@@ -28,7 +28,7 @@ import numpy as np
 from ..scenario import Scenario
 from .options import RECOMPUTE_MODES, ZERO_STAGES
 from .pipeline import Stages, in_flight, schedule_time
-from .step import data_parallel, p2p_item_s, virtual_stage_choices
+from .step import data_parallel, p2p_item_s, scatter_gather, virtual_stage_choices
 
 #: plan-row fields the option search fills (recompute as its index in RECOMPUTE_MODES, the rest as numbers)
 OPTION_FIELDS = ("zero", "recompute", "sequence_parallel", "virtual_stages", "ep")
@@ -119,14 +119,14 @@ def best_over_options(stages_by_mode: dict, scenario: Scenario, search: OptionSe
         stage_s = st.compute_s + st.tp_s + st.ep_s
         busiest = stage_s.argmax(0)[None]
         model_comm = m * (np.take_along_axis(st.tp_s, busiest, 0)[0] + np.take_along_axis(st.ep_s, busiest, 0)[0])
-        c = p2p_item_s(st, hw, dp, tp, steps)
+        c = p2p_item_s(st, hw, dp, tp, steps, scatter_gather(opts))
         v_star = _v_star(vs, stage_s.max(0) / steps, c)
         parts = []
         for z in zeros:
             parts.append(cache.get((mode, z)) or _tail(st, scenario, dp, tp, m, z))
         fit_all = np.ones(stage_s.shape[1], bool)
         for v in ([v_star, 1] if np.any(v_star > 1) else [1]):
-            pipe, bubble = schedule_time(stage_s, c, m, steps, cyclic, v)
+            pipe, bubble = schedule_time(stage_s, c, m, steps, cyclic, v, not opts.overlap_p2p)
             pipe0, _ = schedule_time(stage_s, 0 * c, m, steps, cyclic, v)
             acts = st.act_bytes * in_flight(m, st.compute_s.shape[0], opts.schedule, v) + st.act_peak_bytes
             for z, tail, param_bytes, exposed in parts:

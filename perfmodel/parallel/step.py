@@ -82,9 +82,9 @@ def evaluate(stages: Stages, scenario: Scenario, dp: int, tp, m: int, steps: int
     n_stages, n = stages.compute_s.shape
     g, v = steps, opts.virtual_stages
     tp = np.asarray(tp)
-    c = p2p_item_s(stages, hw, dp, tp, g)
+    c = p2p_item_s(stages, hw, dp, tp, g, scatter_gather(opts))
     stage_s = stages.compute_s + stages.tp_s + stages.ep_s
-    pipe_s, bubble = schedule_time(stage_s, c, m, g, cyclic, v)
+    pipe_s, bubble = schedule_time(stage_s, c, m, g, cyclic, v, not opts.overlap_p2p)
     pipe_no_p2p, _ = schedule_time(stage_s, 0 * c, m, g, cyclic, v)
     dp_total, dp_exposed, opt_s, mem = data_parallel(stages, scenario, dp, tp, m)
     tail = (dp_exposed + opt_s).max(0)
@@ -115,13 +115,29 @@ def evaluate(stages: Stages, scenario: Scenario, dp: int, tp, m: int, steps: int
     )
 
 
-def p2p_item_s(stages: Stages, hw, dp: int, tp, steps: int = 1):
-    """One item's forward activation and backward gradient across the slowest stage boundary."""
+def scatter_gather(opts) -> bool:
+    """Whether pipeline sends use the scatter/gather optimization: on unless switched off, and not
+    under sequence parallelism, whose stage outputs are already split over the tp group (Megatron-LM
+    ``p2p_communication``: ``scatter_gather_tensors_in_pipeline and not sequence_parallel``)."""
+    return opts.scatter_gather and not opts.sequence_parallel
+
+
+def p2p_item_s(stages: Stages, hw, dp: int, tp, steps: int = 1, split: bool = False):
+    """One item's forward activation and backward gradient across the slowest stage boundary.
+
+    ``split`` (the scatter/gather optimization, Narayanan et al. 2021, sec. 4.1): each of the tp
+    ranks sends 1/tp of the activation across the boundary and the receiving tp group all-gathers
+    it over its own (intra-node) link: ``p2p(S / t) + allgather(S, t)`` instead of ``p2p(S)``."""
     n_stages, n = stages.compute_s.shape
     if n_stages == 1:
         return np.zeros(n)
     p2p_link = coll.link(hw, coll.spans_nodes(hw, n_stages, tp * dp), "p2p")
-    return (2 * coll.p2p_s(stages.send_bytes[:-1] / steps, p2p_link)).max(0)
+    nbytes = stages.send_bytes[:-1] / steps
+    if not split:
+        return (2 * coll.p2p_s(nbytes, p2p_link)).max(0)
+    t = np.asarray(tp, dtype=float)
+    gather = coll.allgather_s(nbytes, t, coll.link(hw, coll.spans_nodes(hw, t)))
+    return (2 * (coll.p2p_s(nbytes / t, p2p_link) + gather)).max(0)
 
 
 def data_parallel(stages: Stages, scenario: Scenario, dp: int, tp, m: int, zero: int | None = None):

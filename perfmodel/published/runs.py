@@ -11,6 +11,8 @@ Per row (empty cell = the source does not state it; see SOURCES.md):
 * options: recompute, ZeRO stage, sequence parallelism, virtual stages as stated; the gradient
   all-reduce overlaps backward unless the trainer of the time did not (:data:`TRAINER_DEFAULTS`);
   all-reduces take the faster of ring and tree, as NCCL's default algorithm selection does;
+  pipeline sends block (Megatron-LM and DeepSpeed, :mod:`perfmodel.parallel.pipeline`) and use
+  Megatron's scatter/gather optimization unless the trainer had none (:data:`TRAINER_DEFAULTS`);
 * layout: dp, tp, pp, global batch and micro-batch (m = global / (dp x micro-batch));
 * left open by the source (``open_fields``): micro-batch, recompute mode, virtual stages, or the
   tp x pp split of a stated model-parallel size.  The prediction takes the fastest choice that fits
@@ -42,7 +44,8 @@ TRAINER_DEFAULTS = {
         "dtype": ("bf16", "MFU is quoted against the bf16 peak (notes)"), "dropout": _MEGATRON_DROPOUT},
     "bloom_tr11": {
         "attention": ("fused", "Megatron-DeepSpeed: fused scale-mask-softmax"),
-        "overlap": (False, "BF16_Optimizer (its own ZeRO-1) reduces gradients after backward")},
+        "overlap": (False, "BF16_Optimizer (its own ZeRO-1) reduces gradients after backward"),
+        "scatter_gather": (False, "DeepSpeed's PipelineEngine sends whole activations (no scatter/gather)")},
 }
 #: FLOP conventions of measured TFLOP/s (and MFU): FLOPs per iteration of a row (:mod:`.check`)
 CONVENTIONS = {
@@ -148,10 +151,11 @@ def setup(row: dict, hardware_names) -> RunSetup:
     micro = _int(row["micro_batch"])
     if micro is None:
         open_fields.append("micro_batch")
-    overlap = pick("overlap", "__none__")
+    overlap, split = pick("overlap", "__none__"), pick("scatter_gather", "__none__")
     options = {"recompute": recompute or "none", "zero": _int(row["zero_stage"]) or 0, "algorithm": "auto",
                "sequence_parallel": row["sequence_parallel"].strip().lower() == "true",
-               "virtual_stages": virtual or 1, "overlap": True if overlap is None else overlap}
+               "virtual_stages": virtual or 1, "overlap": True if overlap is None else overlap,
+               "scatter_gather": True if split is None else split}
     peak = {"A100-SXM4-80GB": 312.0, "A100-SXM4-40GB": 312.0, "H100-SXM5": 989.0}.get(row["hardware"])
     return RunSetup(**base, knobs=knobs, width=hidden, dtype=dtype, options=options,
                     layout={"dp": dp, "tp": tp, "pp": pp, "micro_batch": micro}, batch=_int(row["global_batch"]),
