@@ -3,8 +3,9 @@
     python -m perfmodel.bench [--configs 10000] [--repeats 5]
 
 Prints sweep throughput (configurations per second after start-up, median of
-repeats) per architecture and the wall time of ``perfmodel predict`` as a
-fresh process (median of repeats).
+repeats) per architecture and the wall times of ``perfmodel predict`` and of
+``perfmodel plan --search-options`` (a 48-layer transformer on 512 devices) as
+fresh processes (median of repeats).
 """
 from __future__ import annotations
 
@@ -48,6 +49,18 @@ def predict_wall(repeats: int) -> float:
     return wall([sys.executable, "-m", "perfmodel", "predict", "--model", "charlm", "--width", "4096"], repeats)
 
 
+#: ``perfmodel plan --search-options`` on a 48-layer transformer, 2 widths, 512 devices, 4 global batches
+PLAN_OPTIONS_ARGS = ["plan", "--model", "transformer", "--set", "layers=48", "--widths", "4096,8192",
+                     "--devices", "512", "--dataset-size", "1e9", "--dtype", "bf16", "--optimizer", "adam",
+                     "--batches", "256,512,1024,2048", "--search-options"]
+
+
+def plan_options_wall(repeats: int) -> float:
+    from .total import shipped_law_path
+    law = str(shipped_law_path("charlm"))   # the transformer ships no law: any law gives the same search
+    return wall([sys.executable, "-m", "perfmodel", *PLAN_OPTIONS_ARGS, "--steps-law", law], repeats)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--configs", type=int, default=10000)
@@ -58,6 +71,8 @@ def main(argv=None) -> None:
         rate, n = sweep_rate(model, a.configs, a.repeats)
         print(f"sweep {model:12s} {n:6d} configurations: {rate:12,.0f} configurations/s")
     print(f"perfmodel predict --model charlm --width 4096: {predict_wall(a.repeats):.3f} s wall (median of "
+          f"{a.repeats} fresh processes)")
+    print(f"perfmodel {' '.join(PLAN_OPTIONS_ARGS)}: {plan_options_wall(a.repeats):.3f} s wall (median of "
           f"{a.repeats} fresh processes)")
 
 

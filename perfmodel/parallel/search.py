@@ -36,7 +36,7 @@ from .device import UnitCosts, device_pass
 from .layout import batch_splits, degrees, powers_of_two
 from .options import RECOMPUTE_MODES
 from .pipeline import partition, slice_stages
-from .search_options import OPTION_FIELDS, OptionSearch, best_where, ep_choices, modes, searched_scenario
+from .search_options import OPTION_FIELDS, OptionSearch, best_by_split, ep_choices, modes, searched_scenario
 from .step import evaluate
 
 #: doubling the data-parallel degree "stops paying" when it cuts total time by less than this
@@ -244,23 +244,26 @@ def plan(scenario: Scenario, widths, space: SearchSpace, dataset_size, law) -> P
                 if n == 0 or dp % ep:
                     continue
                 st = {r: slice_stages(x, n) for r, x in stages_all.items()}
-                tp_s, mb_s, cache = tp_g[:n], mb_g[:n], {}
+                tp_s, mb_s = tp_g[:n], mb_g[:n]
+                splits = {}                    # m -> (global batch, valid) over the configurations
                 for m in batch_splits(space.max_micro_batches, batches):
                     b = dp * m * mb_s
                     if (b > max_b).all():
                         break
                     ok_b = b <= max_b if allowed is None else np.isin(b, allowed)
-                    if not ok_b.any():
-                        continue
-                    valid = ok_b & units.valid[:n]
+                    if ok_b.any():
+                        splits[m] = (b, ok_b & units.valid[:n])
+                if search is not None:
+                    by_m = best_by_split({m: v for m, (_, v) in splits.items()}, st, sc, search, dp, tp_s,
+                                         units.steps, units.cyclic, resolved.get("layers"), pp)
+                for m, (b, valid) in splits.items():
                     if search is None:
                         r = evaluate(st[opts.recompute], sc, dp, tp_s, m, units.steps, units.cyclic)
                         found = {"time_per_step_s": r.time_per_step_s, "comm_time_s": r.comm_time_s,
                                  "bubble_fraction": r.bubble_fraction, "fits": r.fits_in_memory,
                                  "per_device_memory_bytes": r.per_device_memory_bytes}
                     else:
-                        found = best_where(valid, st, sc, search, dp, tp_s, m, units.steps, units.cyclic,
-                                           resolved.get("layers"), pp, cache)
+                        found = by_m[m]
                     fits = found.pop("fits")
                     steps = np.asarray(law.steps(units.params_total[:n], dataset, b * factor), dtype=float)
                     acc.update(steps * found["time_per_step_s"], valid, valid & fits, tps[:n_tp], mbs.size, dp, pp,

@@ -67,75 +67,79 @@ def modes(search: OptionSearch | None, scenario: Scenario, units) -> list[str]:
     return [r for r in RECOMPUTE_MODES if r in search.recompute and (r != "selective" or has_core)]
 
 
-def best_where(valid, stages_by_mode: dict, scenario: Scenario, search: OptionSearch, dp: int, tp, m: int,
-               steps: int, cyclic: bool, layers, pp: int, cache: dict | None = None) -> dict:
-    """:func:`best_over_options` costed only where ``valid`` (a bool array over configurations; the
-    rest: infinite time, not fitting).  ``cache`` (one dict per (pp, dp)) keeps the ZeRO-0/1 tails,
-    which do not depend on m, over all configurations."""
-    idx = np.flatnonzero(valid)
-    n = np.shape(valid)[0]
-    out = {"time_per_step_s": np.full(n, np.inf), "fits": np.zeros(n, bool),
-           "per_device_memory_bytes": np.full(n, np.inf), "bubble_fraction": np.zeros(n), "comm_time_s": np.zeros(n),
-           "zero": np.zeros(n, int), "recompute": np.zeros(n, int), "virtual_stages": np.ones(n, int),
-           "sequence_parallel": np.zeros(n, bool), "ep": np.full(n, scenario.options.ep)}
-    if idx.size:
-        sub = {r: Stages(*(getattr(st, f)[:, idx] for f in st.__dataclass_fields__))
-               for r, st in stages_by_mode.items()}
-        pre = {}
-        if cache is not None:
-            for mode, st in stages_by_mode.items():
-                for z in (0, 1):
-                    if (mode, z) not in cache:
-                        cache[(mode, z)] = _tail(st, scenario, dp, tp, m, z)
-                    zz, tail, param_bytes, exposed = cache[(mode, z)]
-                    pre[(mode, z)] = (zz, tail[idx], param_bytes[:, idx], exposed[idx])
-        found = best_over_options(sub, scenario, search, dp, np.asarray(tp)[idx], m, steps, cyclic, layers, pp,
-                                  pre)
-        for k, v in found.items():
-            out[k][idx] = v
-    return out
+def best_by_split(valid_by_m: dict, stages_by_mode: dict, scenario: Scenario, search: OptionSearch, dp: int, tp,
+                  steps: int, cyclic: bool, layers, pp: int) -> dict:
+    """Per micro-batch count m (the keys of ``valid_by_m``, bool arrays over the configurations of one
+    (pp, dp)) the fastest (recompute, V, ZeRO) that fits, as arrays of the plan-row fields over those
+    configurations (where not valid: infinite time, not fitting).
 
-
-def best_over_options(stages_by_mode: dict, scenario: Scenario, search: OptionSearch, dp: int, tp, m: int,
-                      steps: int, cyclic: bool, layers, pp: int, cache: dict | None = None) -> dict:
-    """Per configuration the fastest (recompute, V, ZeRO) that fits; arrays of the plan-row fields.
-    A heavier recompute mode is costed only while some configuration does not fit every (V, ZeRO)
-    of the lighter ones (where it does, the lighter mode is faster at each of them).  ZeRO-1 is
-    left out at m = 1, where ZeRO-2 moves the same bytes in less memory.  ``cache``: (mode, zero) ->
-    :func:`_tail`s already known."""
-    cache = {} if cache is None else cache
+    Every m is costed in one pass: the rows are the valid configurations of each m, one after the
+    other.  What does not depend on m (stage times, point-to-point time, V*, the ZeRO-0/1 tails and
+    parameter memory) is costed once per configuration; the ZeRO-2/3 tails once per pass, with m an
+    array (m = 1 apart: ZeRO-2 has no per-micro-batch term there).  The choices
+    stay those of one m at a time: a heavier recompute mode is costed for an m only while some of
+    its configurations do not fit every (V, ZeRO) of the lighter ones (where they do, the lighter
+    mode is faster at each of them); the V* candidate only for an m where some V* > 1; ZeRO-1 is
+    left out at m = 1, where ZeRO-2 moves the same bytes in less memory.  A candidate left out of a
+    row is infinite in time and memory and does not fit, so it is never picked."""
     hw, opts = scenario.hardware, scenario.options
     cap = hw.memory_capacity_bytes
-    zeros = [z for z in search.zero if (z < 3 or pp == 1) and (z == 0 or dp > 1)
-             and not (z == 1 and m == 1 and 2 in search.zero)] or [0]
+    n = next(iter(valid_by_m.values())).shape[0] if valid_by_m else 0
+    ms = [m for m, v in valid_by_m.items() if v.any()]
+    out = {m: _unfilled(n, scenario) for m in valid_by_m}
+    if not ms:
+        return out
+    idx = [np.flatnonzero(valid_by_m[m]) for m in ms]
+    rows = np.concatenate(idx)
+    group = np.repeat(np.arange(len(ms)), [i.size for i in idx])
+    starts = np.cumsum([0] + [i.size for i in idx[:-1]])
+    m_row = np.asarray(ms)[group]
+    tp = np.asarray(tp)
+    tp_r = np.broadcast_to(tp, (n,))[rows]
+
+    def per_m(x):
+        """any(x) over the rows of each m, back on the rows."""
+        return np.logical_or.reduceat(x, starts)[group]
+
+    zeros = [z for z in search.zero if (z < 3 or pp == 1) and (z == 0 or dp > 1)] or [0]
+    no_z1 = (m_row == 1) & (2 in search.zero)
     vs = np.asarray(virtual_stage_choices(layers, pp) if search.virtual_stages and not cyclic and
                     opts.schedule == "1f1b" else [opts.virtual_stages])
-    cands = []                    # (time, fits, memory, bubble, comm, zero, recompute, V) per candidate
-    need = None                   # configurations some (V, ZeRO) of every lighter mode did not fit
+    cands = []                      # (time, fits, memory, bubble, comm, zero, recompute, V) per candidate
+    active = np.ones(rows.size, bool)   # rows whose m still costs this mode
+    need = None
     for mode, st in stages_by_mode.items():
-        if need is not None and not need.any():
+        if not active.any():
             break
         rc = RECOMPUTE_MODES.index(mode)
         stage_s = st.compute_s + st.tp_s + st.ep_s
         busiest = stage_s.argmax(0)[None]
-        model_comm = m * (np.take_along_axis(st.tp_s, busiest, 0)[0] + np.take_along_axis(st.ep_s, busiest, 0)[0])
+        comm_1 = np.take_along_axis(st.tp_s, busiest, 0)[0] + np.take_along_axis(st.ep_s, busiest, 0)[0]
         c = p2p_item_s(st, hw, dp, tp, steps, scatter_gather(opts))
-        v_star = _v_star(vs, stage_s.max(0) / steps, c)
-        parts = []
-        for z in zeros:
-            parts.append(cache.get((mode, z)) or _tail(st, scenario, dp, tp, m, z))
-        fit_all = np.ones(stage_s.shape[1], bool)
-        for v in ([v_star, 1] if np.any(v_star > 1) else [1]):
-            pipe, bubble = schedule_time(stage_s, c, m, steps, cyclic, v, not opts.overlap_p2p)
-            pipe0, _ = schedule_time(stage_s, 0 * c, m, steps, cyclic, v)
-            acts = st.act_bytes * in_flight(m, st.compute_s.shape[0], opts.schedule, v) + st.act_peak_bytes
+        v_star = _v_star(vs, stage_s.max(0) / steps, c)[rows]
+        stage_r, c_r = stage_s[:, rows], c[rows]
+        model_comm = m_row * comm_1[rows]
+        act_r, peak_r = st.act_bytes[:, rows], st.act_peak_bytes[:, rows]
+        parts = [_tail_rows(st, scenario, dp, tp, z, m_row, rows, active) for z in zeros]
+        with_v = per_m(v_star > 1)
+        fit_all = np.ones(rows.size, bool)
+        for v in ([v_star, 1] if with_v.any() else [1]):
+            pipe, bubble = schedule_time(stage_r, c_r, m_row, steps, cyclic, v, not opts.overlap_p2p)
+            pipe0, _ = schedule_time(stage_r, 0 * c_r, m_row, steps, cyclic, v)
+            held = np.concatenate([np.broadcast_to(in_flight(m, stage_r.shape[0], opts.schedule,
+                                                             v if np.ndim(v) == 0 else v[s:s + i.size]), i.shape)
+                                   for m, s, i in zip(ms, starts, idx, strict=True)])
+            acts = act_r * held + peak_r
+            use_v = active & (with_v if np.ndim(v) else True)
             for z, tail, param_bytes, exposed in parts:
+                use = use_v & ~no_z1 if z == 1 else use_v
                 memory = (param_bytes + acts).max(0)
                 fits = memory <= cap
-                fit_all &= fits
-                cands.append((pipe + tail, fits, memory, bubble, model_comm + pipe - pipe0 + exposed, z, rc, v))
+                fit_all &= fits | ~use
+                cands.append((np.where(use, pipe + tail, np.inf), fits & use, np.where(use, memory, np.inf), bubble,
+                              model_comm + pipe - pipe0 + exposed, z, rc, v))
         need = ~fit_all if need is None else need & ~fit_all
-    n = cands[0][0].shape[0]
+        active = per_m(need & active)
 
     def col(j):
         return np.stack([cd[j] for cd in cands])
@@ -149,10 +153,38 @@ def best_over_options(stages_by_mode: dict, scenario: Scenario, search: OptionSe
     best = {"time_per_step_s": pick(col(0)), "fits": pick(fits), "per_device_memory_bytes": pick(memory),
             "bubble_fraction": pick(col(3)), "comm_time_s": pick(col(4)),
             "zero": np.asarray([cd[5] for cd in cands])[i], "recompute": np.asarray([cd[6] for cd in cands])[i],
-            "virtual_stages": pick(np.stack([np.broadcast_to(cd[7], (n,)) for cd in cands]))}
-    best["sequence_parallel"] = opts.sequence_parallel & (np.asarray(tp) > 1)
-    best["ep"] = opts.ep
-    return best
+            "virtual_stages": pick(np.stack([np.broadcast_to(cd[7], rows.shape) for cd in cands])),
+            "sequence_parallel": opts.sequence_parallel & (tp_r > 1)}
+    for m, s, i_m in zip(ms, starts, idx, strict=True):
+        for k, v in best.items():
+            out[m][k][i_m] = v[s:s + i_m.size]
+    return out
+
+
+def _unfilled(n: int, scenario: Scenario) -> dict:
+    return {"time_per_step_s": np.full(n, np.inf), "fits": np.zeros(n, bool),
+            "per_device_memory_bytes": np.full(n, np.inf), "bubble_fraction": np.zeros(n), "comm_time_s": np.zeros(n),
+            "zero": np.zeros(n, int), "recompute": np.zeros(n, int), "virtual_stages": np.ones(n, int),
+            "sequence_parallel": np.zeros(n, bool), "ep": np.full(n, scenario.options.ep)}
+
+
+def _tail_rows(st: Stages, scenario: Scenario, dp: int, tp, zero: int, m_row, rows, active):
+    """:func:`_tail` on the rows (configuration ``rows`` at micro-batches ``m_row``): ZeRO 0/1 (no m in
+    them) once per configuration; ZeRO 2/3 over the ``active`` rows, m = 1 apart (ZeRO-2's formula
+    there has no per-micro-batch term), infinite elsewhere."""
+    if zero < 2:
+        _, tail, param_bytes, exposed = _tail(st, scenario, dp, tp, 1, zero)
+        return zero, tail[rows], param_bytes[:, rows], exposed[rows]
+    tail, exposed = np.full(rows.size, np.inf), np.full(rows.size, np.inf)
+    param_bytes = np.full((st.params.shape[0], rows.size), np.inf)
+    tp = np.broadcast_to(tp, (st.params.shape[1],))
+    for part in (active & (m_row == 1), active & (m_row > 1)):
+        if part.any():
+            i = rows[part]
+            sub = Stages(*(getattr(st, f)[:, i] for f in st.__dataclass_fields__))
+            m = 1 if m_row[part][0] == 1 else m_row[part]
+            _, tail[part], param_bytes[:, part], exposed[part] = _tail(sub, scenario, dp, tp[i], m, zero)
+    return zero, tail, param_bytes, exposed
 
 
 def _tail(st: Stages, scenario: Scenario, dp: int, tp, m: int, zero: int):
