@@ -11,6 +11,11 @@ run is its median predicted steps × the predicted time per step of that width o
 hardware profile (this machine's calibrated one by default).  Candidates: every measured
 width and 2× and 4× the widest, at every measured dataset size and 3× the largest.
 Runs are listed by gain per hour; ``budget_hours`` keeps the best that fit the budget.
+
+The gain is what the run teaches *if the law is right*: outcomes are drawn from the law
+itself, so a real outcome that contradicts it (steps falling faster with width than the
+narrower runs say) raises the extrapolation error τ and can widen the interval instead
+(measured: docs/accuracy.md, "Step laws").  Read the gains as upper bounds.
 """
 from __future__ import annotations
 
@@ -110,4 +115,5 @@ def suggest(law: StepLaw, runs: dict, target_params: float, target_dataset: floa
             "interval_80_log_width_now": now, "hardware": hw.name, "budget_hours": budget_hours,
             "suggested": chosen, "total_hours": spent, "candidates": len(rows), "ranked": rows,
             "method": f"{n_sim} simulated outcomes per candidate from the law's predictive draws, refit of the "
-                      f"{law.form} form with {n_boot} bootstrap draws; gain = drop of ln(hi/lo) of the 80% interval"}
+                      f"{law.form} form with {n_boot} bootstrap draws; gain = drop of ln(hi/lo) of the 80% interval "
+                      "if the law is right (an upper bound: an outcome that contradicts it widens the interval)"}
