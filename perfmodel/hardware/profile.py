@@ -10,6 +10,9 @@ Schema (``profiles/*.json``)::
     devices_per_node
     intra_node_bandwidth_GBps  intra_node_latency_us   (per direction, per device)
     inter_node_bandwidth_GBps  inter_node_latency_us
+    intra_node_busbw_GBps  inter_node_busbw_GBps   (optional) NCCL ring bus bandwidth measured on that
+                           link (nccl-tests ``busbw``, large messages): what collectives are priced at
+                           instead of the datasheet bandwidth; at most that bandwidth
     efficiency             {gemm_max, memory_max, conv_max, elementwise_max?}  fractions of peak reached:
                            gemm_max of peak_tflops for GEMMs, conv_max for convolutions,
                            memory_max of memory_bandwidth_GBps, elementwise_max of the fp32 peak
@@ -46,7 +49,10 @@ NUMERIC_KEYS = (
 )
 REQUIRED_KEYS = ("name", "kind", "description", "peak_tflops", *NUMERIC_KEYS,
                  "efficiency", "gemm_tile", "sources")
-OPTIONAL_KEYS = ("calibration",)
+#: measured link bandwidths (GB/s): optional, positive, <= the datasheet key beside them, cited in ``sources``
+BUSBW_KEYS = {"intra_node_busbw_GBps": "intra_node_bandwidth_GBps",
+              "inter_node_busbw_GBps": "inter_node_bandwidth_GBps"}
+OPTIONAL_KEYS = ("calibration", *BUSBW_KEYS)
 EFFICIENCY_KEYS = ("gemm_max", "memory_max", "conv_max", "elementwise_max", "attention_max")
 EFFICIENCY_REQUIRED = ("gemm_max", "memory_max", "conv_max")
 #: optional efficiency key -> the required key whose value it takes when a profile lacks it
@@ -78,6 +84,8 @@ class HardwareProfile:
     gemm_tile: Mapping[str, int]
     sources: Mapping[str, str]
     calibration: Mapping[str, Any] | None = None
+    intra_node_busbw_GBps: float | None = None
+    inter_node_busbw_GBps: float | None = None
     path: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -112,6 +120,7 @@ class HardwareProfile:
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in REQUIRED_KEYS}
+        d.update({k: getattr(self, k) for k in BUSBW_KEYS if getattr(self, k) is not None})
         d = json.loads(json.dumps(d))
         if self.calibration:
             d["calibration"] = json.loads(json.dumps(self.calibration))
@@ -170,10 +179,19 @@ def profile_from_dict(d: dict, where: str = "<profile>") -> HardwareProfile:
     for k in ("peak_tflops", *NUMERIC_KEYS):
         if not src.get(k):
             raise ProfileError(f"{where}: missing source for key {k!r} in 'sources'")
+    for k, datasheet in BUSBW_KEYS.items():
+        if k in d:
+            _positive(where, k, d[k])
+            if d[k] > d[datasheet]:
+                raise ProfileError(f"{where}: key {k!r} ({d[k]!r}) exceeds {datasheet!r} ({d[datasheet]!r}); "
+                                   "a ring's bus bandwidth cannot pass the link's")
+            if not src.get(k):
+                raise ProfileError(f"{where}: missing source for key {k!r} in 'sources'")
     cal = d.get("calibration")
     if cal is not None:
         validate_calibration(cal, where)
-    return HardwareProfile(**{k: d[k] for k in REQUIRED_KEYS}, calibration=cal, path=where)
+    return HardwareProfile(**{k: d[k] for k in REQUIRED_KEYS}, calibration=cal,
+                           **{k: d[k] for k in BUSBW_KEYS if k in d}, path=where)
 
 
 def load_profile_file(path) -> HardwareProfile:

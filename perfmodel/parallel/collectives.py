@@ -21,10 +21,20 @@ Every function takes scalars or NumPy arrays (broadcast) and returns 0 where
 
 Links come from the profile: ``intra_node_*`` inside a node of
 ``devices_per_node`` devices, ``inter_node_*`` (per device) for a group that
-spans nodes, whose ring is paced by its slowest hop.  A profile whose
-``calibration["collectives"]`` holds a fit (``calibrate/collectives.py``)
-overrides the datasheet link it was measured on (``link``: "intra_node" or
-"inter_node").
+spans nodes, whose ring is paced by its slowest hop.  β is, first found:
+
+1. a fit in ``calibration["collectives"]`` (``calibrate/collectives.py``) for the
+   link it was measured on (``link``: "intra_node" or "inter_node"), α with it;
+2. ``1 / <scope>_busbw_GBps``: the bus bandwidth NCCL's ring reached on that link
+   in a published measurement (nccl-tests ``busbw``, large messages).  busbw is
+   defined so that a ring collective takes ``c(P) · S / busbw`` with the
+   correction factors c(P) of the formulas above (2(P-1)/P for all-reduce,
+   (P-1)/P for all-gather and reduce-scatter: nccl-tests ``doc/PERFORMANCE.md``,
+   "Bus bandwidth"), so it stands in for the link bandwidth in every formula;
+   the ring is a chain of neighbour sends, so point-to-point sends use it too;
+3. ``1 / <scope>_bandwidth_GBps``, the datasheet figure.
+
+α is the profile's ``<scope>_latency_us`` unless a fit replaces it.
 """
 from __future__ import annotations
 
@@ -71,12 +81,17 @@ def _calibrated(hw: HardwareProfile, collective: str, scope: str):
     return None
 
 
+def bandwidth_GBps(hw: HardwareProfile, scope: str) -> float:
+    """GB/s a collective moves per device on the ``scope`` link ("intra_node" | "inter_node"):
+    the measured bus bandwidth where the profile has one, else the datasheet figure."""
+    return getattr(hw, f"{scope}_busbw_GBps") or getattr(hw, f"{scope}_bandwidth_GBps")
+
+
 def link(hw: HardwareProfile, inter_node, collective: str = "allreduce") -> Link:
     """The link a collective runs over: intra- or inter-node (``inter_node`` may be a bool array)."""
     params = {}
-    for scope, bw, lat in (("intra_node", hw.intra_node_bandwidth_GBps, hw.intra_node_latency_us),
-                           ("inter_node", hw.inter_node_bandwidth_GBps, hw.inter_node_latency_us)):
-        params[scope] = _calibrated(hw, collective, scope) or (lat * 1e-6, 1.0 / (bw * 1e9))
+    for scope, lat in (("intra_node", hw.intra_node_latency_us), ("inter_node", hw.inter_node_latency_us)):
+        params[scope] = _calibrated(hw, collective, scope) or (lat * 1e-6, 1.0 / (bandwidth_GBps(hw, scope) * 1e9))
     (a_in, b_in), (a_out, b_out) = params["intra_node"], params["inter_node"]
     if np.ndim(inter_node) == 0:
         return Link(a_out, b_out) if inter_node else Link(a_in, b_in)

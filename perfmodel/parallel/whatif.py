@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import PerfmodelError
 from ..hardware import HardwareProfile
+from ..hardware.profile import BUSBW_KEYS
 from ..scenario import Scenario
 from .search import plan
 
@@ -29,7 +30,8 @@ RESOURCES = ("compute", "memory", "interconnect", "all")
 
 
 def scaled_profile(hw: HardwareProfile, resource: str, factor: float) -> HardwareProfile:
-    """``hw`` with one resource ``factor`` x faster (calibrated collective bandwidths too); ``all``: all three."""
+    """``hw`` with one resource ``factor`` x faster (calibrated and measured collective bandwidths too);
+    ``all``: all three."""
     if resource == "all":
         for r in RESOURCES[:-1]:
             hw = scaled_profile(hw, r, factor)
@@ -44,9 +46,10 @@ def scaled_profile(hw: HardwareProfile, resource: str, factor: float) -> Hardwar
             cal["collectives"] = {k: ({**v, "beta_s_per_byte": v["beta_s_per_byte"] / factor}
                                       if isinstance(v, dict) and "beta_s_per_byte" in v else v)
                                   for k, v in cal["collectives"].items()}
+        measured = {k: getattr(hw, k) * factor for k in BUSBW_KEYS if getattr(hw, k) is not None}
         return dataclasses.replace(hw, intra_node_bandwidth_GBps=hw.intra_node_bandwidth_GBps * factor,
                                    inter_node_bandwidth_GBps=hw.inter_node_bandwidth_GBps * factor,
-                                   calibration=cal or hw.calibration)
+                                   calibration=cal or hw.calibration, **measured)
     raise PerfmodelError(f"unknown resource {resource!r}; allowed: {', '.join(RESOURCES)}")
 
 

@@ -58,7 +58,8 @@ def layout_rows(plans_by_hw: dict) -> list[dict]:
 def step_parts(ctx, row: dict) -> dict[str, float]:
     """Seconds of the fastest layout's step: device work and each communication part."""
     hw = next(h for h in ctx.hardware if h.name == row["hardware"])
+    # the plan may leave devices idle (a smaller dp can be faster): the layout runs on its own devices_used
     p = predict_parallel(ctx.scenario(hw), row["width"], Layout(row["dp"], row["tp"], row["pp"], row["m"]),
-                         row["batch"], devices_for(ctx, hw))
+                         row["batch"], row["devices_used"])
     comm = {name: float(getattr(p.step, k)) for k, name in COMM_PARTS.items()}
     return {"device work": p.time_per_step_s - sum(comm.values()), **comm}
