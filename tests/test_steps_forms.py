@@ -204,3 +204,21 @@ def test_suggest_prefers_a_wider_width_for_a_far_target():
     assert out["total_hours"] <= 1.0 and all(r["cost_hours"] > 0 for r in out["ranked"])
     per_hour = [r["gain_per_hour"] for r in out["suggested"]]
     assert per_hour == sorted(per_hour, reverse=True)
+
+
+def test_suggest_stays_inside_the_runs_corpus():
+    # runs on the built-in tiny-shakespeare text: 1,115,394 characters in ceil(1,115,394 / 2,000) = 558
+    # blocks, of which round(0.1 x 558) = 56 are validation, each at most 1,999 characters here:
+    # 1,115,394 - 56 x 1,999 = 1,003,450 training characters at most.  The planted runs' largest size is
+    # 400,000, so "3x the largest" (1,200,000) is no candidate, and 400,000 stays one.
+    from perfmodel import hardware
+    from perfmodel.steps.data import corpus_train_tokens
+    from perfmodel.steps.suggest import suggest
+    assert corpus_train_tokens("charlm", "shakespeare") == 1_115_394 - 56 * 1_999
+    R = runs(PLANTED["power"][0], seeds=1)
+    R["knobs"] = np.array(['{"depth": 2, "seq_len": 32}'] * len(R["width"]), dtype=object)
+    R["corpus"] = np.array(["shakespeare"] * len(R["width"]), dtype=object)
+    law = fit_law(R, n_boot=50, check_coverage=False)
+    out = suggest(law, R, 100 * M_of(256), 4e5, hardware.load("cpu-generic"), n_sim=1, n_boot=20)
+    sizes = {r["dataset_size"] for r in out["ranked"]}
+    assert max(sizes) == 400_000 and 1_200_000 not in sizes

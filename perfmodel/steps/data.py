@@ -77,6 +77,25 @@ def corpus_path(corpus: str | Path) -> Path:
     return BUILTIN_CORPORA.get(str(corpus), Path(corpus))
 
 
+def corpus_train_tokens(model: str, corpus) -> int | None:
+    """At most how many training tokens ``corpus`` gives ``model`` (characters for charlm, words for
+    wordlm): its tokens less the validation blocks (``val_fraction`` of the blocks, each counted at the
+    largest block length, so the bound is never above what :func:`_file_corpus` allows); None for the
+    built-in generator (no limit) or an unreadable file."""
+    if model not in LM_MODELS or not corpus:
+        return None
+    path = corpus_path(corpus)
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    n = len(text) if model == "charlm" else len(text.split())
+    data = DATA_KNOBS[model]
+    n_blocks = max(1, -(-n // data["block"]))
+    n_val = max(1, int(round(data["val_fraction"] * n_blocks)))
+    return max(0, n - n_val * -(-n // n_blocks))
+
+
 @dataclass
 class Task:
     """One training problem at one dataset size.

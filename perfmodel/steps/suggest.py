@@ -9,7 +9,9 @@ the runs as they are with the same bootstrap seed (common random numbers: the di
 the run's, not the smaller bootstrap's).  The cost of a
 run is its median predicted steps × the predicted time per step of that width on a
 hardware profile (this machine's calibrated one by default).  Candidates: every measured
-width and 2× and 4× the widest, at every measured dataset size and 3× the largest.
+width and 2× and 4× the widest, at every measured dataset size and 3× the largest, unless the
+runs' corpus (their ``corpus`` column) holds fewer training tokens than that
+(:func:`.data.corpus_train_tokens`).
 Runs are listed by gain per hour; ``budget_hours`` keeps the best that fit the budget.
 
 The gain is what the run teaches *if the law is right*: outcomes are drawn from the law
@@ -25,6 +27,7 @@ import math
 import numpy as np
 
 from ..errors import PerfmodelError
+from .data import corpus_train_tokens
 from .law import StepLaw
 
 N_SIM = 3          # simulated outcomes per candidate
@@ -72,6 +75,10 @@ def suggest(law: StepLaw, runs: dict, target_params: float, target_dataset: floa
     sizes = sorted(set(float(d) for d in R["dataset_size"]))
     cand_w = widths + [2 * widths[-1], 4 * widths[-1]]
     cand_d = sizes + [3 * sizes[-1]]
+    corpora = sorted({str(c) for c in R.get("corpus", ()) if str(c) and not str(c).startswith("markov")})
+    limit = corpus_train_tokens(model, corpora[0]) if len(corpora) == 1 else None
+    if limit:   # a run needs D training tokens of the runs' corpus: no candidate beyond it
+        cand_d = [d for d in cand_d if d <= limit] or sizes
     rng = np.random.default_rng(seed)
     seeds = [int(x) for x in rng.integers(1 << 30, size=n_sim)]
 
