@@ -76,7 +76,7 @@ def best_by_split(valid_by_m: dict, stages_by_mode: dict, scenario: Scenario, se
     Every m is costed in one pass: the rows are the valid configurations of each m, one after the
     other.  What does not depend on m (stage times, point-to-point time, V*, the ZeRO-0/1 tails and
     parameter memory) is costed once per configuration; the ZeRO-2/3 tails once per pass, with m an
-    array (m = 1 apart: ZeRO-2 has no per-micro-batch term there).  The choices
+    array.  The choices
     stay those of one m at a time: a heavier recompute mode is costed for an m only while some of
     its configurations do not fit every (V, ZeRO) of the lighter ones (where they do, the lighter
     mode is faster at each of them); the V* candidate only for an m where some V* > 1; ZeRO-1 is
@@ -170,20 +170,17 @@ def _unfilled(n: int, scenario: Scenario) -> dict:
 
 def _tail_rows(st: Stages, scenario: Scenario, dp: int, tp, zero: int, m_row, rows, active):
     """:func:`_tail` on the rows (configuration ``rows`` at micro-batches ``m_row``): ZeRO 0/1 (no m in
-    them) once per configuration; ZeRO 2/3 over the ``active`` rows, m = 1 apart (ZeRO-2's formula
-    there has no per-micro-batch term), infinite elsewhere."""
+    them) once per configuration; ZeRO 2/3 over the ``active`` rows with m as an array, infinite elsewhere."""
     if zero < 2:
         _, tail, param_bytes, exposed = _tail(st, scenario, dp, tp, 1, zero)
         return zero, tail[rows], param_bytes[:, rows], exposed[rows]
     tail, exposed = np.full(rows.size, np.inf), np.full(rows.size, np.inf)
     param_bytes = np.full((st.params.shape[0], rows.size), np.inf)
-    tp = np.broadcast_to(tp, (st.params.shape[1],))
-    for part in (active & (m_row == 1), active & (m_row > 1)):
-        if part.any():
-            i = rows[part]
-            sub = Stages(*(getattr(st, f)[:, i] for f in st.__dataclass_fields__))
-            m = 1 if m_row[part][0] == 1 else m_row[part]
-            _, tail[part], param_bytes[:, part], exposed[part] = _tail(sub, scenario, dp, tp[i], m, zero)
+    if active.any():
+        i = rows[active]
+        sub = Stages(*(getattr(st, f)[:, i] for f in st.__dataclass_fields__))
+        tp_i = np.broadcast_to(tp, (st.params.shape[1],))[i]
+        _, tail[active], param_bytes[:, active], exposed[active] = _tail(sub, scenario, dp, tp_i, m_row[active], zero)
     return zero, tail, param_bytes, exposed
 
 

@@ -49,11 +49,12 @@ def dp_comm_s(zero: int, param_bytes, fwd_s, bwd_s, units, m: int, dp, ln: coll.
     if zero in (1, 2):
         rs_t, rs_e = _bucketed("reducescatter", param_bytes, bwd_s, dp, ln, units, overlap)
         ag_t, ag_e = _bucketed("allgather", param_bytes, fwd_s, dp, ln, units, overlap)
-        if zero == 2 and np.any(np.asarray(m) > 1):   # every micro-batch reduce-scatters; the earlier ones
-            # hide behind fwd + bwd (m: a number, or an array over the configurations)
-            hidden = np.maximum(rs_t - (np.asarray(fwd_s) + bwd_s), 0) if overlap else rs_t
-            return m * rs_t + ag_t, rs_e + (m - 1) * hidden + ag_e
-        return rs_t + ag_t, rs_e + ag_e
+        if zero == 1:
+            return rs_t + ag_t, rs_e + ag_e
+        # ZeRO-2: every micro-batch reduce-scatters; the earlier ones hide behind fwd + bwd (at m = 1
+        # this is ZeRO-1's sum; m: a number, or an array over the configurations)
+        hidden = np.maximum(rs_t - (np.asarray(fwd_s) + bwd_s), 0) if overlap else rs_t
+        return m * rs_t + ag_t, rs_e + (m - 1) * hidden + ag_e
     n_u = np.maximum(np.asarray(units, dtype=float), 1)
     ag = n_u * coll.allgather_s(np.asarray(param_bytes) / n_u, dp, ln)
     rs = n_u * coll.reducescatter_s(np.asarray(param_bytes) / n_u, dp, ln)
