@@ -90,22 +90,31 @@ def _heldout(form, data: _Data, train, label: dict) -> dict | None:
             "test": te}
 
 
+def _width_folds(R) -> list[tuple[dict, np.ndarray]]:
+    """(label, training mask) per leave-the-widest-width(s)-out fold (:func:`_folds`)."""
+    return [({"held_out_widths": [float(w) for w in held]}, ~np.isin(R["width"], held))
+            for held in _folds(np.unique(R["width"]))]
+
+
+def _size_fold(R) -> tuple[dict, np.ndarray] | None:
+    """(label, training mask) of the leave-the-largest-dataset-size-out fold, with >= 3 sizes."""
+    sizes = np.unique(R["dataset_size"])
+    return (({"held_out_dataset_sizes": [float(sizes[-1])]}, R["dataset_size"] < sizes[-1])
+            if len(sizes) >= 3 else None)
+
+
 def cross_validate(form, data: _Data) -> list[dict]:
     """Leave-the-widest-width(s)-out folds of ``form`` on ``data``: held-out errors per fold."""
-    widths = np.unique(data.R["width"])
-    if len(widths) < 3:
+    if len(np.unique(data.R["width"])) < 3:
         return []
-    folds = (_heldout(form, data, ~np.isin(data.R["width"], held), {"held_out_widths": [float(w) for w in held]})
-             for held in _folds(widths))
+    folds = (_heldout(form, data, train, label) for label, train in _width_folds(data.R))
     return [f for f in folds if f is not None]
 
 
 def dataset_fold(form, data: _Data) -> dict | None:
     """The leave-the-largest-dataset-size-out fold (with >= 3 sizes): the extrapolation in D."""
-    sizes = np.unique(data.R["dataset_size"])
-    if len(sizes) < 3:
-        return None
-    return _heldout(form, data, data.R["dataset_size"] < sizes[-1], {"held_out_dataset_sizes": [float(sizes[-1])]})
+    fold = _size_fold(data.R)
+    return _heldout(form, data, fold[1], fold[0]) if fold else None
 
 
 def _score(folds) -> float | None:
@@ -151,7 +160,7 @@ def _procedure(data: _Data, forms, n_boot, seed):
         if b_fit is not None:
             draws.append(natural(form, b_fit.x, b_sc, data.batch_ref, data.T))
     return {"form": form, "sc": sc, "best": best, "point": point, "sigma": sigma, "tau": tau, "draws": draws,
-            "cv": cv, "scores": scores, "dataset_fold": d_fold}
+            "cv": cv, "scores": scores}
 
 
 def _draw_table(draws, point) -> dict[str, list[float]] | None:
@@ -169,11 +178,10 @@ def coverage(data: _Data, forms, seed) -> dict | None:
     """Share of held-out uncapped runs inside the 80 % (and 95 %) interval of a law chosen, fitted
     and given draws without them: the widest width(s) (with >= 4 widths) and the largest dataset
     size (with >= 3 sizes)."""
-    widths, sizes = np.unique(data.R["width"]), np.unique(data.R["dataset_size"])
-    folds = ([({"held_out_widths": [float(w) for w in held]}, ~np.isin(data.R["width"], held))
-              for held in _folds(widths)] if len(widths) >= 4 else [])
-    if len(sizes) >= 3 and len(widths) >= 3:
-        folds.append(({"held_out_dataset_sizes": [float(sizes[-1])]}, data.R["dataset_size"] < sizes[-1]))
+    n_widths = len(np.unique(data.R["width"]))
+    folds = _width_folds(data.R) if n_widths >= 4 else []
+    size_fold = _size_fold(data.R) if n_widths >= 3 else None
+    folds += [size_fold] if size_fold else []
     rows = []
     for label, train in folds:
         tr, te = data.part(train), data.part(~train & ~data.R["capped"])
