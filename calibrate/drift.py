@@ -95,3 +95,78 @@ def measure_drift(cal: dict, device: str = "cpu", clock: str = "wall", stat: str
     out = {g: statistics.median(r["ratio"] for r in rows if r["group"] == g) for g in groups}
     out["points"] = rows
     return out
+
+
+#: a time-local speed sample times each sentinel point once, as one block of at least this long
+SAMPLE_BLOCK_S = 5e-3
+
+
+class SpeedProbe:
+    """The machine's speed now, sampled between the timed blocks of another measurement.
+
+    A validated step is timed in one short window (a fresh process, a second or two), while the
+    machine's speed drifts over minutes (``docs/accuracy.md``, "Machine state"); the drift check
+    before and after a whole run misses a slow minute in the middle.  This probe builds the
+    callables of :func:`sentinel_points` once (so their buffers are allocated before, and freed
+    after, whatever it is interleaved with) and :meth:`sample` times each as one block of at least
+    ``SAMPLE_BLOCK_S``; :meth:`ratios` is the median over the samples of ``time now / calibrated``
+    per group (the group's figure in one sample is the median over its points).
+    """
+
+    def __init__(self, points: list[tuple[str, dict]], device: str = "cpu", clock: str = "wall", timer=None):
+        from . import overhead
+        from .timing import block_timer, calls_per_block, warm_up
+        self.timer = timer or block_timer(device, clock)
+        self.entries = []   # (group, [(fn, number)], calibrated seconds per call)
+        for group, p in points:
+            fns = overhead._dispatch_fns(device) if group == "dispatch" else [_callable(group, p, device)]
+            with matmul_precision(p.get("dtype", "fp32"), device):
+                timed = [(fn, calls_per_block(warm_up(self.timer, fn, 2), SAMPLE_BLOCK_S)) for fn in fns]
+            self.entries.append((group, timed, p["time_s"]))
+        self.samples: list[dict] = []
+
+    def sample(self) -> dict:
+        """One ``{group: time now / calibrated}``, appended to ``samples``."""
+        ratios: dict = {}
+        for group, timed, calibrated in self.entries:
+            now = statistics.median(self.timer.block(fn, n) / n for fn, n in timed)
+            ratios.setdefault(group, []).append(now / calibrated)
+        out = {g: statistics.median(r) for g, r in ratios.items()}
+        self.samples.append(out)
+        return out
+
+    def ratios(self) -> dict | None:
+        """``{group: median over the samples}``; None before the first sample."""
+        if not self.samples:
+            return None
+        return {g: statistics.median(s[g] for s in self.samples) for g in self.samples[0]}
+
+
+#: the speed group an op's time follows, by the op's bound (memory-bound ops: see :func:`speed_group`)
+BOUND_GROUP = {"compute": "gemm", "overhead": "dispatch"}
+
+
+def speed_group(bound: str, op_bytes: float, cache_copy_bytes: float | None, dram_copy_bytes: float | None):
+    """The sentinel group whose drift an op follows: compute -> ``gemm``, overhead -> ``dispatch``,
+    memory -> ``copy_cache`` or ``copy_dram``, whichever point's size is nearer the op's bytes in log
+    (the geometric midpoint of 1 MiB and the largest copy decides); None for other bounds."""
+    if bound != "memory":
+        return BOUND_GROUP.get(bound)
+    if not cache_copy_bytes or not dram_copy_bytes:
+        return "copy_dram" if dram_copy_bytes else ("copy_cache" if cache_copy_bytes else None)
+    mid = math.sqrt(cache_copy_bytes * dram_copy_bytes)
+    return "copy_cache" if op_bytes < mid else "copy_dram"
+
+
+def speed_adjusted_seconds(breakdown, ratios: dict, points: list[tuple[str, dict]]) -> float:
+    """A prediction's step time had each op run at the speed the probe measured for its bound:
+    ``sum_op time_s x ratios[speed_group(op)]`` (an op whose group was not sampled keeps its time).
+
+    An attribution, not a prediction: it separates the model's error from the machine's drift
+    between calibration and measurement."""
+    sizes = {g: p.get("bytes") for g, p in points if g in ("copy_cache", "copy_dram")}
+    total = 0.0
+    for b in breakdown:   # time_s and bytes are the op's whole share of the step (all its repeats)
+        g = speed_group(b.bound, b.bytes / max(b.repeat, 1), sizes.get("copy_cache"), sizes.get("copy_dram"))
+        total += float(b.time_s) * ratios.get(g, 1.0)
+    return total

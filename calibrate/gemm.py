@@ -85,12 +85,16 @@ def _cold_copies(rows, cols, transposed, batch, dtype, device, pool="in"):
     return [v.transpose(-1, -2) if transposed else v for v in views]
 
 
-def _probe(ctx: Context, dtype, batch, m, n, k, ta, tb) -> Probe:
-    """One point; the library may reject the shape (ValueError, RuntimeError: fp8 needs multiples of 16)."""
+def _probe(ctx: Context, dtype, batch, m, n, k, ta, tb, offgrid: bool = False) -> Probe:
+    """One point; the library may reject the shape (ValueError, RuntimeError: fp8 needs multiples of 16).
+    ``offgrid`` points are marked so: they measure the efficiency lost off the grid
+    (``perfmodel.cost.alignment``), not the grid itself."""
     def point(t):
         return {"dtype": dtype, "m": m, "n": n, "k": k, "batch": batch, "trans_a": ta, "trans_b": tb,
-                "time_s": t["gemm"].seconds, "spread": round(t["gemm"].spread, 4)}
-    return Probe("gemm", f"gemm {dtype} {batch}x{m}x{n}x{k} {'T' if ta else 'N'}{'T' if tb else 'N'}",
+                "time_s": t["gemm"].seconds, "spread": round(t["gemm"].spread, 4),
+                **({"offgrid": True} if offgrid else {})}
+    return Probe("gemm", f"gemm {dtype} {batch}x{m}x{n}x{k} {'T' if ta else 'N'}{'T' if tb else 'N'}"
+                 + (" off-grid" if offgrid else ""),
                  lambda: {"gemm": gemm_callable(batch, m, n, k, ta, tb, dtype, ctx.device)}, point, dtype=dtype,
                  rejects=(ValueError, RuntimeError))
 
@@ -102,4 +106,8 @@ def probes(ctx: Context) -> list[Probe]:
         for batch, m, n, k in ctx.plan.gemm_shapes():
             for ta, tb in layouts:
                 out.append(_probe(ctx, dtype, batch, m, n, k, ta, tb))
+        if dtype != "fp8":   # fp8 needs multiples of 16: no alignment below that to measure
+            for batch, m, n, k in ctx.plan.gemm_offgrid_shapes():
+                for ta, tb in layouts:
+                    out.append(_probe(ctx, dtype, batch, m, n, k, ta, tb, offgrid=True))
     return out

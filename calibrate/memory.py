@@ -7,10 +7,19 @@
 
 Outputs are preallocated: fresh-allocation (page fault) costs are measured on
 their own by :mod:`perfmodel.calibrate.allocation`.
+
+Cache state (CPU), the convention of :mod:`perfmodel.calibrate.gemm`: in a training step an op's
+first input was usually just produced (the previous op's output, in cache), while its other inputs
+(a weight, a tensor saved in the forward pass) were last touched long before, and its output is a
+new tensor whose lines are in no cache.  So the first input stays put (hot), and the second input
+and the output rotate through pools larger than the last-level cache (``gemm.COLD_POOL_BYTES``).
+Timed hot, an elementwise op on 1 MiB ran 3.4x faster than so (``docs/accuracy.md``,
+"Calibration"), and steps' memory-bound ops ran slower than a hot curve priced them.
+On GPUs the operands are timed in place.
 """
 from __future__ import annotations
 
-from . import layers
+from . import gemm, layers
 from .backend import place
 from .devices import Context
 from .tasks import Probe
@@ -20,19 +29,33 @@ BYTES_PER_ELEMENT_MOVED = {"copy": 2, "elementwise": 3, "reduction": 2}
 
 
 def memory_callable(op: str, numel: int, device: str):
+    """The kernel of ``op`` over ``numel`` fp32 elements: first input hot, the rest cold on a CPU
+    (module docstring)."""
     import torch
-    device = place(device)
+    gpu, device = device != "cpu", place(device)
     a = torch.randn(numel, device=device)
-    if op == "copy":
-        dst = torch.empty_like(a)
-        return lambda: dst.copy_(a)
-    out = torch.empty_like(a)
     if op == "elementwise":
-        b = torch.randn(numel, device=device)
-        return lambda: torch.mul(a, b, out=out)
-    rows = a.view(-1, ROW) if numel % ROW == 0 else a.view(1, -1)
-    out = out.view(rows.shape)
-    return lambda: torch._softmax(rows, -1, False, out=out)
+        bs = [torch.randn(numel, device=device)] if gpu else _cold(numel, device, "in")
+    outs = [torch.empty_like(a)] if gpu else _cold(numel, device, "out")
+    if op == "reduction":
+        shape = (-1, ROW) if numel % ROW == 0 else (1, -1)
+        a, outs = a.view(shape), [o.view(shape) for o in outs]
+    state = {"i": 0}
+
+    def call():
+        i = state["i"] = state["i"] + 1
+        out = outs[i % len(outs)]
+        if op == "copy":
+            return out.copy_(a)
+        if op == "elementwise":
+            return torch.mul(a, bs[i % len(bs)], out=out)
+        return torch._softmax(a, -1, False, out=out)
+    return call
+
+
+def _cold(numel: int, device: str, pool: str) -> list:
+    """Flat views of ``numel`` elements rotating through one of the cold pools of :mod:`perfmodel.calibrate.gemm`."""
+    return [v.view(-1) for v in gemm._cold_copies(numel, 1, False, 1, "fp32", device, pool=pool)]
 
 
 def _probe(ctx: Context, op: str, nbytes: int) -> Probe:

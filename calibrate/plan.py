@@ -12,6 +12,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, replace
 
+OFFGRID_SEED = 0
+OFFGRID_ALIGNMENTS = (1, 2, 4, 8)
+OFFGRID_MIN_FLOPS = 1e5
 #: operand layouts training launches (trans_a, trans_b): x @ W^T (nn.Linear forward),
 #: dY @ W (data gradient), dY^T @ X (weight gradient)
 LAYOUTS = ((False, True), (False, False), (True, False))
@@ -29,6 +32,7 @@ class CalibrationPlan:
     gemm_wide_mk: tuple = (16, 64, 256)  # ... for these M and K
     max_wide_flops: float = 1e10
     gemm_bmm: tuple = ()               # (batch, m, n, k) batched GEMMs (attention)
+    gemm_offgrid: int = 0              # shapes off the power-of-two grid, per layout (gemm_offgrid_shapes)
     max_gemm_flops: float = 2e9
     layouts: tuple = LAYOUTS
     memory_bytes: tuple = tuple(4 * 4 ** i for i in range(3, 13))  # 256 B .. 64 MiB
@@ -71,14 +75,38 @@ class CalibrationPlan:
                     s.add((1, m, n, k))
         return sorted(s)
 
+    def gemm_offgrid_shapes(self) -> list[tuple]:
+        """``gemm_offgrid`` (1, m, n, k) shapes off the grid above, the same every run (seed
+        ``OFFGRID_SEED``): each dimension log-uniform over the cube's range, all rounded to a multiple
+        of an alignment ``a`` drawn from ``OFFGRID_ALIGNMENTS`` in turn, and one dimension an odd
+        multiple (>= 3) of ``a`` -- so the shape's alignment (``perfmodel.cost.alignment``) is exactly
+        ``a``; FLOPs between ``OFFGRID_MIN_FLOPS`` and ``max_gemm_flops`` (fewer shapes where at most
+        ``100 x gemm_offgrid`` draws find none).  Measured, they give the
+        efficiency lost off the grid, per alignment class."""
+        import numpy as np
+        rng = np.random.default_rng(OFFGRID_SEED)
+        lo, hi = np.log2(min(self.gemm_cube)), np.log2(max(self.gemm_cube))
+        out: list = []
+        for _ in range(100 * self.gemm_offgrid):   # a small cube may not reach the FLOP range: fewer shapes
+            if len(out) == self.gemm_offgrid:
+                break
+            a = OFFGRID_ALIGNMENTS[len(out) % len(OFFGRID_ALIGNMENTS)]
+            dims = [max(a, int(round(2 ** rng.uniform(lo, hi) / a)) * a) for _ in range(3)]
+            i = int(rng.integers(3))
+            dims[i] = a * (2 * max(1, int(round(dims[i] / (2 * a)))) + 1)
+            m, n, k = dims
+            if OFFGRID_MIN_FLOPS <= 2 * m * n * k <= self.max_gemm_flops and (1, m, n, k) not in out:
+                out.append((1, m, n, k))
+        return out
 
-QUICK = CalibrationPlan("quick", warmup=1, repeats=4, min_block_s=5e-4, rnn_batch=(4, 32),
+
+QUICK = CalibrationPlan("quick", warmup=1, repeats=4, min_block_s=5e-4, rnn_batch=(4, 32), gemm_offgrid=12,
              rnn_hidden=(64, 256, 512, 1024), layer_max_bytes=16 * 2**20,
              gemm_rnn_gates=(2, 4),
              gemm_bmm=((64, 64, 64, 64), (16, 64, 64, 64), (64, 128, 128, 64), (16, 128, 64, 128)),
              conv_models=(("speech", 64, {"batch": 2, "seq_len": 100}),
                           ("resnet", 16, {"batch": 2, "image_size": 64})))
-FULL = CalibrationPlan("full", warmup=1, repeats=4, min_block_s=1e-3,
+FULL = CalibrationPlan("full", warmup=1, repeats=4, min_block_s=1e-3, gemm_offgrid=40,
             gemm_cube=(16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
             gemm_rnn_batch=(4, 8, 16, 32, 64, 128), gemm_rnn_hidden=(64, 128, 256, 512, 1024, 2048),
             gemm_small=(1, 2, 4, 8), gemm_wide_n=(8192, 32768, 65536), gemm_wide_mk=(16, 64, 256, 1024),

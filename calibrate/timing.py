@@ -150,13 +150,20 @@ def calls_per_block(call_s: float, min_block_s: float, max_number: int = 10_000)
 
 def measure(fn: Callable[[], object], device: str = "cpu", warmup: int = 2, repeats: int = 5,
             min_block_s: float = 2e-3, max_number: int = 10_000, clock: str = "wall",
-            stat: str = "median", min_warmup_s: float = 0.0, timer: Timer | None = None) -> Timing:
+            stat: str = "median", min_warmup_s: float = 0.0, timer: Timer | None = None,
+            between: Callable[[], object] | None = None) -> Timing:
     """Seconds per call of ``fn`` on ``device`` (``.seconds``: the chosen statistic).
 
     Warm-up runs ``warmup`` calls and, with ``min_warmup_s``, keeps calling until that long has
     passed; each of the ``repeats`` samples then times a block of calls lasting ``min_block_s``.
+    ``between``, if given, is called untimed before each sample (a speed probe interleaved with
+    the samples, :class:`perfmodel.calibrate.drift.SpeedProbe`).
     ``timer`` defaults to :func:`block_timer` of ``device`` and ``clock``."""
     timer = timer or block_timer(device, clock)
     number = calls_per_block(warm_up(timer, fn, warmup, min_warmup_s), min_block_s, max_number)
-    samples = [timer.block(fn, number) / number for _ in range(max(repeats, 1))]
+    samples = []
+    for _ in range(max(repeats, 1)):
+        if between is not None:
+            between()
+        samples.append(timer.block(fn, number) / number)
     return Timing.of(samples, number, stat)

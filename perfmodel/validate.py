@@ -41,6 +41,12 @@ as faulted in, so a gap left by the allocator is visible: the model prices
 fresh pages only for outputs of 32 MiB or more,
 while glibc sometimes hands smaller buffers back to the kernel between steps.
 
+Next to each configuration's steps a speed probe (:class:`perfmodel.calibrate.drift.SpeedProbe`,
+on by default) re-times a few of the profile's own calibration points before each timed block, in
+the same process; each row then also carries the error of the prediction re-priced at that speed
+(:func:`perfmodel.calibrate.drift.speed_adjusted_seconds`): the model's error with the machine's
+drift since calibration taken out, an attribution next to the plain error, not a replacement.
+
 The measurements behind these choices (fresh processes, warm-up by duration, the page faults
 of an MLP step, run-to-run noise) are in ``docs/accuracy.md``, "Validation".
 """
@@ -49,13 +55,16 @@ from __future__ import annotations
 import gc
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from statistics import median
 
 from .calibrate import backend
+from .calibrate.drift import speed_adjusted_seconds
+from .calibrate.interleave import SPREAD_LIMIT
 from .errors import PerfmodelError
 from .hardware import HardwareProfile
 from .predict import predict
+from .validate_rows import Validation, ValidationRow  # noqa: F401 -- ValidationRow re-exported
 
 #: optimizer name -> the torch.optim class and settings a validated step runs
 TORCH_OPTIMIZERS = {"sgd": ("SGD", {"momentum": 0.0}), "momentum": ("SGD", {"momentum": 0.9}), "adam": ("Adam", {})}
@@ -67,99 +76,10 @@ LEARNING_RATE = 1e-4  # small: random data must not drive weights to inf/denorma
 #: this long: short steps are measured in the steady state a long training run is in
 STEP_WARMUP_S = 0.25
 STEP_BLOCK_S = 0.02
-
-
-@dataclass(frozen=True)
-class ValidationRow:
-    width: int
-    predicted_s: float
-    measured_s: float | None   # None: did not run (see ``note``)
-    spread: float | None = None
-    note: str = ""
-    rounds_s: tuple = ()         # measured seconds of each round (rounds > 1)
-    fresh_bytes: float | None = None  # CPU: bytes faulted in per step (minor page faults x page size), median
-    predicted_fresh_bytes: float | None = None  # CPU: the bytes the model prices as faulted in per step
-    first_touch_s_per_byte: float | None = None  # CPU: the profile's price of a faulted-in byte
-    knobs: dict = field(default_factory=dict)  # this row's own knobs (sampled configurations)
-
-    @property
-    def error(self) -> float | None:
-        """Signed relative error of the prediction, (predicted - measured) / measured."""
-        if self.measured_s is None:
-            return None
-        return (self.predicted_s - self.measured_s) / self.measured_s
-
-    @property
-    def unpriced_fault_s(self) -> float | None:
-        """Seconds of the page faults the step took beyond those the model priced, at the profile's
-        first-touch cost: ``(measured - modelled faulted bytes) x first_touch_s_per_byte``."""
-        if None in (self.fresh_bytes, self.predicted_fresh_bytes, self.first_touch_s_per_byte):
-            return None
-        return (self.fresh_bytes - self.predicted_fresh_bytes) * self.first_touch_s_per_byte
-
-    @property
-    def error_with_measured_faults(self) -> float | None:
-        """The error had the model priced the faults this step was measured to take: an attribution
-        of the error (the faults depend on glibc's allocation history, which the model cannot know
-        beforehand), not a prediction."""
-        if self.measured_s is None or self.unpriced_fault_s is None:
-            return None
-        return (self.predicted_s + self.unpriced_fault_s - self.measured_s) / self.measured_s
-
-
-@dataclass(frozen=True)
-class Validation:
-    model: str
-    hardware: str
-    device: str
-    threads: int | None
-    clock: str
-    stat: str
-    knobs: dict
-    rows: list[ValidationRow] = field(default_factory=list)
-    fresh_process: bool = False
-    #: the machine's speed on the profile's own calibration points, now / calibrated, measured
-    #: before and after the steps (``perfmodel.calibrate.drift``); None for a profile without those points
-    drift: dict | None = None
-
-    @property
-    def mape(self) -> float | None:
-        """Mean absolute percentage error over the widths that ran, as a fraction (0.05 = 5 %)."""
-        errs = [abs(r.error) for r in self.rows if r.error is not None]
-        return sum(errs) / len(errs) if errs else None
-
-    @property
-    def mape_with_measured_faults(self) -> float | None:
-        """MAPE of ``ValidationRow.error_with_measured_faults``; None unless every row that ran has it."""
-        ran = [r for r in self.rows if r.measured_s is not None]
-        errs = [r.error_with_measured_faults for r in ran]
-        return sum(map(abs, errs)) / len(errs) if errs and None not in errs else None
-
-    @property
-    def mape_by_round(self) -> list[float]:
-        """The MAPE each round alone would have reported (empty with one round)."""
-        n = min((len(r.rounds_s) for r in self.rows if r.measured_s is not None), default=0)
-        out = []
-        for i in range(n if n > 1 else 0):
-            errs = [abs(r.predicted_s - r.rounds_s[i]) / r.rounds_s[i] for r in self.rows if r.measured_s is not None]
-            out.append(sum(errs) / len(errs))
-        return out
-
-    def to_dict(self) -> dict:
-        return {"model": self.model, "hardware": self.hardware, "device": self.device, "threads": self.threads,
-                "clock": self.clock, "stat": self.stat, "knobs": self.knobs,
-                "fresh_process": self.fresh_process,
-                "rows": [{"width": r.width, "predicted_s": r.predicted_s, "measured_s": r.measured_s,
-                          "error": r.error, "spread": r.spread, "note": r.note,
-                          "fresh_bytes_per_step": r.fresh_bytes,
-                          "predicted_fresh_bytes_per_step": r.predicted_fresh_bytes,
-                          "unpriced_fault_s": r.unpriced_fault_s,
-                          "error_with_measured_faults": r.error_with_measured_faults,
-                          **({"knobs": r.knobs} if r.knobs else {}),
-                          **({"rounds_s": list(r.rounds_s)} if len(r.rounds_s) > 1 else {})} for r in self.rows],
-                "mape": self.mape, "mape_with_measured_faults": self.mape_with_measured_faults,
-                "drift": self.drift,
-                **({"mape_by_round": self.mape_by_round} if self.mape_by_round else {})}
+#: a timing whose samples spread more than this ((p90 - p10) / median, the calibration's noise-guard limit,
+#: ``perfmodel.calibrate.interleave.SPREAD_LIMIT``) is timed again after the pass, at most ``MAX_RETIMES`` times;
+#: the least spread timing is kept
+MAX_RETIMES = 2
 
 
 def is_out_of_memory(e: BaseException) -> bool:
@@ -203,6 +123,7 @@ class StepTiming:
     seconds: float
     spread: float
     fresh_bytes: float | None = None  # CPU only: median bytes faulted in per timed step
+    speed: dict | None = None         # SpeedProbe.ratios(): time now / calibrated per sentinel group
 
 
 def _minor_faults() -> int | None:
@@ -220,8 +141,13 @@ def _page_bytes() -> int:
 
 
 def time_training_step(model: str, width: int, device: str = "cpu", warmup: int = 2, repeats: int = 5,
-                       clock: str = "wall", optimizer: str = "sgd", stat: str = "median", **knobs) -> StepTiming:
+                       clock: str = "wall", optimizer: str = "sgd", stat: str = "median",
+                       sentinels: list | None = None, **knobs) -> StepTiming:
     """Time of one full training step of the torch module, and on a CPU the bytes it faults in.
+
+    With ``sentinels`` (:func:`perfmodel.calibrate.drift.sentinel_points` of the profile), a
+    :class:`~perfmodel.calibrate.drift.SpeedProbe` samples the machine's speed before each timed
+    block, then one untimed step refills the caches, and ``StepTiming.speed`` holds its ratios.
 
     The page faults of each timed step are counted (``getrusage`` minor faults): memory the
     allocator took fresh from the kernel that step, which the cost model prices only for
@@ -229,11 +155,13 @@ def time_training_step(model: str, width: int, device: str = "cpu", warmup: int 
     """
     import torch
 
+    from .calibrate.drift import SpeedProbe
     from .calibrate.timing import measure
     from .torchmodels import build_module
     if optimizer not in TORCH_OPTIMIZERS:
         raise PerfmodelError(f"unknown optimizer {optimizer!r}; allowed: {', '.join(TORCH_OPTIMIZERS)}")
     place = backend.place(device)
+    probe = SpeedProbe(sentinels, device, clock) if sentinels else None   # its buffers first: see SpeedProbe
     module = build_module(model, width, **knobs).to(place).train()
     params = list(module.parameters())
     cls, settings = TORCH_OPTIMIZERS[optimizer]
@@ -243,20 +171,27 @@ def time_training_step(model: str, width: int, device: str = "cpu", warmup: int 
     count = device == "cpu" and _minor_faults() is not None
     faults: list[int] = []
 
-    def step():
-        f0 = _minor_faults() if count else 0
+    def run():
         opt.zero_grad(set_to_none=True)
         module.loss(inputs, targets).backward()
         opt.step()
+
+    def step():
+        f0 = _minor_faults() if count else 0
+        run()
         if count:
             faults.append(_minor_faults() - f0)
 
+    def between():
+        probe.sample()
+        run()
+
     try:
         t = measure(step, device, warmup=warmup, repeats=repeats, min_block_s=STEP_BLOCK_S, clock=clock, stat=stat,
-                    min_warmup_s=STEP_WARMUP_S)
+                    min_warmup_s=STEP_WARMUP_S, between=between if probe else None)
         timed = faults[-t.number * len(t.samples):] if count else []
         fresh = float(median(timed)) * _page_bytes() if timed else None
-        return StepTiming(t.seconds, t.spread, fresh)
+        return StepTiming(t.seconds, t.spread, fresh, probe.ratios() if probe else None)
     finally:
         module = opt = params = inputs = targets = None   # drop them (``step`` shares them) before collecting
         gc.collect()
@@ -264,35 +199,36 @@ def time_training_step(model: str, width: int, device: str = "cpu", warmup: int 
             backend.get().empty_cache()
 
 
-def _step_in_child(threads: int | None, dtype: str, args: tuple, knobs: dict) -> tuple:
+def _step_in_child(threads: int | None, dtype: str, args: tuple, knobs: dict, sentinels=None) -> StepTiming:
     """Runs in a fresh process: same threads and precision as the parent, then one timing."""
     import torch
     if threads:
         torch.set_num_threads(threads)
     _precision(dtype, args[2])
-    t = time_training_step(*args, **knobs)
-    return t.seconds, t.spread, t.fresh_bytes
+    return time_training_step(*args, sentinels=sentinels, **knobs)
 
 
-def _time_in_fresh_process(threads, dtype, args, knobs) -> tuple:
+def _time_in_fresh_process(threads, dtype, args, knobs, sentinels=None) -> StepTiming:
     import multiprocessing
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_step_in_child, threads, dtype, args, knobs).result()
+        return pool.submit(_step_in_child, threads, dtype, args, knobs, sentinels).result()
 
 
 def validate(model: str, widths, hw: HardwareProfile, device: str = "cpu", warmup: int = 2, repeats: int = 5,
              threads: int | None = None, clock: str | None = None, dtype: str = "fp32", optimizer: str = "sgd",
              progress: bool = True, stat: str | None = None, rounds: int = 1, fresh_process: bool = False,
-             **knobs) -> Validation:
+             speed_probe: bool = True, retime: bool = True, **knobs) -> Validation:
     """Measure and predict ``model`` at each width, with the same knobs; see the module docstring."""
     return validate_configs(model, [(w, dict(knobs)) for w in widths], hw, device, warmup, repeats, threads, clock,
-                            dtype, optimizer, progress, stat, rounds, fresh_process, shared_knobs=dict(knobs))
+                            dtype, optimizer, progress, stat, rounds, fresh_process, shared_knobs=dict(knobs),
+                            speed_probe=speed_probe, retime=retime)
 
 
 def validate_configs(model: str, configs, hw: HardwareProfile, device: str = "cpu", warmup: int = 2,
                      repeats: int = 5, threads: int | None = None, clock: str | None = None, dtype: str = "fp32",
                      optimizer: str = "sgd", progress: bool = True, stat: str | None = None, rounds: int = 1,
-                     fresh_process: bool = False, shared_knobs: dict | None = None) -> Validation:
+                     fresh_process: bool = False, shared_knobs: dict | None = None,
+                     speed_probe: bool = True, retime: bool = True) -> Validation:
     """Measure and predict ``model`` at each ``(width, knobs)`` of ``configs``.  Rows carry their own
     knobs unless ``shared_knobs`` (the knobs every configuration has) is given."""
     import torch
@@ -320,50 +256,77 @@ def validate_configs(model: str, configs, hw: HardwareProfile, device: str = "cp
         raise PerfmodelError(f"rounds {rounds!r} is not allowed; it must be >= 1")
     from tqdm import tqdm
     drift = {"before": machine_drift(hw, device, clock, stat)}
-    timed: list = [[] for _ in configs]
-    spreads: list = [[] for _ in configs]
-    fresh: list = [[] for _ in configs]
+    sentinels = speed_sentinels(hw, device) if speed_probe else None
+    attempts: dict = {}   # (config, round) -> its StepTiming
+    retimed = 0
     oom = set()
+
+    def time_one(i):
+        w, knobs = configs[i]
+        args = (model, w, device, warmup, repeats, clock if device == "cpu" else "wall", optimizer, stat)
+        try:
+            return (_time_in_fresh_process(torch.get_num_threads(), dtype, args, knobs, sentinels)
+                    if fresh_process else time_training_step(*args, sentinels=sentinels, **knobs))
+        except BrokenProcessPool:   # the worker was killed, e.g. by the kernel's OOM killer
+            oom.add(i)
+        except Exception as e:  # noqa: BLE001 -- only out-of-memory is swallowed
+            if not is_out_of_memory(e):
+                raise
+            oom.add(i)
+        return None
+
     with tqdm(total=rounds * len(configs), desc=f"validate {model}", unit="config", disable=not progress,
               leave=False) as bar:
-        for _ in range(rounds):
-            for i, (w, knobs) in enumerate(configs):
+        for r in range(rounds):
+            for i in range(len(configs)):
                 bar.update()
-                if i in oom:
-                    continue
-                args = (model, w, device, warmup, repeats, clock if device == "cpu" else "wall", optimizer, stat)
-                try:
-                    if fresh_process:
-                        seconds, spread, *faulted = _time_in_fresh_process(torch.get_num_threads(), dtype, args,
-                                                                           knobs)
-                    else:
-                        t = time_training_step(*args, **knobs)
-                        seconds, spread, faulted = t.seconds, t.spread, [getattr(t, "fresh_bytes", None)]
-                    timed[i].append(seconds)
-                    spreads[i].append(spread)
-                    if faulted and faulted[0] is not None:
-                        fresh[i].append(faulted[0])
-                except BrokenProcessPool:   # the worker was killed, e.g. by the kernel's OOM killer
-                    oom.add(i)
-                except Exception as e:  # noqa: BLE001 -- only out-of-memory is swallowed
-                    if not is_out_of_memory(e):
-                        raise
-                    oom.add(i)
+                t = None if i in oom else time_one(i)
+                if t is not None:
+                    attempts[i, r] = t
+        for _ in range(MAX_RETIMES if retime else 0):   # unsteady timings again, after the pass
+            unsteady = [key for key, t in attempts.items() if t.spread > SPREAD_LIMIT and key[0] not in oom]
+            if not unsteady:
+                break
+            bar.total += len(unsteady)
+            for key in unsteady:
+                bar.update()
+                retimed += 1
+                t = time_one(key[0])
+                if t is not None and t.spread < attempts[key].spread:
+                    attempts[key] = t
+    timed = [[attempts[i, r].seconds for r in range(rounds) if (i, r) in attempts] for i in range(len(configs))]
+    spreads = [[attempts[i, r].spread for r in range(rounds) if (i, r) in attempts] for i in range(len(configs))]
+    fresh = [[attempts[i, r].fresh_bytes for r in range(rounds)
+              if (i, r) in attempts and attempts[i, r].fresh_bytes is not None] for i in range(len(configs))]
+    speeds = [[attempts[i, r].speed for r in range(rounds) if (i, r) in attempts and attempts[i, r].speed]
+              for i in range(len(configs))]
     drift["after"] = machine_drift(hw, device, clock, stat)
     touch = (hw.calibration or {}).get("allocation", {}).get("first_touch_s_per_byte") if device == "cpu" else None
     rows = []
     for i, ((w, knobs), p) in enumerate(zip(configs, predictions, strict=True)):
         own = {} if shared_knobs is not None else knobs
-        if i in oom:
+        if not timed[i]:   # out of memory on its first try (one on a re-try keeps the timing it had)
             rows.append(ValidationRow(w, float(p.time_per_step_s), None, None, "does not fit", knobs=own))
             continue
+        speed = {g: median(s[g] for s in speeds[i]) for g in speeds[i][0]} if speeds[i] else None
         rows.append(ValidationRow(w, float(p.time_per_step_s), median(timed[i]), round(max(spreads[i]), 4),
                                   rounds_s=tuple(timed[i]), fresh_bytes=median(fresh[i]) if fresh[i] else None,
                                   predicted_fresh_bytes=getattr(p, "fresh_bytes_per_step", None)
-                                  if device == "cpu" else None, first_touch_s_per_byte=touch, knobs=own))
+                                  if device == "cpu" else None, first_touch_s_per_byte=touch, knobs=own,
+                                  speed=speed, speed_adjusted_predicted_s=None if speed is None else
+                                  speed_adjusted_seconds(p.breakdown, speed, sentinels)))
     return Validation(model, hw.name, device, torch.get_num_threads() if device == "cpu" else None,
                       clock if device == "cpu" else "cuda_events", stat, dict(shared_knobs or {}), rows,
-                      fresh_process, drift if drift["before"] is not None else None)
+                      fresh_process, drift if drift["before"] is not None else None, retimed)
+
+
+def speed_sentinels(hw: HardwareProfile, device: str) -> list | None:
+    """The profile's points a :class:`~perfmodel.calibrate.drift.SpeedProbe` re-times next to each step, when
+    it was calibrated on this kind of device; None otherwise."""
+    if not hw.calibration or (hw.kind == "cpu") != (device == "cpu"):
+        return None
+    from .calibrate.drift import sentinel_points
+    return sentinel_points(hw.calibration) or None
 
 
 def machine_drift(hw: HardwareProfile, device: str, clock: str, stat: str) -> dict | None:

@@ -66,7 +66,7 @@ def test_rounds_take_the_median_and_report_each_rounds_mape(cpu_hw, monkeypatch)
     # width 8 is timed 1, 3, 2 ms in three rounds -> median 2 ms; width 16: 4, 4, 10 ms -> median 4 ms
     times = {8: iter([1e-3, 3e-3, 2e-3]), 16: iter([4e-3, 4e-3, 10e-3])}
     monkeypatch.setattr(pv, "time_training_step",
-                        lambda model, width, *a, **k: type("T", (), {"seconds": next(times[width]), "spread": 0.1}))
+                        lambda model, width, *a, **k: pv.StepTiming(next(times[width]), 0.1))
     monkeypatch.setattr(pv, "predict",
                         lambda model, width, *a, **k: type("P", (), {"time_per_step_s": 2e-3 * (width // 8)}))
     v = pv.validate("mlp", [8, 16], cpu_hw, rounds=3, progress=False, **TINY_MLP)
@@ -101,10 +101,10 @@ def test_fresh_process_times_in_a_spawned_worker(cpu_hw):
 def test_killed_worker_reported_as_does_not_fit(cpu_hw, monkeypatch):
     from concurrent.futures.process import BrokenProcessPool
 
-    def killed(threads, dtype, args, knobs):
+    def killed(threads, dtype, args, knobs, sentinels=None):
         if args[1] == 16:    # (model, width, ...): the OOM killer took the width-16 worker
             raise BrokenProcessPool("A process in the process pool was terminated abruptly")
-        return 1e-3, 0.0
+        return pv.StepTiming(1e-3, 0.0)
     monkeypatch.setattr(pv, "_time_in_fresh_process", killed)
     v = pv.validate("mlp", [8, 16], cpu_hw, progress=False, fresh_process=True, **TINY_MLP)
     assert v.rows[0].measured_s == 1e-3
@@ -182,3 +182,19 @@ def test_cuda_step_timing():
     t = pv.time_training_step("mlp", 64, "cuda", warmup=1, repeats=2, **TINY_MLP)
     assert t.seconds > 0 and t.spread >= 0
     assert t.fresh_bytes is None   # page faults are counted on a CPU only
+
+
+def test_unsteady_timings_are_timed_again(cpu_hw, monkeypatch):
+    # width 8: spread 0.6 > 0.25 -> timed again: 0.3 (steadier, still > 0.25) -> again: 0.1, kept;
+    # width 16 is steady at once.  Two re-timings in all (MAX_RETIMES = 2).
+    tries = {8: iter([pv.StepTiming(5e-3, 0.6), pv.StepTiming(2e-3, 0.3), pv.StepTiming(3e-3, 0.1)]),
+             16: iter([pv.StepTiming(4e-3, 0.05)])}
+    monkeypatch.setattr(pv, "time_training_step", lambda model, width, *a, **k: next(tries[width]))
+    v = pv.validate("mlp", [8, 16], cpu_hw, progress=False, **TINY_MLP)
+    assert [(r.measured_s, r.spread) for r in v.rows] == [(3e-3, 0.1), (4e-3, 0.05)]
+    assert v.retimed == 2 and v.to_dict()["retimed"] == 2
+    # a timing that never settles keeps its steadiest try after MAX_RETIMES
+    tries[8] = iter([pv.StepTiming(5e-3, 0.9), pv.StepTiming(6e-3, 0.5), pv.StepTiming(7e-3, 0.7)])
+    tries[16] = iter([pv.StepTiming(4e-3, 0.05)])
+    v = pv.validate("mlp", [8, 16], cpu_hw, progress=False, **TINY_MLP)
+    assert (v.rows[0].measured_s, v.rows[0].spread) == (6e-3, 0.5) and v.retimed == 2

@@ -47,10 +47,13 @@ def _pct(fraction) -> str:
               help="statistic over repeats (default: as the profile was calibrated, else median)")
 @click.option("--fresh-process/--same-process", default=True, show_default=True,
               help="time each width in a new process, as a training job starts (CPU malloc state carries over)")
+@click.option("--speed-probe/--no-speed-probe", default=True, show_default=True,
+              help="re-time a few of the profile's calibration points next to each configuration's steps and "
+                   "report the error with the machine's drift since calibration taken out")
 @click.option("--record", is_flag=True, help="store the MAPE in the (calibrated) profile: total-time intervals use it")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def validate(model, widths, sample, seed, max_step_s, batch, seq_len, sets, hw_name, device, dtype, optimizer,
-             warmup, repeats, rounds, threads, clock, stat, fresh_process, record, as_json):
+             warmup, repeats, rounds, threads, clock, stat, fresh_process, speed_probe, record, as_json):
     """Run real training steps, compare with the prediction: error per width (or sampled configuration) and MAPE."""
     from tabulate import tabulate
 
@@ -73,7 +76,8 @@ def validate(model, widths, sample, seed, max_step_s, batch, seq_len, sets, hw_n
     if warning:
         click.echo(warning, err=True)
     run = {"device": device, "warmup": warmup, "repeats": repeats, "threads": threads, "clock": clock,
-           "progress": not as_json, "stat": stat, "rounds": rounds, "fresh_process": fresh_process}
+           "progress": not as_json, "stat": stat, "rounds": rounds, "fresh_process": fresh_process,
+           "speed_probe": speed_probe}
     if sample is not None:
         from ..validate_sample import validate_sample
         v, info = validate_sample(model, sample, hw, seed, max_step_s, dtype=dtype, optimizer=optimizer, **run)
@@ -102,6 +106,7 @@ def validate(model, widths, sample, seed, max_step_s, batch, seq_len, sets, hw_n
                    f"{100 * v.mape_with_measured_faults:.1f}% "
                    "(where the faults explain the error; they follow glibc's allocation history, which the "
                    "model does not predict)")
+    _print_speed_adjusted(v)
     if v.drift:
         before, after = v.drift["before"], v.drift.get("after") or {}
         groups = [g for g in before if g != "points"]
@@ -112,6 +117,20 @@ def validate(model, widths, sample, seed, max_step_s, batch, seq_len, sets, hw_n
     if v.mape_by_round:
         click.echo(f"MAPE of each of the {rounds} rounds alone: "
                    + ", ".join(f"{100 * m:.1f}%" for m in v.mape_by_round) + " (the machine's run-to-run noise)")
+
+
+def _print_speed_adjusted(v):
+    if v.retimed:
+        click.echo(f"re-timed {v.retimed} timings whose samples spread more than 25% (kept the steadiest try)")
+    if v.mape_speed_adjusted is None:
+        return
+    ratios = [r.speed for r in v.rows if r.speed]
+    groups = list(ratios[0])
+    lo_hi = ", ".join(f"{g} {min(s[g] for s in ratios):.2f}-{max(s[g] for s in ratios):.2f}" for g in groups)
+    click.echo("MAPE with the machine's speed next to each configuration taken out: "
+               f"{100 * v.mape_speed_adjusted:.1f}% "
+               f"(the model's own error; time now / calibrated on the profile's points, over the configurations: "
+               f"{lo_hi})")
 
 
 def _record(record, hw, v, model):
@@ -143,3 +162,4 @@ def _print_sample(v, info, as_json):
     ran = sum(r.error is not None for r in v.rows)
     click.echo(f"MAPE over {ran} of {len(v.rows)} configurations: "
                + ("n/a (nothing ran)" if v.mape is None else f"{100 * v.mape:.1f}%"))
+    _print_speed_adjusted(v)

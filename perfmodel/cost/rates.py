@@ -35,6 +35,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..ops import OpKind
+from .alignment import alignment_class, class_factors, offgrid_factor
 from .interp import Curve1D, LogInterpolator
 from .waves import gemm_wave_efficiency
 
@@ -96,6 +97,8 @@ class _RateTables:
     def __init__(self, hw):
         self.hw, self.cal = hw, hw.calibration or {}
         self._gemm = self._memory = None
+        self._offgrid_raw = None
+        self._offgrid: dict = {}
 
     def gemm(self, dtype, trans_a, trans_b, batched):
         """Interpolator and whether it takes a batch coordinate, for the closest measured group.
@@ -106,10 +109,11 @@ class _RateTables:
         if self._gemm is None:
             self._gemm = {}
             self._gemm_raw = {}
+            self._offgrid_raw: dict = {}
             for p in self.cal.get("gemm", []):
                 key = (p.get("dtype", "fp32"), bool(p.get("trans_a", False)), bool(p.get("trans_b", False)),
                        p.get("batch", 1) > 1)
-                self._gemm_raw.setdefault(key, []).append(p)
+                (self._offgrid_raw if p.get("offgrid") else self._gemm_raw).setdefault(key, []).append(p)
         for want in ((dtype, trans_a, trans_b, batched), (dtype, None, None, batched), (dtype, None, None, None)):
             if want not in self._gemm:
                 pts = [p for key, ps in self._gemm_raw.items()
@@ -119,15 +123,36 @@ class _RateTables:
                 return self._gemm[want]
         return None
 
-    def _build_gemm(self, pts):
-        hw = self.hw
-        dtype = pts[0].get("dtype", "fp32")
+    def offgrid_factors(self, dtype, trans_a, trans_b):
+        """The off-grid factor per alignment class of this dtype and layout
+        (:func:`perfmodel.cost.alignment.class_factors`), None without off-grid points."""
+        key = (dtype, trans_a, trans_b)
+        if key not in self._offgrid:
+            pts = (self._offgrid_raw or {}).get((dtype, trans_a, trans_b, False), [])
+            found = self.gemm(dtype, trans_a, trans_b, False) if pts else None
+            if found is None:
+                self._offgrid[key] = None
+            else:
+                m, n, k = (np.array([p[f] for p in pts], dtype=float) for f in ("m", "n", "k"))
+                grid = found[0](m, n, k) * self._wave(m, n, k, 1)
+                self._offgrid[key] = class_factors(alignment_class(m, n, k), np.log(grid / self._efficiency(pts)))
+        return self._offgrid[key]
+
+    def _efficiency(self, pts):
+        """``2 m n k batch / (peak x pure time)`` of measured points."""
         m, n, k, b = (np.array([p.get(f, 1) for p in pts], dtype=float) for f in ("m", "n", "k", "batch"))
         t = np.array([p["time_s"] for p in pts], dtype=float)
-        eff = 2 * m * n * k * b / (hw.peak_flops(dtype) * pure_time(hw, t))
-        if hw.kind == "gpu":
-            eff = eff / gemm_wave_efficiency(hw, m.astype(np.int64), n.astype(np.int64), b.astype(np.int64),
-                                              k.astype(np.int64))
+        return 2 * m * n * k * b / (self.hw.peak_flops(pts[0].get("dtype", "fp32")) * pure_time(self.hw, t))
+
+    def _wave(self, m, n, k, b):
+        """The wave factor of shapes (GPU; 1 on a CPU)."""
+        if self.hw.kind != "gpu":
+            return 1.0
+        return gemm_wave_efficiency(self.hw, *(np.asarray(x).astype(np.int64) for x in (m, n, b, k)))
+
+    def _build_gemm(self, pts):
+        m, n, k, b = (np.array([p.get(f, 1) for p in pts], dtype=float) for f in ("m", "n", "k", "batch"))
+        eff = self._efficiency(pts) / self._wave(m, n, k, b)
         has_batch = bool((b > 1).any())
         coords = np.stack([m, n, k, b] if has_batch else [m, n, k], axis=1)
         return LogInterpolator(coords, eff), has_batch
@@ -155,6 +180,9 @@ def gemm_efficiency(hw, dtype, m, n, k, batch=1, trans_b=False, trans_a=False):
         return None
     interp, has_batch = found
     eff = interp(m, n, k, batch) if has_batch else interp(m, n, k)
+    factors = t.offgrid_factors(dtype, bool(trans_a), bool(trans_b))
+    if factors is not None:
+        eff = eff / offgrid_factor(factors, m, n, k)
     if hw.kind == "gpu":
         eff = eff * gemm_wave_efficiency(hw, m, n, batch, k)
     return eff

@@ -10,7 +10,7 @@ in :mod:`perfmodel.cost.rates`, the conv and RNN residuals in
 Format (every section optional; times in seconds, sizes in bytes)::
 
     provenance   {device, kind: cpu|gpu, date, command, torch, source, ...}
-    gemm         [{dtype, m, n, k, batch, trans_a, trans_b, time_s, spread?}]
+    gemm         [{dtype, m, n, k, batch, trans_a, trans_b, time_s, spread?, offgrid?}]
     memory       [{op: copy|elementwise|reduction|batchnorm[_bwd]|maxpool[_bwd], bytes, time_s, spread?}]
     overhead_us  {default, dispatch, <op kind>, backward_call?, optimizer_call?: microseconds}
     allocation   {first_touch_s_per_byte, always_fresh_bytes?, ...}  (CPU)
@@ -25,7 +25,9 @@ step* (forward call plus its autograd backward), in units of the op IR's kernels
 the GEMM, memory and conv points were timed.  ``backward_call`` and
 ``optimizer_call`` are fixed costs per *call*: one ``loss.backward()`` and one
 ``optimizer.step()`` + ``zero_grad()`` per training step.  ``spread`` is the
-relative spread of the repeated timings of a point.
+relative spread of the repeated timings of a point.  A GEMM point with ``offgrid: true`` is one
+of the calibration's shapes off the power-of-two grid: it measures the efficiency lost there
+(:mod:`perfmodel.cost.alignment`) and stays out of the grid's interpolation.
 """
 from __future__ import annotations
 
@@ -95,7 +97,7 @@ def _check_gemm(where, key, p):
     for n in _GEMM_INT:
         _pos_int(where, f"{key}.{n}", p[n])
     _pos_int(where, f"{key}.batch", p.get("batch", 1))
-    for n in ("trans_a", "trans_b"):
+    for n in ("trans_a", "trans_b", "offgrid"):
         if not isinstance(p.get(n, False), bool):
             _fail(where, f"{key}.{n}", f"must be true or false, got {p[n]!r}")
     _pos_num(where, f"{key}.time_s", p["time_s"])
