@@ -38,10 +38,10 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args(argv)
     import torch
-
-    from perfmodel import hardware
     from perfmodel.calibrate import gemm
     from perfmodel.calibrate.timing import measure
+
+    from perfmodel import hardware
     from perfmodel.cost.op_time import op_time
     from perfmodel.ops import Op, OpKind
     torch.set_num_threads(1)
