@@ -145,6 +145,21 @@ class Task:
         for i in range(0, len(self.val_x), batch):
             yield self._as_input(self.val_x[i:i + batch], self.val_y[i:i + batch])
 
+    def plateau_loss(self) -> float:
+        """Validation loss of the best input-blind predictor fitted to the training set: the level at
+        which training can sit on a plateau before it learns anything from its inputs.
+
+        Language models: the unigram cross-entropy ``-mean(log p(w))`` over the validation tokens,
+        with ``p(w) = (c(w) + 1/2) / (N + V/2)`` from the training counts (the add-1/2 estimate of
+        R. Krichevsky and V. Trofimov, IEEE Trans. Inf. Theory 27(2), 1981).  ``mlp``: the mean
+        squared error of predicting the training mean.
+        """
+        if self.model == "mlp":
+            return float(((self.val_y - self.train_y.mean()) ** 2).mean())
+        vocab = int(self.info["vocab"])
+        counts = torch.bincount(self.train_y.flatten(), minlength=vocab).double() + 0.5
+        return float(-torch.log(counts / counts.sum())[self.val_y.flatten()].mean())
+
     def sample_train(self, n: int, generator: torch.Generator) -> tuple:
         """``n`` training examples drawn without replacement (for gradient statistics)."""
         idx = torch.randperm(self.n_train, generator=generator)[:n]

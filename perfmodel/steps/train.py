@@ -3,7 +3,11 @@
 Validation loss is evaluated every ``eval_every`` optimizer steps (and at step
 0).  Training stops after ``patience`` evaluations without a new minimum, or
 after ``max_epochs`` passes over the training set (the cap is in epochs, not
-steps, so it scales with the dataset).  A run that hits the cap while its
+steps, so it scales with the dataset).  A run whose minimum is still within
+``PLATEAU_MARGIN`` of the task's plateau loss (:meth:`Task.plateau_loss`: a language
+model at its unigram level) waits ``PLATEAU_FACTOR x patience`` evaluations instead:
+it has learnt nothing from its inputs yet, and may still leave the plateau
+(:func:`stop_reason`; the run that showed it: ``docs/accuracy.md``, "Step laws").  A run that hits the cap while its
 validation loss was still improving within the patience window is *capped*:
 its step counts are lower bounds.
 
@@ -28,6 +32,22 @@ from .gradstats import grad_stats
 
 #: optimizers the step-law training runs use (name -> torch.optim class)
 STEP_LAW_OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}
+#: a minimum above (1 - PLATEAU_MARGIN) x the plateau loss is still on the plateau ...
+PLATEAU_MARGIN = 0.02
+#: ... and early stopping then waits this many times ``patience`` evaluations
+PLATEAU_FACTOR = 4
+
+
+def stop_reason(since_best: int, best: float, patience: int, plateau: float | None = None) -> str | None:
+    """Why training stops after this evaluation, or None to go on (module docstring).
+
+    ``"patience"``: ``since_best >= patience`` evaluations without a new minimum, the minimum
+    ``best`` below ``(1 - PLATEAU_MARGIN) * plateau`` (or no plateau loss known); ``"plateau"``:
+    the minimum is not below that level and ``since_best >= PLATEAU_FACTOR * patience``.
+    """
+    if plateau is not None and best >= (1 - PLATEAU_MARGIN) * plateau:
+        return "plateau" if since_best >= PLATEAU_FACTOR * patience else None
+    return "patience" if since_best >= patience else None
 
 
 def evaluate(task: Task, model: torch.nn.Module, batch: int = 256) -> float:
@@ -68,6 +88,7 @@ def train(task: Task, width: int, batch: int, lr: float, optimizer: str = "adam"
     order_gen = torch.Generator().manual_seed(seed)
     probe_gen = torch.Generator().manual_seed(seed + 7_777_777)
     max_steps = int(math.ceil(max_epochs * steps_per_epoch))
+    plateau = task.plateau_loss()
     curve, gstats = [], []
     best, best_step, since_best, step, stop = math.inf, 0, 0, 0, "max_epochs"
     t0 = time.perf_counter()
@@ -105,8 +126,8 @@ def train(task: Task, width: int, batch: int, lr: float, optimizer: str = "adam"
                 break
             if step % eval_every == 0:
                 bar.set_postfix(val=f"{checkpoint():.4f}", best=f"{best:.4f}", refresh=False)
-                if since_best >= patience:
-                    stop = "patience"
+                stop = stop_reason(since_best, best, patience, plateau) or stop
+                if stop != "max_epochs":
                     break
             if step >= max_steps:
                 break
