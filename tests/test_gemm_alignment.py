@@ -54,6 +54,11 @@ def test_rates_divide_the_grid_by_the_measured_factor():
     assert eff(201, 77, 45) == pytest.approx(0.2 / 1.25, rel=1e-3)     # odd: class 0's factor
     assert eff(20, 100, 36) == pytest.approx(0.2 / 1.1, rel=1e-3)      # 4-aligned: class 2's factor
     assert eff(24, 128, 128) == pytest.approx(0.2 / 1.1, rel=1e-3)     # 8-aligned, unmeasured: ties go to class 2
+    # the factors do not depend on what was asked first: a fresh copy of the profile asked for them
+    # before any efficiency gets the same table (1.25 for class 0 and 1, 1.1 for 2 and 3, 1 for 4)
+    fresh = with_cal({"gemm": grid + off})
+    assert rates.rate_tables(fresh).offgrid_factors("fp32", False, True) == pytest.approx(
+        [1.25, 1.25, 1.1, 1.1, 1.0], rel=1e-3)
     # a profile without off-grid points prices every shape by the grid, as before
     assert rates.gemm_efficiency(with_cal({"gemm": grid}), "fp32", 201, 77, 45, trans_b=True) == pytest.approx(
         0.2, rel=1e-3)

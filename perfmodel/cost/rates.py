@@ -97,7 +97,6 @@ class _RateTables:
     def __init__(self, hw):
         self.hw, self.cal = hw, hw.calibration or {}
         self._gemm = self._memory = None
-        self._offgrid_raw = None
         self._offgrid: dict = {}
 
     def gemm(self, dtype, trans_a, trans_b, batched):
@@ -106,14 +105,7 @@ class _RateTables:
         Tried in order: the exact (dtype, layout, batched) group; all layouts of
         the dtype with the same batchedness; every point of the dtype.
         """
-        if self._gemm is None:
-            self._gemm = {}
-            self._gemm_raw = {}
-            self._offgrid_raw: dict = {}
-            for p in self.cal.get("gemm", []):
-                key = (p.get("dtype", "fp32"), bool(p.get("trans_a", False)), bool(p.get("trans_b", False)),
-                       p.get("batch", 1) > 1)
-                (self._offgrid_raw if p.get("offgrid") else self._gemm_raw).setdefault(key, []).append(p)
+        self._group_points()
         for want in ((dtype, trans_a, trans_b, batched), (dtype, None, None, batched), (dtype, None, None, None)):
             if want not in self._gemm:
                 pts = [p for key, ps in self._gemm_raw.items()
@@ -123,12 +115,22 @@ class _RateTables:
                 return self._gemm[want]
         return None
 
+    def _group_points(self):
+        """``calibration.gemm`` split once into grid and off-grid points per (dtype, layout, batched)."""
+        if self._gemm is None:
+            self._gemm, self._gemm_raw, self._offgrid_raw = {}, {}, {}
+            for p in self.cal.get("gemm", []):
+                key = (p.get("dtype", "fp32"), bool(p.get("trans_a", False)), bool(p.get("trans_b", False)),
+                       p.get("batch", 1) > 1)
+                (self._offgrid_raw if p.get("offgrid") else self._gemm_raw).setdefault(key, []).append(p)
+
     def offgrid_factors(self, dtype, trans_a, trans_b):
         """The off-grid factor per alignment class of this dtype and layout
         (:func:`perfmodel.cost.alignment.class_factors`), None without off-grid points."""
         key = (dtype, trans_a, trans_b)
         if key not in self._offgrid:
-            pts = (self._offgrid_raw or {}).get((dtype, trans_a, trans_b, False), [])
+            self._group_points()
+            pts = self._offgrid_raw.get((dtype, trans_a, trans_b, False), [])
             found = self.gemm(dtype, trans_a, trans_b, False) if pts else None
             if found is None:
                 self._offgrid[key] = None
