@@ -124,3 +124,51 @@ def worst_rows(v, k: int = WORST_ROWS) -> list[int]:
     """Indices of the ``k`` rows that ran with the largest ``|error|``, largest first."""
     ran = [i for i, r in enumerate(v.rows) if r.error is not None]
     return sorted(ran, key=lambda i: -abs(v.rows[i].error))[:k]
+
+
+#: a class needs this many rows on each side of its split
+CLASS_MIN_ROWS = 4
+#: |mean error| / standard error at which a class counts as systematically off
+CLASS_T = 2.0
+
+
+def error_classes(v) -> list[dict]:
+    """The rows split in two at the median of each drawn knob (width, batch, sequence, ...): per half,
+    its rows, MAPE, mean signed error and ``t = mean / (sd / sqrt(n))`` (the one-sample t statistic
+    of the signed errors; ``|t| >= CLASS_T`` marks a half that is off as a class rather than by the
+    machine's scatter), and the mean of the speed-adjusted errors where every row has one.  Halves
+    with fewer than ``CLASS_MIN_ROWS`` rows are left out; largest ``|t|`` first."""
+    ran = [r for r in v.rows if r.error is not None]
+    out = []
+    for knob in ["width", *sorted({k for r in ran for k in r.knobs})]:
+        vals = [(r.width if knob == "width" else r.knobs.get(knob)) for r in ran]
+        if any(not isinstance(x, int | float) for x in vals) or len(set(vals)) < 2:
+            continue
+        mid = sorted(vals)[(len(vals) - 1) // 2]
+        for side, keep in (("<=", lambda x, m=mid: x <= m), (">", lambda x, m=mid: x > m)):
+            rows = [r for r, x in zip(ran, vals, strict=True) if keep(x)]
+            if len(rows) < CLASS_MIN_ROWS or len(rows) == len(ran):
+                continue
+            errs = [r.error for r in rows]
+            mean = sum(errs) / len(errs)
+            sd = math.sqrt(sum((e - mean) ** 2 for e in errs) / (len(errs) - 1))
+            adj = [r.error_speed_adjusted for r in rows]
+            out.append({"knob": knob, "side": side, "split": mid, "n": len(rows),
+                        "mape": sum(abs(e) for e in errs) / len(errs), "mean_error": mean,
+                        "t": mean / (sd / math.sqrt(len(errs))) if sd > 0 else math.copysign(math.inf, mean),
+                        "mean_error_speed_adjusted": None if None in adj else sum(adj) / len(adj)})
+    return sorted(out, key=lambda c: -abs(c["t"]))
+
+
+def class_line(classes: list[dict]) -> str:
+    """One line naming the worst class of configurations (:func:`error_classes`), or saying none is off."""
+    if not classes:
+        return "error by class: too few configurations to split"
+    c = classes[0]
+    what = (f"{c['knob']} {c['side']} {c['split']:g} ({c['n']} configurations): mean error "
+            f"{100 * c['mean_error']:+.1f}%, MAPE {100 * c['mape']:.1f}%, t = {c['t']:+.1f}")
+    if c["mean_error_speed_adjusted"] is not None:
+        what += f"; speed-adjusted mean {100 * c['mean_error_speed_adjusted']:+.1f}%"
+    if abs(c["t"]) >= CLASS_T:
+        return f"worst class: {what}"
+    return f"no class of configurations off systematically (|t| < {CLASS_T:g}); the largest: {what}"

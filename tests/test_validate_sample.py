@@ -68,6 +68,29 @@ def test_tiny_sample_runs(cpu_hw, one_torch_thread):
     assert sorted(worst) == [0, 1] and abs(v.rows[worst[0]].error) >= abs(v.rows[worst[1]].error)
 
 
+def test_error_classes_find_the_half_that_is_off():
+    from types import SimpleNamespace as Row
+    # 8 rows: batches 4..32.  The four small batches (<= median 16: 4, 8, 12, 16) err -0.20, -0.22,
+    # -0.18, -0.20: mean -0.20, sd = sqrt((0 + 0.0004 + 0.0004 + 0) / 3) = 0.01633, t = -0.20 / (0.01633 / 2)
+    # = -24.5.  The large ones err +0.05, -0.05, +0.10, -0.10: mean 0, t = 0.  Widths alternate, so the
+    # width halves mix both: each holds two small-batch rows (mean -0.10 with a large spread).
+    errs = [-0.20, -0.22, -0.18, -0.20, 0.05, -0.05, 0.10, -0.10]
+    rows = [Row(width=64 if i % 2 else 512, knobs={"batch": 4 * (i + 1)}, error=e, error_speed_adjusted=e / 2)
+            for i, e in enumerate(errs)]
+    classes = vs.error_classes(Row(rows=rows))
+    top = classes[0]
+    assert (top["knob"], top["side"], top["split"], top["n"]) == ("batch", "<=", 16, 4)
+    assert top["mean_error"] == pytest.approx(-0.20) and top["mape"] == pytest.approx(0.20)
+    assert top["t"] == pytest.approx(-0.20 / (math.sqrt(0.0008 / 3) / 2))
+    assert top["mean_error_speed_adjusted"] == pytest.approx(-0.10)
+    assert {(c["knob"], c["side"]) for c in classes} == {("batch", "<="), ("batch", ">"), ("width", "<="), ("width", ">")}
+    assert vs.class_line(classes).startswith("worst class: batch <= 16 (4 configurations): mean error -20.0%")
+    # the same errors in random order over the batches: no half is off by more than the scatter
+    calm = [Row(width=64, knobs={"batch": b}, error=e, error_speed_adjusted=None)
+            for b, e in zip([4, 8, 12, 16, 20, 24, 28, 32], [0.1, -0.1, 0.05, -0.05, 0.1, -0.1, 0.05, -0.05], strict=True)]
+    assert vs.class_line(vs.error_classes(Row(rows=calm))).startswith("no class of configurations off systematically")
+
+
 def test_cli_sample_json_and_table(one_torch_thread):
     args = ["validate", "--model", "mlp", "--sample", "2", "--seed", "3", "--hardware", "cpu-generic",
             "--max-step-s", "0.003", "--warmup", "0", "--repeats", "1", "--same-process"]
@@ -78,9 +101,11 @@ def test_cli_sample_json_and_table(one_torch_thread):
     assert len(d["rows"]) == 2 and all(r["predicted_s"] <= 0.003 and "batch" in r["knobs"] for r in d["rows"])
     assert d["mape"] == pytest.approx(sum(abs(r["error"]) for r in d["rows"]) / 2)
     assert sorted(d["worst_rows"]) == [0, 1]
+    assert d["error_classes"] == []          # two rows are too few to split
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
     assert "largest errors" in res.stdout and "MAPE over 2 of 2 configurations" in res.stdout
+    assert "error by class: too few configurations to split" in res.stdout
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -147,10 +147,11 @@ def _print_sample(v, info, as_json):
     from tabulate import tabulate
 
     from ..units import fmt_seconds
-    from ..validate_sample import worst_rows
+    from ..validate_sample import class_line, error_classes, worst_rows
     worst = worst_rows(v)
+    classes = error_classes(v)
     if as_json:
-        click.echo(to_json({**v.to_dict(), "sample": info, "worst_rows": worst}))
+        click.echo(to_json({**v.to_dict(), "sample": info, "worst_rows": worst, "error_classes": classes}))
         return
     worst = [v.rows[i] for i in worst]
     click.echo(f"{v.model} on {v.device}: {info['n']} configurations drawn with seed {info['seed']} "
@@ -159,6 +160,7 @@ def _print_sample(v, info, as_json):
     click.echo(tabulate([[r.width, " ".join(f"{k}={x}" for k, x in r.knobs.items()), fmt_seconds(r.predicted_s),
                           fmt_seconds(r.measured_s), f"{100 * r.error:+.1f}%"] for r in worst],
                         headers=["width", "knobs", "predicted", "measured", "error"], disable_numparse=True))
+    click.echo(class_line(classes))
     ran = sum(r.error is not None for r in v.rows)
     click.echo(f"MAPE over {ran} of {len(v.rows)} configurations: "
                + ("n/a (nothing ran)" if v.mape is None else f"{100 * v.mape:.1f}%"))
