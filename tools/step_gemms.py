@@ -26,11 +26,11 @@ def main(argv=None) -> None:
     ap.add_argument("--rows", type=int, default=8)
     args = ap.parse_args(argv)
     import torch
+    from perfmodel.calibrate import gemm
+    from perfmodel.calibrate.timing import measure
 
     from perfmodel import hardware
     from perfmodel.architectures import build_graph
-    from perfmodel.calibrate import gemm
-    from perfmodel.calibrate.timing import measure
     from perfmodel.cost.alignment import alignment_class
     from perfmodel.cost.op_time import op_time
     from perfmodel.cost.rates import dispatch_s
