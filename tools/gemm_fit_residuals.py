@@ -1,0 +1,58 @@
+"""How well a calibrated profile prices its own GEMM points: stored time / priced time, per layout and K.
+
+    python tools/gemm_fit_residuals.py PROFILE.json [--worst 12]
+
+For every grid point of ``calibration.gemm`` (off-grid points excluded) the script prices the same
+shape and layout as a standalone call -- the kernel part of the cost model
+(``perfmodel.cost.op_time.op_time``: ``max(compute, memory)``, no in-step overhead) plus the
+calibrated dispatch cost the rates subtract (``perfmodel.cost.rates.dispatch_s``) -- and prints the
+median and the 10th/90th percentiles of stored / priced per operand layout and K range, then the
+worst points.
+A ratio far from 1 at the profile's own points means the interpolation (``perfmodel.cost.interp``)
+smooths away what was measured; nothing is re-timed.
+"""
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+K_BUCKETS = ((1, 8), (9, 32), (33, 256), (257, 1 << 20))
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("profile")
+    ap.add_argument("--worst", type=int, default=12)
+    args = ap.parse_args(argv)
+    from perfmodel import hardware
+    from perfmodel.cost.op_time import op_time
+    from perfmodel.cost.rates import dispatch_s
+    from perfmodel.ops import Op, OpKind
+    hw = hardware.load(args.profile)
+    rows = []
+    for p in hw.calibration.get("gemm", []):
+        if p.get("offgrid") or p.get("batch", 1) > 1 or p.get("dtype", "fp32") != "fp32":
+            continue
+        ta, tb = bool(p.get("trans_a")), bool(p.get("trans_b"))
+        op = Op(OpKind.GEMM, "gemm", {"m": p["m"], "n": p["n"], "k": p["k"]}, "fp32",
+                attrs={"trans_a": ta, "trans_b": tb})
+        t = op_time(op, hw)
+        priced = float(max(t.compute_s, t.memory_s)) + dispatch_s(hw)
+        rows.append((("NT" if tb else "TN" if ta else "NN"), p["m"], p["n"], p["k"], p["time_s"], priced))
+    print(f"{len(rows)} fp32 grid points; stored / priced (median, p10-p90)")
+    for lay in ("NT", "NN", "TN"):
+        for lo, hi in K_BUCKETS:
+            r = np.array([t / q for ly, m, n, k, t, q in rows if ly == lay and lo <= k <= hi])
+            if len(r):
+                print(f"  {lay} K {lo:>4}-{hi:<7} n={len(r):4d}  {np.median(r):.2f}  "
+                      f"({np.percentile(r, 10):.2f}-{np.percentile(r, 90):.2f})")
+    rows.sort(key=lambda r: -abs(np.log(r[4] / r[5])))
+    print("worst:")
+    for lay, m, n, k, t, q in rows[:args.worst]:
+        print(f"  {lay} m={m:<6} n={n:<6} k={k:<6} stored {t * 1e6:10.1f} us  priced {q * 1e6:10.1f} us  "
+              f"ratio {t / q:.2f}")
+
+
+if __name__ == "__main__":
+    main()
