@@ -130,6 +130,8 @@ def worst_rows(v, k: int = WORST_ROWS) -> list[int]:
 CLASS_MIN_ROWS = 4
 #: |mean error| / standard error at which a class counts as systematically off
 CLASS_T = 2.0
+#: standard error floor of the t statistic (identical errors give a large, finite t; all-zero ones 0)
+T_FLOOR_SE = 1e-9
 
 
 def error_classes(v) -> list[dict]:
@@ -155,7 +157,7 @@ def error_classes(v) -> list[dict]:
             adj = [r.error_speed_adjusted for r in rows]
             out.append({"knob": knob, "side": side, "split": mid, "n": len(rows),
                         "mape": sum(abs(e) for e in errs) / len(errs), "mean_error": mean,
-                        "t": mean / (sd / math.sqrt(len(errs))) if sd > 0 else math.copysign(math.inf, mean),
+                        "t": mean / max(sd / math.sqrt(len(errs)), T_FLOOR_SE),
                         "mean_error_speed_adjusted": None if None in adj else sum(adj) / len(adj)})
     return sorted(out, key=lambda c: -abs(c["t"]))
 

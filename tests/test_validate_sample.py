@@ -91,6 +91,11 @@ def test_error_classes_find_the_half_that_is_off():
     calm = [Row(width=64, knobs={"batch": 4 * (i + 1)}, error=e, error_speed_adjusted=None)
             for i, e in enumerate(scattered)]
     assert vs.class_line(vs.error_classes(Row(rows=calm))).startswith("no class of configurations off systematically")
+    # no scatter at all: exact predictions are no class; a constant error is one (finite t, valid JSON)
+    flat = [Row(width=64, knobs={"batch": 4 * (i + 1)}, error=e, error_speed_adjusted=None)
+            for i, e in enumerate([0.0] * 4 + [0.1] * 4)]
+    t = {c["side"]: c["t"] for c in vs.error_classes(Row(rows=flat))}
+    assert t["<="] == 0.0 and t[">"] == pytest.approx(0.1 / 1e-9)
 
 
 def test_cli_sample_json_and_table(one_torch_thread):

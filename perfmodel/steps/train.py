@@ -7,9 +7,9 @@ steps, so it scales with the dataset).  A run whose minimum is still within
 ``PLATEAU_MARGIN`` of the task's plateau loss (:meth:`Task.plateau_loss`: a language
 model at its unigram level) waits ``PLATEAU_FACTOR x patience`` evaluations instead:
 it has learnt nothing from its inputs yet, and may still leave the plateau
-(:func:`stop_reason`; the run that showed it: ``docs/accuracy.md``, "Step laws").  A run that hits the cap while its
-validation loss was still improving within the patience window is *capped*:
-its step counts are lower bounds.
+(:func:`stop_reason`; the run that showed it: ``docs/accuracy.md``, "Step laws").
+A run that hits the cap while its validation loss was still improving within the
+patience window is *capped*: its step counts are lower bounds.
 
 Recorded: ``steps_to_min`` (step of the lowest validation loss),
 ``steps_to_converge`` (first evaluation within ``tol`` = 1 % of that minimum),
