@@ -1,6 +1,7 @@
 """The conv shapes the full CPU calibration measures: what the FLOP cap keeps of speech's convs."""
 from perfmodel.calibrate.conv import reference_shapes
 from perfmodel.calibrate.plan import FULL_CPU
+
 from perfmodel.ops import conv_out_hw
 
 
