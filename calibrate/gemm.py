@@ -85,6 +85,11 @@ def _cold_copies(rows, cols, transposed, batch, dtype, device, pool="in"):
     return [v.transpose(-1, -2) if transposed else v for v in views]
 
 
+def layout_name(trans_a: bool, trans_b: bool) -> str:
+    """``"NT"`` for ``x @ W^T``, ``"NN"`` for ``dY @ W``, ``"TN"`` for ``dY^T @ X`` (BLAS convention)."""
+    return f"{'T' if trans_a else 'N'}{'T' if trans_b else 'N'}"
+
+
 def _probe(ctx: Context, dtype, batch, m, n, k, ta, tb, offgrid: bool = False) -> Probe:
     """One point; the library may reject the shape (ValueError, RuntimeError: fp8 needs multiples of 16).
     ``offgrid`` points are marked so: they measure the efficiency lost off the grid
@@ -93,7 +98,7 @@ def _probe(ctx: Context, dtype, batch, m, n, k, ta, tb, offgrid: bool = False) -
         return {"dtype": dtype, "m": m, "n": n, "k": k, "batch": batch, "trans_a": ta, "trans_b": tb,
                 "time_s": t["gemm"].seconds, "spread": round(t["gemm"].spread, 4),
                 **({"offgrid": True} if offgrid else {})}
-    return Probe("gemm", f"gemm {dtype} {batch}x{m}x{n}x{k} {'T' if ta else 'N'}{'T' if tb else 'N'}"
+    return Probe("gemm", f"gemm {dtype} {batch}x{m}x{n}x{k} {layout_name(ta, tb)}"
                  + (" off-grid" if offgrid else ""),
                  lambda: {"gemm": gemm_callable(batch, m, n, k, ta, tb, dtype, ctx.device)}, point, dtype=dtype,
                  rejects=(ValueError, RuntimeError))

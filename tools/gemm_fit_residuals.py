@@ -3,9 +3,7 @@
     python tools/gemm_fit_residuals.py PROFILE.json [--worst 12]
 
 For every grid point of ``calibration.gemm`` (off-grid points excluded) the script prices the same
-shape and layout as a standalone call -- the kernel part of the cost model
-(``perfmodel.cost.op_time.op_time``: ``max(compute, memory)``, no in-step overhead) plus the
-calibrated dispatch cost the rates subtract (``perfmodel.cost.rates.dispatch_s``) -- and prints the
+shape and layout as a standalone call (``perfmodel.cost.op_time.standalone_s``) and prints the
 median and the 10th/90th percentiles of stored / priced per operand layout and K range, then the
 worst points.
 A ratio far from 1 at the profile's own points means the interpolation (``perfmodel.cost.interp``)
@@ -25,9 +23,10 @@ def main(argv=None) -> None:
     ap.add_argument("profile")
     ap.add_argument("--worst", type=int, default=12)
     args = ap.parse_args(argv)
+    from perfmodel.calibrate.gemm import layout_name
+
     from perfmodel import hardware
-    from perfmodel.cost.op_time import op_time
-    from perfmodel.cost.rates import dispatch_s
+    from perfmodel.cost.op_time import standalone_s
     from perfmodel.ops import Op, OpKind
     hw = hardware.load(args.profile)
     rows = []
@@ -37,9 +36,7 @@ def main(argv=None) -> None:
         ta, tb = bool(p.get("trans_a")), bool(p.get("trans_b"))
         op = Op(OpKind.GEMM, "gemm", {"m": p["m"], "n": p["n"], "k": p["k"]}, "fp32",
                 attrs={"trans_a": ta, "trans_b": tb})
-        t = op_time(op, hw)
-        priced = float(max(t.compute_s, t.memory_s)) + dispatch_s(hw)
-        rows.append((("NT" if tb else "TN" if ta else "NN"), p["m"], p["n"], p["k"], p["time_s"], priced))
+        rows.append((layout_name(ta, tb), p["m"], p["n"], p["k"], p["time_s"], standalone_s(op, hw)))
     print(f"{len(rows)} fp32 grid points; stored / priced (median, p10-p90)")
     for lay in ("NT", "NN", "TN"):
         for lo, hi in K_BUCKETS:

@@ -64,7 +64,7 @@ def main(argv=None) -> None:
         r = [statistics.median(ts[j]) / price(s, lay) for j, s in enumerate((on, off))]
         for j in (0, 1):
             ratios[j].append(r[j])
-        name = "NT" if lay[1] else ("TN" if lay[0] else "NN")
+        name = gemm.layout_name(*lay)
         print(f"{name} on {str(on):18s} now/priced {r[0]:.2f}   off {str(off):18s} now/priced {r[1]:.2f}")
     print(f"median time now / priced: on the grid {statistics.median(ratios[0]):.2f}, "
           f"off it {statistics.median(ratios[1]):.2f} ({len(cases)} cases, seed {args.seed})")

@@ -6,7 +6,7 @@ SAMPLE.json is the output of ``perfmodel validate --sample N --json``.  For each
 worst rows the script builds the step's op graph, and for every GEMM op times the same shape and
 layout with the calibration's own callable (``perfmodel.calibrate.gemm.gemm_callable``: first input
 hot, second input and output cold; one thread, CPU clock, interleaved rounds, median) and prices it
-as a standalone call (``max(compute, memory)`` + the calibrated dispatch cost).  A ratio near 1 says
+as a standalone call (``perfmodel.cost.op_time.standalone_s``).  A ratio near 1 says
 the profile prices the shape as it runs standalone, so the row's error comes from the step around it
 (operands warmer or colder than calibrated, allocation); a ratio far from 1 says the interpolation or
 the off-grid factor is off at that shape.  Nothing is written.
@@ -32,8 +32,7 @@ def main(argv=None) -> None:
     from perfmodel import hardware
     from perfmodel.architectures import build_graph
     from perfmodel.cost.alignment import alignment_class
-    from perfmodel.cost.op_time import op_time
-    from perfmodel.cost.rates import dispatch_s
+    from perfmodel.cost.op_time import standalone_s
     from perfmodel.cost.roofline import gemm_layout
     from perfmodel.ops import OpKind
     torch.set_num_threads(1)
@@ -52,11 +51,10 @@ def main(argv=None) -> None:
                 times[i].append(measure(fn, warmup=1, repeats=3, min_block_s=5e-3, clock="cpu").seconds)
         print(f"{sample['model']} width {r['width']} {r['knobs']}: step error {r['error']:+.2f}")
         for op, (m, n, k, ta, tb), ts in zip(ops, shapes, times, strict=True):
-            t = op_time(op, hw)
-            priced = float(max(t.compute_s, t.memory_s)) + dispatch_s(hw)
+            priced = standalone_s(op, hw)
             now = statistics.median(ts)
             ratios.append(now / priced)
-            lay = "NT" if tb else ("TN" if ta else "NN")
+            lay = gemm.layout_name(ta, tb)
             print(f"   {op.path:24s} {op.phase:10s} {lay} {m}x{n}x{k} (class {int(alignment_class(m, n, k))}): "
                   f"standalone {now * 1e6:8.1f} us, priced {priced * 1e6:8.1f} us, ratio {now / priced:.2f}")
     if ratios:

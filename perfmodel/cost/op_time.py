@@ -15,7 +15,16 @@ from __future__ import annotations
 from ..hardware import HardwareProfile
 from ..ops import Op, OpKind
 from . import residuals
+from .rates import dispatch_s
 from .roofline import OpTime, conv_compute_s, rnn_roofline, roofline_time
+
+
+def standalone_s(op: Op, hw: HardwareProfile) -> float:
+    """Seconds of one execution of ``op`` called on its own, the way a calibration point is timed: the
+    kernel part of :func:`op_time` (``max(compute, memory)``, no in-step overhead) plus the standalone
+    dispatch cost the rates subtract from each measured point (:func:`perfmodel.cost.rates.dispatch_s`)."""
+    t = op_time(op, hw)
+    return float(max(t.compute_s, t.memory_s)) + dispatch_s(hw)
 
 
 def op_time(op: Op, hw: HardwareProfile) -> OpTime:

@@ -126,8 +126,9 @@ def train(task: Task, width: int, batch: int, lr: float, optimizer: str = "adam"
                 break
             if step % eval_every == 0:
                 bar.set_postfix(val=f"{checkpoint():.4f}", best=f"{best:.4f}", refresh=False)
-                stop = stop_reason(since_best, best, patience, plateau) or stop
-                if stop != "max_epochs":
+                reason = stop_reason(since_best, best, patience, plateau)
+                if reason:
+                    stop = reason
                     break
             if step >= max_steps:
                 break
