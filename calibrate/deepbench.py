@@ -11,6 +11,7 @@ import sys
 
 from perfmodel.errors import PerfmodelError
 from perfmodel.hardware import HardwareProfile
+from perfmodel.hardware.profile import calibration_base_dict
 from perfmodel.kernel_check import CELL_NAMES, gemm_dims, implausible_reason, matches_gpu, read_kernel_csv
 
 
@@ -74,7 +75,7 @@ def _suspect(row) -> bool:
 
 def profile_from_csv(files, base: HardwareProfile, gpu: str | None = None, name: str | None = None) -> dict:
     """A full profile dict: ``base`` with its name changed and the CSV rows as calibration."""
-    d = base.to_dict()
+    d = calibration_base_dict(base)
     d["name"] = name or f"{base.name}-calibrated"
     d["description"] = f"{base.description}; calibrated from {', '.join(map(str, files))}"
     d["calibration"] = calibration_from_csv(files, base, gpu)

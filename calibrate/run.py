@@ -11,14 +11,13 @@ interrupted run leaves any previous profile untouched.
 """
 from __future__ import annotations
 
-import copy
 import re
 import time
 from pathlib import Path
 
 from perfmodel import hardware
 from perfmodel.errors import PerfmodelError
-from perfmodel.hardware.profile import profile_from_dict
+from perfmodel.hardware.profile import calibration_base_dict, profile_from_dict
 from perfmodel.hardware.stability import unstable_warning
 
 from . import allocation, backend, conv, gemm, interleave, memory, overhead, provenance, rnn
@@ -159,7 +158,7 @@ def calibrate(base: hardware.HardwareProfile, plan: CalibrationPlan, kind: str =
     for section in plan.sections:
         if section in results:
             cal[SECTION_KEYS[section]] = results[section]
-    prof = copy.deepcopy(base.to_dict())
+    prof = calibration_base_dict(base)
     prof["name"] = name or (hardware.LOCAL_CPU if kind == "cpu" else hardware.LOCAL_GPU)
     prof["description"] = f"{prov['device']} calibrated {prov['date']} ({plan.name} plan) on base {base.name}"
     prof["calibration"] = cal

@@ -212,7 +212,7 @@ def predict_rows(table: KernelTable, hw: HardwareProfile, gpu: str | None = None
             try:
                 reason = reason or implausible_reason(table.kind, row, phase, hw)
                 if reason is None:
-                    t = op_time(row_op(table.kind, row, phase), hw)
+                    t = op_time(row_op(table.kind, row, phase), hw, isolated=True)
             except PerfmodelError as e:
                 reason = str(e)
             if reason is not None:

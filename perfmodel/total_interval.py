@@ -27,18 +27,24 @@ import numpy as np
 # MAPE of time per step per profile source, used when the profile records no validation:
 # datasheet: published multi-GPU transformer runs were predicted 32% off (MAPE), DeepBench kernels
 #   on the datasheet V100/P100 profiles 46-74% per kernel kind; whole steps mix kernels: 0.35;
+# datasheet_in_step (a datasheet profile with a fitted in_step_fraction: A100, H100, H200, B200): the
+#   55 published runs the fraction was not fitted on, MAPE 13.6% (per source 5-40%): 0.15;
 # csv (DeepBench-imported tables): held-out DeepBench rows 13-37% per kind: 0.25;
 # microbenchmark (calibrated on the device): validate --sample 20 on a seed nobody looked at, five
 #   models, 11.7-39.5% (mean 24.8%) on a shared VM whose speed drifted after calibration: 0.25
 #   (docs/accuracy.md, "Validation").
-DEFAULT_MAPE = {"datasheet": 0.35, "csv": 0.25, "microbenchmark": 0.25}
+DEFAULT_MAPE = {"datasheet": 0.35, "datasheet_in_step": 0.15, "csv": 0.25, "microbenchmark": 0.25}
 TIME_ERROR_CORRELATION = 0.5
 SEED = 12345
 
 
 def profile_source(hw) -> str:
+    """The key of :data:`DEFAULT_MAPE` for ``hw``: its calibration's source, else ``datasheet``
+    (``datasheet_in_step`` where the datasheet profile carries a fitted ``in_step_fraction``)."""
     cal = getattr(hw, "calibration", None) or {}
-    return str((cal.get("provenance") or {}).get("source") or "datasheet") if cal else "datasheet"
+    if cal:
+        return str((cal.get("provenance") or {}).get("source") or "datasheet")
+    return "datasheet_in_step" if getattr(hw, "in_step_fraction", None) is not None else "datasheet"
 
 
 def step_time_mape(hw) -> tuple[float, str]:

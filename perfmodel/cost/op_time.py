@@ -4,6 +4,12 @@
     op_time(conv) = roofline_time(conv, compute_s = conv_compute_s * conv_ratio)
     op_time(rnn)  = roofline_time(rnn) * rnn_time_s / roofline_time(rnn).time_s
 
+Inside a training step (the default), a GEMM's or attention kernel's compute part is divided by the
+profile's ``in_step_fraction`` where it has one (the tensor-core rate those kernels keep in a step
+on a full node, against the isolated-kernel figures the profile's efficiencies are), and the kernel's
+time is formed again: ``max(compute / in_step_fraction, memory) + overhead``.  ``isolated=True``
+prices the kernel as a microbenchmark times it (the DeepBench check, calibration labels).
+
 The roofline (:mod:`perfmodel.cost.roofline`) already reads the calibrated GEMM,
 memory and overhead rates (:mod:`perfmodel.cost.rates`); the measured conv ratio
 and RNN layer time (:mod:`perfmodel.cost.residuals`) apply where the profile
@@ -16,19 +22,32 @@ from ..hardware import HardwareProfile
 from ..ops import Op, OpKind
 from . import residuals
 from .rates import dispatch_s
-from .roofline import OpTime, conv_compute_s, rnn_roofline, roofline_time
+from .roofline import OpTime, conv_compute_s, overlap, rnn_roofline, roofline_time
+
+#: op kinds whose compute runs on the tensor cores at the profile's GEMM / attention efficiency
+TENSOR_KINDS = (OpKind.GEMM, OpKind.ATTENTION)
 
 
 def standalone_s(op: Op, hw: HardwareProfile) -> float:
     """Seconds of one execution of ``op`` called on its own, the way a calibration point is timed: the
     kernel part of :func:`op_time` (``max(compute, memory)``, no in-step overhead) plus the standalone
     dispatch cost the rates subtract from each measured point (:func:`perfmodel.cost.rates.dispatch_s`)."""
-    t = op_time(op, hw)
+    t = op_time(op, hw, isolated=True)
     return float(max(t.compute_s, t.memory_s)) + dispatch_s(hw)
 
 
-def op_time(op: Op, hw: HardwareProfile) -> OpTime:
-    """Time of one execution of ``op`` on ``hw``."""
+def op_time(op: Op, hw: HardwareProfile, isolated: bool = False) -> OpTime:
+    """Time of one execution of ``op`` on ``hw``: inside a training step, or ``isolated`` (module doc)."""
+    t = _kernel_time(op, hw)
+    f = hw.in_step_fraction
+    if isolated or f is None or op.kind not in TENSOR_KINDS:
+        return t
+    compute = t.compute_s / f
+    return OpTime(compute, t.memory_s, t.overhead_s, overlap(compute, t.memory_s) + t.overhead_s)
+
+
+def _kernel_time(op: Op, hw: HardwareProfile) -> OpTime:
+    """Time of one execution of ``op`` on ``hw`` as an isolated kernel."""
     if op.kind == OpKind.RNN:
         analytic, split = rnn_roofline(op, hw)
         measured = residuals.rnn_time_s(hw, op, split=split)

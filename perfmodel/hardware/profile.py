@@ -21,6 +21,11 @@ Schema (``profiles/*.json``)::
                            when a profile lacks it; attention_max (optional): FlashAttention-2's
                            matmul FLOPs per second over the 16-bit peak, softmax included (without
                            it: its GEMM FLOPs at the GEMM efficiency + softmax on the vector units)
+    in_step_fraction       (optional) the fraction of the isolated-kernel tensor-core rate (GEMMs and
+                           attention at the ``efficiency`` figures above) those kernels keep inside a
+                           training step on a full node; a step's GEMM and attention compute time is
+                           divided by it (:func:`perfmodel.cost.op_time.op_time`), an isolated kernel's
+                           is not.  Fitted on published runs (``tools/fit_in_step.py``), cited in ``sources``
     gemm_tile              {m, n, ctas_per_sm}   output tile for wave quantization (integers >= 1,
                            as sm_count and devices_per_node)
     sources                {key: citation}  -- every numeric key above needs one
@@ -52,7 +57,9 @@ REQUIRED_KEYS = ("name", "kind", "description", "peak_tflops", *NUMERIC_KEYS,
 #: measured link bandwidths (GB/s): optional, positive, <= the datasheet key beside them, cited in ``sources``
 BUSBW_KEYS = {"intra_node_busbw_GBps": "intra_node_bandwidth_GBps",
               "inter_node_busbw_GBps": "inter_node_bandwidth_GBps"}
-OPTIONAL_KEYS = ("calibration", *BUSBW_KEYS)
+#: optional fraction in (0, 1] of the isolated tensor-core rate kept inside a training step (module doc)
+IN_STEP_KEY = "in_step_fraction"
+OPTIONAL_KEYS = ("calibration", *BUSBW_KEYS, IN_STEP_KEY)
 EFFICIENCY_KEYS = ("gemm_max", "memory_max", "conv_max", "elementwise_max", "attention_max")
 EFFICIENCY_REQUIRED = ("gemm_max", "memory_max", "conv_max")
 #: optional efficiency key -> the required key whose value it takes when a profile lacks it
@@ -86,6 +93,7 @@ class HardwareProfile:
     calibration: Mapping[str, Any] | None = None
     intra_node_busbw_GBps: float | None = None
     inter_node_busbw_GBps: float | None = None
+    in_step_fraction: float | None = None
     path: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -120,11 +128,21 @@ class HardwareProfile:
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in REQUIRED_KEYS}
-        d.update({k: getattr(self, k) for k in BUSBW_KEYS if getattr(self, k) is not None})
+        d.update({k: getattr(self, k) for k in (*BUSBW_KEYS, IN_STEP_KEY) if getattr(self, k) is not None})
         d = json.loads(json.dumps(d))
         if self.calibration:
             d["calibration"] = json.loads(json.dumps(self.calibration))
         return d
+
+
+def calibration_base_dict(base: HardwareProfile) -> dict:
+    """``base`` as a dict to add a calibration to: everything but ``in_step_fraction`` (and its source),
+    which corrects the datasheet efficiencies against published runs; a calibrated profile's rates are
+    measured instead, and ``perfmodel validate --record`` measures its error in a step."""
+    d = base.to_dict()
+    d.pop(IN_STEP_KEY, None)
+    d["sources"] = {k: v for k, v in d["sources"].items() if k != IN_STEP_KEY}
+    return d
 
 
 def _positive(where: str, key: str, v) -> None:
@@ -187,11 +205,17 @@ def profile_from_dict(d: dict, where: str = "<profile>") -> HardwareProfile:
                                    "a ring's bus bandwidth cannot pass the link's")
             if not src.get(k):
                 raise ProfileError(f"{where}: missing source for key {k!r} in 'sources'")
+    if IN_STEP_KEY in d:
+        _positive(where, IN_STEP_KEY, d[IN_STEP_KEY])
+        if d[IN_STEP_KEY] > 1:
+            raise ProfileError(f"{where}: key {IN_STEP_KEY!r} must be in (0, 1], got {d[IN_STEP_KEY]!r}")
+        if not src.get(IN_STEP_KEY):
+            raise ProfileError(f"{where}: missing source for key {IN_STEP_KEY!r} in 'sources'")
     cal = d.get("calibration")
     if cal is not None:
         validate_calibration(cal, where)
     return HardwareProfile(**{k: d[k] for k in REQUIRED_KEYS}, calibration=cal,
-                           **{k: d[k] for k in BUSBW_KEYS if k in d}, path=where)
+                           **{k: d[k] for k in (*BUSBW_KEYS, IN_STEP_KEY) if k in d}, path=where)
 
 
 def load_profile_file(path) -> HardwareProfile:

@@ -9,7 +9,8 @@ Concurrent streams (``streams``)
     whose ``meta["direction"]`` differ under the same layer -- run on two
     CUDA streams and share the SMs.  Per pair of executions, with compute
     time C (including wave-quantization loss), C_full (the same FLOPs at
-    full occupancy: ``flops / (peak * gemm_max)``), memory time M and launch
+    full occupancy: ``flops / (peak * gemm_max)``, times the profile's ``in_step_fraction`` for a
+    GEMM where it has one), memory time M and launch
     overhead O::
 
         t_pair = max(max(C_a, M_a), max(C_b, M_b), max(C_full_a + C_full_b, M_a + M_b)) + O_a + O_b
@@ -83,6 +84,8 @@ def _full_compute(op: Op, hw: HardwareProfile, c):
     if op.kind not in (OpKind.GEMM, OpKind.CONV2D) or hw.kind != "gpu":
         return c
     eff = hw.efficiency["gemm_max" if op.kind == OpKind.GEMM else "conv_max"]
+    if op.kind == OpKind.GEMM and hw.in_step_fraction is not None:  # as op_time prices a GEMM in a step
+        eff = eff * hw.in_step_fraction
     return np.minimum(c, op.flops / (hw.peak_flops(op.dtype) * eff))
 
 

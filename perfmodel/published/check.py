@@ -112,11 +112,12 @@ def _candidates(run: RunSetup, hw):
             yield tp, pp, mb, rc, v
 
 
-def predict_run(run: RunSetup) -> RunResult:
-    """Predict one row (the fastest fitting choice of its open fields)."""
+def predict_run(run: RunSetup, hw=None) -> RunResult:
+    """Predict one row (the fastest fitting choice of its open fields), on ``hw`` if given, else on the
+    shipped profile the row names."""
     if run.reason:
         return RunResult(run, reason=run.reason)
-    hw = hardware_mod.load(run.hardware)
+    hw = hardware_mod.load(run.hardware) if hw is None else hw
     base = Scenario("transformer", hw, run.knobs, run.dtype, "adam", ParallelOptions(**run.options))
     dp, units_cache, stage_cache, best, last_error = run.layout["dp"], {}, {}, None, None
     for tp, pp, mb, rc, v in _candidates(run, hw):
