@@ -103,6 +103,17 @@ def test_capped_runs_are_lower_bounds(tmp_path):
     assert excluded.n_runs == len(rows) - bounded.diagnostics["n_capped"]
 
 
+def test_runs_ended_on_the_unigram_plateau_are_read_as_capped(tmp_path):
+    """stop_reason 'plateau' (perfmodel.steps.train): no learning measured, so a lower bound like a capped
+    run; 'patience' and 'max_epochs' keep their capped flag as written."""
+    rows = planted_runs(noise=0.02, seeds=1)[:4]
+    for r, (why, capped) in zip(rows, [("patience", False), ("plateau", False), ("max_epochs", True), ("", False)],
+                                strict=True):
+        r["stop_reason"], r["capped"] = why, capped
+    runs = as_runs(rows, tmp_path)
+    assert runs["capped"].tolist() == [False, True, True, False]
+
+
 def test_plateau_at_minimum_epochs(tmp_path):
     rows = planted_runs(noise=0.02, b=0.0)
     for r in rows:  # at least 3 passes over the data

@@ -54,7 +54,7 @@ def test_the_shipped_plateau_run_left_its_plateau():
     minimum at 1,125), through the new one only at its recorded end, 17,525, by patience at 4.7346 nats.
     Every other run of the sweep at that size and seed learnt (minimum below 0.98 x unigram) and stops
     where it stopped."""
-    rows = list(csv.DictReader(open(LAWS / "wordlm_runs.csv", encoding="utf-8")))
+    rows = list(csv.DictReader(open(LAWS / "wordlm_vocab2000_runs.csv", encoding="utf-8")))
     rerun = next(r for r in rows if (r["width"], r["dataset_size"], r["seed"]) == ("16", "150000", "0"))
     task = load_task("wordlm", 150_000, 0, "shakespeare", seq_len=32, vocab=2000)
     plateau = task.plateau_loss()

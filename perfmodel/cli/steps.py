@@ -137,7 +137,10 @@ def predict_steps(law_path, params, dataset_size, batch, as_json):
               "profile, else cpu-generic)")
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def suggest_runs(law_path, params, dataset_size, budget_hours, runs_path, hw_name, as_json):
-    """The next runs that would shrink the 80% interval at the target most per hour."""
+    """The next runs that would shrink the 80% interval at the target most per hour.
+
+    The shrink is simulated from the law's own draws, so it is an upper bound: a run that
+    contradicts the law widens the interval instead."""
     from pathlib import Path
 
     from .. import hardware

@@ -5,6 +5,10 @@ parameter counts, dataset sizes, batches and step counts are positive (a run who
 minimum validation loss came at step 0 measured nothing), ``capped`` is a boolean
 (true/false, 1/0, yes/no), and the file is UTF-8.  A failing check names the column,
 the data row (1 = first row after the header) and what is allowed.
+
+A run that early stopping ended on the unigram plateau (``stop_reason`` ``plateau``,
+:func:`perfmodel.steps.train.stop_reason`) never learned beyond unigram statistics: like a run
+stopped at the epoch cap, its steps to the minimum are a lower bound, so it is read as capped.
 """
 from __future__ import annotations
 
@@ -68,6 +72,8 @@ def read_runs(path: str | Path) -> dict[str, np.ndarray]:
         cols["capped"] = np.array([v in TRUE for v in flags])
     else:
         cols["capped"] = np.zeros(len(rows), bool)
+    if "stop_reason" in cols:   # ended on the unigram plateau: no learning measured (module doc)
+        cols["capped"] = cols["capped"] | np.array([str(v).strip() == "plateau" for v in cols["stop_reason"]])
     return cols
 
 
