@@ -72,7 +72,24 @@ def law_batch_factor(law, model: str, knobs: dict) -> float:
     return tokens_per_example(model, knobs) / law_tokens
 
 
-def law_fields(law, model: str, factor: float = 1.0) -> dict:
+def law_task_note(law, model: str, knobs: dict) -> str | None:
+    """One sentence when the model's knobs differ from those every run of the law shared
+    (``law.measured_task["knobs"]``, recorded by ``steps fit``): its steps are that task's.
+    None when they agree, or for a law that does not record them."""
+    measured = ((getattr(law, "measured_task", None) or {}).get("knobs")) or {}
+    if not measured or getattr(law, "model", model) != model:
+        return None
+    from .architectures import get_spec
+    cfg = get_spec(model).resolve({k: v for k, v in knobs.items() if k != "batch"})
+    differ = [k for k, v in sorted(measured.items()) if k in cfg and cfg[k] != v]
+    if not differ:
+        return None
+    return (f"the step law's runs used {', '.join(f'{k}={measured[k]}' for k in differ)}; this model has "
+            f"{', '.join(f'{k}={cfg[k]}' for k in differ)}: the steps are those of the measured task, "
+            f"not measured at these settings")
+
+
+def law_fields(law, model: str, factor: float = 1.0, knobs: dict | None = None) -> dict:
     """What the report says about the law it used."""
     out = {"steps_law_model": getattr(law, "model", None),
            "critical_batch": getattr(law, "b_noise", None),
@@ -81,6 +98,9 @@ def law_fields(law, model: str, factor: float = 1.0) -> dict:
         out["critical_batch_model_examples"] = out["critical_batch"] / factor
     if out["steps_law_model"] not in (None, model):
         out["steps_law_note"] = (f"step law fitted for {out['steps_law_model']!r} applied to {model!r}")
+    task = law_task_note(law, model, knobs or {})
+    if task:
+        out["steps_law_task_note"] = task
     return out
 
 
@@ -102,7 +122,7 @@ def predict_total(scenario: Scenario, width: int, layout: Layout, dataset_size=N
         steps = float(np.asarray(law.steps(p.params, d, p.batch * factor)))
         out.update({"dataset_size": d, "steps": steps,
                     "total_time_s": float(total_time_s(steps, p.time_per_step_s)),
-                    **law_fields(law, scenario.model, factor)})
+                    **law_fields(law, scenario.model, factor, scenario.knobs)})
         from .total_interval import single_interval
         out.update(single_interval(law, p.params, d, p.batch * factor, p.time_per_step_s, scenario.hardware))
     return out

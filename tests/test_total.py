@@ -59,3 +59,36 @@ def test_law_for_another_model_is_flagged_and_inputs_checked():
         check_dataset_size(0)
     with pytest.raises(PerfmodelError, match="cannot read law file"):
         load_law("/nonexistent/law.json")
+
+
+def test_a_law_measured_at_other_knobs_says_so(tmp_path):
+    """steps fit records what every run shared; a plan at other knobs carries one note naming them."""
+    import csv
+
+    from perfmodel.steps.fit import fit_law
+    from perfmodel.steps.runs import read_runs
+    from perfmodel.total import law_fields, law_task_note
+    path = tmp_path / "runs.csv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, ["model", "width", "params", "dataset_size", "batch", "seed", "steps_to_min",
+                               "steps_to_converge", "min_val_loss", "epochs", "wall_s", "corpus", "optimizer",
+                               "lr", "knobs"])
+        w.writeheader()
+        for i, (width, D) in enumerate([(16, 1e5), (32, 1e5), (64, 1e5), (16, 3e5), (32, 3e5), (64, 3e5)]):
+            # width is the first knob that varies: it is the fit's axis, not part of the task
+            w.writerow({"model": "charlm", "width": width, "params": 100 * width ** 2, "dataset_size": D,
+                        "batch": 32, "seed": 0, "steps_to_min": D / width, "steps_to_converge": D / width,
+                        "min_val_loss": 1.5, "epochs": 5, "wall_s": 1, "corpus": "shakespeare",
+                        "optimizer": "adam", "lr": 0.002,
+                        "knobs": f'{{"depth": 2, "seq_len": 64, "vocab": {65 + i % 2}}}'})
+    law = fit_law(read_runs(path), n_boot=0)
+    # vocab varies across the runs (65, 66), so it is not part of the measured task
+    assert law.measured_task == {"knobs": {"depth": 2, "seq_len": 64}, "corpus": "shakespeare",
+                                 "optimizer": "adam", "lr": 0.002}
+    note = law_task_note(law, "charlm", {"seq_len": 64})      # charlm's default depth is 10
+    assert note.startswith("the step law's runs used depth=2; this model has depth=10")
+    assert law_task_note(law, "charlm", {"depth": 2, "seq_len": 64}) is None
+    assert law_fields(law, "charlm", 1.0, {"depth": 2, "seq_len": 150})["steps_law_task_note"].startswith(
+        "the step law's runs used seq_len=64; this model has seq_len=150")
+    # a law file from before measured_task (the synthetic fixture) says nothing
+    assert law_task_note(load_law(LAW_PATH), "charlm", {}) is None

@@ -73,8 +73,9 @@ def parallel_text(d: dict) -> str:
         if x.get("params_x") and x["params_x"] == x["params_x"]:
             lines.append(f"  extrapolation     {x['params_x']:.3g}x the largest measured parameter count, "
                          f"{x['dataset_x']:.3g}x the largest measured dataset")
-        if d.get("steps_law_note"):
-            lines.append(f"  note              {d['steps_law_note']}")
+        for key in ("steps_law_note", "steps_law_task_note"):
+            if d.get(key):
+                lines.append(f"  note              {d[key]}")
     return "\n".join(lines)
 
 
@@ -117,7 +118,7 @@ def plan_text(p) -> str:
     from ..parallel.search import DP_PAYING_GAIN
     foot = (f"* the data-parallel degree past which doubling it (tp = pp = 1) cuts total time by less than "
             f"{100 * DP_PAYING_GAIN:.0f}%: more steps past the critical batch eat the shorter steps")
-    notes = [f"note: {n}" for n in (note, p.law.get("batch_note")) if n]
+    notes = [f"note: {n}" for n in (note, p.law.get("steps_law_task_note"), p.law.get("batch_note")) if n]
     return "\n".join([head, table, tail, foot] + notes)
 
 

@@ -278,7 +278,7 @@ def plan(scenario: Scenario, widths, space: SearchSpace, dataset_size, law) -> P
                "sequence_parallel": opts.sequence_parallel, "virtual_stages": opts.virtual_stages, "ep": opts.ep,
                "search_options": search is not None, "max_batch": max_b,
                "batches": list(batches or [])}
-    fields = law_fields(law, model, factor)
+    fields = law_fields(law, model, factor, knobs)
     if held is not None:
         fields["batch_note"] = (f"the step law has no batch law (its runs used one batch), so steps are known at "
                                 f"its batch only: global batch held at {held}, nearest to its {law.batch_ref:g} "

@@ -6,6 +6,7 @@ import platform
 from pathlib import Path
 
 from .. import __version__
+from ..total import law_task_note
 from ..units import fmt_seconds
 from .blocks import Facts, Heading, Note, Section
 from .total_time import optimum, optimum_table
@@ -116,6 +117,10 @@ def section(ctx) -> Section:
     s.blocks += [Note(question(ctx)), Note(answer(ctx), answer=True)]
     if ctx.law is not None and ctx.law.model != ctx.inputs.model:
         s.blocks.append(Note(f"Caution: the steps law was fitted for {ctx.law.model!r}, not {ctx.inputs.model!r}."))
+    if ctx.law is not None:
+        task = law_task_note(ctx.law, ctx.inputs.model, ctx.inputs.knobs)
+        if task:
+            s.blocks.append(Note(f"Caution: {task}."))
     if ctx.plans and not ctx.law.b_noise and "batch" not in ctx.inputs.knobs:
         s.blocks.append(Note("Caution: the steps law has no batch term (no b_noise), so steps do not grow as the "
                              "batch shrinks and the layout search favours small batches. Fit a batch law "

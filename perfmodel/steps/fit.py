@@ -18,6 +18,7 @@ The batch law is :mod:`.batchlaw`'s.
 """
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -211,8 +212,27 @@ def _law_from(res, data: _Data, model, seed) -> StepLaw:
                   tokens_per_example=data.T, e_min=p.get("e_min"), form=form.name,
                   epochs_min=p["epochs_min"] if form.name.startswith("epochs") else None,
                   target=data.target, n_runs=data.n, draws=_draw_table(res["draws"], p),
-                  sigma_log=res["sigma"], tau_extrap=res["tau"], interval_seed=seed, measured_range=_range(data.R))
+                  sigma_log=res["sigma"], tau_extrap=res["tau"], interval_seed=seed, measured_range=_range(data.R),
+                  measured_task=measured_task(data.R))
     return law
+
+
+def measured_task(R) -> dict | None:
+    """What every run shared: the model ``knobs`` (the runs' JSON column; a knob whose value varies
+    is left out), ``corpus``, ``optimizer`` and ``lr``; None for a runs CSV without those columns."""
+    out: dict = {}
+    try:
+        parsed = [json.loads(v) if str(v).strip() else {} for v in R.get("knobs", ())]
+    except json.JSONDecodeError:
+        parsed = []     # a hand-written CSV: nothing known about its knobs
+    if parsed and all(isinstance(p, dict) for p in parsed):
+        out["knobs"] = {k: v for k, v in parsed[0].items() if all(p.get(k) == v for p in parsed)}
+    for c in ("corpus", "optimizer", "lr"):
+        vals = {str(v) for v in R.get(c, ())}
+        if len(vals) == 1:
+            v = vals.pop()
+            out[c] = float(v) if c == "lr" and v else v
+    return out or None
 
 
 def _ci(draws, form_name) -> dict[str, list[float]]:

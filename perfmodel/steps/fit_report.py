@@ -36,6 +36,11 @@ def format_report(law: StepLaw) -> str:
     lines = [f"{law.model}: steps ({law.target}) = {get_form(law.form).formula} at batch {law.batch_ref:g}, "
              f"from {law.n_runs} runs ({law.diagnostics.get('n_capped', 0)} capped, "
              f"{law.diagnostics.get('capped_treatment')})"]
+    t = law.measured_task or {}
+    if t:
+        knobs = ", ".join(f"{k}={v}" for k, v in sorted((t.get("knobs") or {}).items()))
+        lines.append(f"  measured on: {knobs or 'default knobs'}; corpus {t.get('corpus') or 'built-in generator'}; "
+                     f"{t.get('optimizer', '?')} lr {t.get('lr', '?')} (a plan at other knobs is told so)")
     lines += cv_lines(law)
     for p in ("a", "k", "gamma", "b", "epochs_min", "e_min"):
         if getattr(law, p) is not None and (p != "epochs_min" or law.form.startswith("epochs")):

@@ -19,8 +19,10 @@ and an optional plateau keeps at least ``e_min`` passes over the data::
 The law file is JSON with these fields plus confidence intervals, fit
 diagnostics and provenance, and, for prediction intervals (:mod:`.uncertainty`), the
 bootstrap draws of the parameters, the residual spread ``sigma_log``, the
-extrapolation spread ``tau_extrap`` and the measured range.  Files written before
-intervals existed load without them.  It is written atomically (temp file + os.replace).
+extrapolation spread ``tau_extrap`` and the measured range, and ``measured_task``: the
+model knobs, corpus and optimizer every run shared (a plan at other knobs is told so,
+:func:`perfmodel.total.law_task_note`).  Files written before intervals existed load without
+them.  It is written atomically (temp file + os.replace).
 """
 from __future__ import annotations
 
@@ -70,6 +72,7 @@ class StepLaw:
     measured_range: dict[str, list[float]] = field(default_factory=dict)  # "M", "D" -> [min, max]
     cv: dict[str, Any] = field(default_factory=dict)   # per form: cross-validated extrapolation error
     coverage_80: dict[str, Any] | None = None          # leave-widest-out coverage of the 80 % interval
+    measured_task: dict[str, Any] | None = None        # what every run shared: "knobs", "corpus", "optimizer", "lr"
 
     def fields(self) -> dict[str, float | None]:
         return {f: getattr(self, f) for f in DRAW_FIELDS}
