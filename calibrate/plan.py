@@ -46,6 +46,9 @@ class CalibrationPlan:
     rnn_steps: tuple = (4, 12)          # two lengths: a fused layer has per-call as well as per-step costs
     rnn_max_flops: float = 4e10
     first_touch_bytes: int = 64 * 2**20  # buffer size for the page-fault (first-touch) cost
+    cold_touch_bytes: int = 2 * 2**30    # the same after the pages sat freed (perfmodel.calibrate.allocation)
+    cold_touch_repeats: int = 0          # 0: not measured (the full plans: 2)
+    cold_touch_idle_s: float = 4.0
     conv_models: tuple = ()             # (model, width, knobs) whose conv shapes are measured
     conv_max_flops: float = 2e10
     warmup: int = 2
@@ -106,7 +109,7 @@ QUICK = CalibrationPlan("quick", warmup=1, repeats=4, min_block_s=5e-4, rnn_batc
              gemm_bmm=((64, 64, 64, 64), (16, 64, 64, 64), (64, 128, 128, 64), (16, 128, 64, 128)),
              conv_models=(("speech", 64, {"batch": 2, "seq_len": 100}),
                           ("resnet", 16, {"batch": 2, "image_size": 64})))
-FULL = CalibrationPlan("full", warmup=1, repeats=4, min_block_s=1e-3, gemm_offgrid=40,
+FULL = CalibrationPlan("full", warmup=1, repeats=4, min_block_s=1e-3, gemm_offgrid=40, cold_touch_repeats=2,
             gemm_cube=(16, 32, 64, 128, 256, 512, 1024, 2048, 4096),
             gemm_rnn_batch=(4, 8, 16, 32, 64, 128), gemm_rnn_hidden=(64, 128, 256, 512, 1024, 2048),
             gemm_small=(1, 2, 4, 8), gemm_wide_n=(8192, 32768, 65536), gemm_wide_mk=(16, 64, 256, 1024),

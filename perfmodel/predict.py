@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .architectures import build_graph
+from .cost import rates
 from .cost.memory import MemoryFootprint, memory_footprint
 from .cost.roofline import fresh_output_bytes
 from .cost.step_cost import cost_ops, total_costs
@@ -53,6 +54,7 @@ class Prediction:
     peak_flops: float
     breakdown: list[BreakdownRow] = field(default_factory=list)
     fresh_bytes_per_step: float = 0.0   # outputs the model prices as faulted in (CPU allocation calibration)
+    cold_pages: bool = False            # those faults priced at the cold rate (perfmodel.cost.rates.cold_pages)
 
     @property
     def fits_in_memory(self) -> bool:
@@ -98,6 +100,7 @@ class Prediction:
             "utilization": self.utilization, "memory_bytes": self.memory.total_bytes,
             "memory": self.memory.to_dict(), "memory_capacity_bytes": self.memory_capacity_bytes,
             "fits_in_memory": self.fits_in_memory, "fresh_bytes_per_step": self.fresh_bytes_per_step,
+            "cold_pages": self.cold_pages,
             "breakdown": [{"name": r.name, "kind": r.kind, "phase": r.phase, "repeat": r.repeat,
                            "flops": r.flops, "bytes": r.bytes, "time_s": r.time_s, "bound": r.bound,
                            "compute_s": r.compute_s, "memory_s": r.memory_s, "overhead_s": r.overhead_s}
@@ -112,18 +115,21 @@ def predict(model: str, width: int, hw: HardwareProfile, dtype: str = "fp32", op
     graph = build_graph(model, int(width) if np.ndim(width) == 0 else width, dtype, **knobs)
     ops = graph.step_ops(optimizer)
     c = cost_ops(ops, hw)
-    rows = [BreakdownRow(op.path, op.kind, op.phase, int(op.repeat), float(c.flops[i]), float(c.bytes[i]),
-                         float(c.compute_s[i]), float(c.memory_s[i]), float(c.overhead_s[i]), float(c.time_s[i]),
-                         str(c.bound[i])) for i, op in enumerate(ops)]
     fresh = 0.0
     for op in ops:
         fresh += float((fresh_output_bytes(op, hw) or 0.0) * op.repeat)
+    cold = rates.cold_pages(hw, c.total("time_s"), fresh)
+    if cold:   # the step's freed pages go back to the host before their next use: priced again
+        c = cost_ops(ops, rates.cold_profile(hw))
+    rows = [BreakdownRow(op.path, op.kind, op.phase, int(op.repeat), float(c.flops[i]), float(c.bytes[i]),
+                         float(c.compute_s[i]), float(c.memory_s[i]), float(c.overhead_s[i]), float(c.time_s[i]),
+                         str(c.bound[i])) for i, op in enumerate(ops)]
     mem = memory_footprint(graph, dtype, optimizer)
     return Prediction(model, int(width), graph.config, hw.name, dtype, optimizer, int(graph.params),
                       sum(r.flops for r in rows), sum(r.bytes for r in rows), sum(r.time_s for r in rows),
                       MemoryFootprint(*(int(v) for v in (mem.weights_bytes, mem.gradients_bytes,
                                                          mem.optimizer_bytes, mem.activations_bytes))),
-                      hw.memory_capacity_bytes, hw.peak_flops(dtype), rows, fresh)
+                      hw.memory_capacity_bytes, hw.peak_flops(dtype), rows, fresh, bool(cold))
 
 
 def predict_step(scenario: Scenario, width: int) -> Prediction:
@@ -179,6 +185,11 @@ def predict_arrays(model: str, widths, hw: HardwareProfile, dtype: str = "fp32",
     graph = build_graph(model, w, dtype, **knobs)
     ops, counts = zip(*unique_ops(graph.step_ops(optimizer)), strict=True)
     t = total_costs(list(ops), hw, list(counts), w.shape)
+    fresh = sum((fresh_output_bytes(op, hw) or 0.0) * op.repeat * n for op, n in zip(ops, counts, strict=True))
+    cold = rates.cold_pages(hw, t["time_s"], np.broadcast_to(fresh, w.shape))
+    if np.any(cold):   # as predict: the configurations whose freed pages go back to the host
+        t2 = total_costs(list(ops), rates.cold_profile(hw), list(counts), w.shape)
+        t = {k: np.where(cold, t2[k], t[k]) for k in t}
     acc = {"flops_per_step": t["flops"], "bytes_per_step": t["bytes"], "time_per_step_s": t["time_s"],
            "compute_s": t["compute_s"], "memory_s": t["memory_s"], "overhead_s": t["overhead_s"]}
     mem = memory_footprint(graph, dtype, optimizer).total_bytes

@@ -301,7 +301,7 @@ def validate_configs(model: str, configs, hw: HardwareProfile, device: str = "cp
     speeds = [[attempts[i, r].speed for r in range(rounds) if (i, r) in attempts and attempts[i, r].speed]
               for i in range(len(configs))]
     drift["after"] = machine_drift(hw, device, clock, stat)
-    touch = (hw.calibration or {}).get("allocation", {}).get("first_touch_s_per_byte") if device == "cpu" else None
+    alloc = (hw.calibration or {}).get("allocation", {}) if device == "cpu" else {}
     rows = []
     for i, ((w, knobs), p) in enumerate(zip(configs, predictions, strict=True)):
         own = {} if shared_knobs is not None else knobs
@@ -312,7 +312,9 @@ def validate_configs(model: str, configs, hw: HardwareProfile, device: str = "cp
         rows.append(ValidationRow(w, float(p.time_per_step_s), median(timed[i]), round(max(spreads[i]), 4),
                                   rounds_s=tuple(timed[i]), fresh_bytes=median(fresh[i]) if fresh[i] else None,
                                   predicted_fresh_bytes=getattr(p, "fresh_bytes_per_step", None)
-                                  if device == "cpu" else None, first_touch_s_per_byte=touch, knobs=own,
+                                  if device == "cpu" else None, knobs=own,
+                                  first_touch_s_per_byte=alloc.get("first_touch_cold_s_per_byte" if getattr(
+                                      p, "cold_pages", False) else "first_touch_s_per_byte"),
                                   speed=speed, speed_adjusted_predicted_s=None if speed is None else
                                   speed_adjusted_seconds(p.breakdown, speed, sentinels)))
     return Validation(model, hw.name, device, torch.get_num_threads() if device == "cpu" else None,

@@ -95,7 +95,7 @@ def main(argv=None) -> None:
     print("largest priced ops:")
     for t, o in ops[:12]:
         print(f"  {t:9.4f}  {o.kind!s:10s} {o.phase:10s} {o.path:28s} {o.dims}")
-    print(f"profiled aten ops by self time, s per step (count per step):")
+    print("profiled aten ops by self time, s per step (count per step):")
     rows = sorted(avg, key=lambda e: -e.self_cpu_time_total)[:args.top]
     for e in rows:
         print(f"  {e.self_cpu_time_total / 1e6 / args.steps:9.4f}  ({e.count / args.steps:5.0f})  {e.key}")

@@ -26,7 +26,10 @@ back to the datasheet figures.  Interpolators are built once per profile (cached
   freshly mapped pages (glibc serves it with ``mmap``, mallopt(3) ``M_MMAP_THRESHOLD``) and pays
   ``first_touch_s_per_byte`` per byte for the page faults, serially with the
   kernel.  The GEMM, memory and conv points are timed into preallocated outputs,
-  so nothing is counted twice.
+  so nothing is counted twice.  Pages that sat freed cost ``first_touch_cold_s_per_byte``
+  instead in the steps :func:`cold_pages` picks (a virtual machine's free page reporting,
+  :mod:`perfmodel.calibrate.allocation`): priced on :func:`cold_profile`, the same profile
+  with that rate.
 """
 from __future__ import annotations
 
@@ -219,6 +222,34 @@ def step_calls_s(hw):
     ov = (hw.calibration or {}).get("overhead_us", {})
     calls = [ov[k] for k in ("backward_call", "optimizer_call") if k in ov]
     return sum(calls) * 1e-6 if calls else None
+
+
+#: seconds a freed block waits before it is reported to the host (Linux ``mm/page_reporting.c``,
+#: ``PAGE_REPORTING_DELAY`` = 2 * HZ)
+PAGE_REPORTING_DELAY_S = 2.0
+
+
+def cold_pages(hw, step_s, fresh_per_step):
+    """Whether a step of ``step_s`` seconds that faults in ``fresh_per_step`` bytes pays the cold rate
+    (broadcast; False without a cold measurement): its freed pages wait a step, so longer than the
+    reporting delay, for their next use, and it frees at least as much as the calibration's cold
+    buffer, the regime the cold rate was measured in."""
+    alloc = (hw.calibration or {}).get("allocation", {})
+    if "first_touch_cold_s_per_byte" not in alloc:
+        return np.zeros(np.shape(step_s), bool) if np.ndim(step_s) else False
+    out = (np.asarray(step_s) >= PAGE_REPORTING_DELAY_S) & (np.asarray(fresh_per_step) >= alloc["cold_bytes"])
+    return out if out.ndim else bool(out)
+
+
+def _with_cold_rate(hw):
+    from dataclasses import replace
+    alloc = hw.calibration["allocation"]
+    cold = max(alloc["first_touch_cold_s_per_byte"], alloc["first_touch_s_per_byte"])
+    return replace(hw, calibration={**hw.calibration, "allocation": {**alloc, "first_touch_s_per_byte": cold}})
+
+
+#: ``cold_profile(hw)``: ``hw`` with the cold first-touch rate in place of the warm one (made once per profile)
+cold_profile = ProfileCache(_with_cold_rate)
 
 
 def fresh_bytes(hw, out_bytes):

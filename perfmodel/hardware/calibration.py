@@ -13,7 +13,7 @@ Format (every section optional; times in seconds, sizes in bytes)::
     gemm         [{dtype, m, n, k, batch, trans_a, trans_b, time_s, spread?, offgrid?}]
     memory       [{op: copy|elementwise|reduction|batchnorm[_bwd]|maxpool[_bwd], bytes, time_s, spread?}]
     overhead_us  {default, dispatch, <op kind>, backward_call?, optimizer_call?: microseconds}
-    allocation   {first_touch_s_per_byte, always_fresh_bytes?, ...}  (CPU)
+    allocation   {first_touch_s_per_byte, always_fresh_bytes?, first_touch_cold_s_per_byte?, cold_bytes?}  (CPU)
     rnn          [{dtype, cell, hidden, batch, steps, input, input_mode?, fwd_s, bwd_s?, spread?}]
     conv         [{dtype, n, c, h, w, k, r, s, stride_h, stride_w, pad_h, pad_w,
                    fwd_s, bwd_data_s?, bwd_weight_s?, spread?}]
@@ -171,6 +171,10 @@ def validate_calibration(cal, where: str) -> None:
         _pos_num(where, "allocation.first_touch_s_per_byte", alloc["first_touch_s_per_byte"], allow_zero=True)
     if "always_fresh_bytes" in alloc:
         _pos_int(where, "allocation.always_fresh_bytes", alloc["always_fresh_bytes"])
+    if "first_touch_cold_s_per_byte" in alloc:
+        _pos_num(where, "allocation.first_touch_cold_s_per_byte", alloc["first_touch_cold_s_per_byte"],
+                 allow_zero=True)
+        _pos_int(where, "allocation.cold_bytes", alloc.get("cold_bytes"))
     for section, check in (("gemm", _check_gemm), ("memory", _check_memory), ("rnn", _check_rnn),
                            ("conv", _check_conv)):
         if section in cal:
