@@ -185,11 +185,15 @@ def predict_arrays(model: str, widths, hw: HardwareProfile, dtype: str = "fp32",
     graph = build_graph(model, w, dtype, **knobs)
     ops, counts = zip(*unique_ops(graph.step_ops(optimizer)), strict=True)
     t = total_costs(list(ops), hw, list(counts), w.shape)
-    fresh = sum((fresh_output_bytes(op, hw) or 0.0) * op.repeat * n for op, n in zip(ops, counts, strict=True))
-    cold = rates.cold_pages(hw, t["time_s"], np.broadcast_to(fresh, w.shape))
-    if np.any(cold):   # as predict: the configurations whose freed pages go back to the host
-        t2 = total_costs(list(ops), rates.cold_profile(hw), list(counts), w.shape)
-        t = {k: np.where(cold, t2[k], t[k]) for k in t}
+    if rates.has_cold_rate(hw):   # as predict: the configurations whose freed pages go back to the host
+        fresh = np.zeros(w.shape)
+        for op, n in zip(ops, counts, strict=True):
+            b = fresh_output_bytes(op, hw)
+            fresh = fresh + (0.0 if b is None else b * op.repeat * n)
+        cold = rates.cold_pages(hw, t["time_s"], fresh)
+        if np.any(cold):
+            t2 = total_costs(list(ops), rates.cold_profile(hw), list(counts), w.shape)
+            t = {k: np.where(cold, t2[k], t[k]) for k in t}
     acc = {"flops_per_step": t["flops"], "bytes_per_step": t["bytes"], "time_per_step_s": t["time_s"],
            "compute_s": t["compute_s"], "memory_s": t["memory_s"], "overhead_s": t["overhead_s"]}
     mem = memory_footprint(graph, dtype, optimizer).total_bytes

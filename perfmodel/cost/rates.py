@@ -229,14 +229,18 @@ def step_calls_s(hw):
 PAGE_REPORTING_DELAY_S = 2.0
 
 
+def has_cold_rate(hw) -> bool:
+    return "first_touch_cold_s_per_byte" in (hw.calibration or {}).get("allocation", {})
+
+
 def cold_pages(hw, step_s, fresh_per_step):
     """Whether a step of ``step_s`` seconds that faults in ``fresh_per_step`` bytes pays the cold rate
     (broadcast; False without a cold measurement): its freed pages wait a step, so longer than the
     reporting delay, for their next use, and it frees at least as much as the calibration's cold
     buffer, the regime the cold rate was measured in."""
-    alloc = (hw.calibration or {}).get("allocation", {})
-    if "first_touch_cold_s_per_byte" not in alloc:
+    if not has_cold_rate(hw):
         return np.zeros(np.shape(step_s), bool) if np.ndim(step_s) else False
+    alloc = hw.calibration["allocation"]
     out = (np.asarray(step_s) >= PAGE_REPORTING_DELAY_S) & (np.asarray(fresh_per_step) >= alloc["cold_bytes"])
     return out if out.ndim else bool(out)
 

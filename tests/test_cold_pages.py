@@ -1,0 +1,75 @@
+"""Cold first-touch pages: pages that sat freed past the host's reporting delay cost more to fault in
+(perfmodel.calibrate.allocation, perfmodel.cost.rates.cold_pages)."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from perfmodel.calibrate.allocation import cold_bytes, cold_touch_from, time_cold_touch
+from perfmodel.calibrate.plan import FULL_CPU, QUICK
+
+from perfmodel.cost import rates
+from perfmodel.errors import PerfmodelError
+from perfmodel.predict import predict, predict_arrays
+from tests.test_calibration_tables import with_cal
+
+WARM, COLD = 2e-9, 10e-9
+
+
+def profile(overhead_us: float, cold_at: int | None):
+    alloc = {"first_touch_s_per_byte": WARM, "always_fresh_bytes": 2**20}
+    if cold_at is not None:
+        alloc.update(first_touch_cold_s_per_byte=COLD, cold_bytes=cold_at)
+    return with_cal({"allocation": alloc, "overhead_us": {"default": overhead_us}})
+
+
+def test_cold_rate_is_the_idle_buffer_less_a_reused_write():
+    # median of 2.0, 2.4, 2.2 s over 2 GiB = 1.0245 ns/B, less 0.05 ns/B for the write itself
+    out = cold_touch_from([2.0, 2.4, 2.2], 0.05e-9, 2**31)
+    assert out == {"first_touch_cold_s_per_byte": pytest.approx(2.2 / 2**31 - 0.05e-9), "cold_bytes": 2**31}
+    assert cold_touch_from([0.1], 1e-9, 2**31)["first_touch_cold_s_per_byte"] == 0.0   # never negative
+
+
+def test_only_the_full_plans_measure_it_and_never_beyond_an_eighth_of_memory():
+    assert QUICK.cold_touch_repeats == 0 and FULL_CPU.cold_touch_repeats == 2
+    n = cold_bytes(FULL_CPU)
+    assert 0 < n <= FULL_CPU.cold_touch_bytes and n % 4 == 0
+    assert cold_bytes(replace(FULL_CPU, cold_touch_bytes=2**70)) < 2**70   # capped by physical memory
+    tries = time_cold_touch(2**16, repeats=2, idle_s=0.0, clock="cpu")
+    assert len(tries) == 2 and all(t >= 0 for t in tries)
+
+
+def test_a_long_step_that_frees_enough_pays_the_cold_rate():
+    # mlp width 512, batch 128, input 1024: 5 MiB of weight gradients land on fresh pages each step
+    # (tests/test_calibration_tables.py).  With 0.1 s per kernel the step is over the 2 s reporting
+    # delay, so with a cold buffer of 4 MiB (<= 5 MiB freed) every fresh byte costs COLD, not WARM:
+    # the step grows by exactly 5 MiB x (10 - 2) ns.
+    warm = predict("mlp", 512, profile(1e5, None))
+    cold = predict("mlp", 512, profile(1e5, 4 * 2**20))
+    assert warm.time_per_step_s > rates.PAGE_REPORTING_DELAY_S and warm.fresh_bytes_per_step == 5 * 2**20
+    assert cold.cold_pages and not warm.cold_pages
+    assert cold.time_per_step_s - warm.time_per_step_s == pytest.approx(5 * 2**20 * (COLD - WARM))
+    # freeing less than the calibration's cold buffer (8 MiB > 5 MiB), or a short step: the warm rate
+    assert predict("mlp", 512, profile(1e5, 8 * 2**20)).time_per_step_s == pytest.approx(warm.time_per_step_s)
+    short = predict("mlp", 512, profile(1.0, 4 * 2**20))
+    assert not short.cold_pages
+    assert short.time_per_step_s == pytest.approx(predict("mlp", 512, profile(1.0, None)).time_per_step_s)
+
+
+def test_sweeps_price_each_configuration_as_predict_does():
+    hw = profile(1e5, 4 * 2**20)
+    sweep = predict_arrays("mlp", [64, 512], hw)     # width 64 frees too little to be cold
+    one = [predict("mlp", w, hw) for w in (64, 512)]
+    assert [p.cold_pages for p in one] == [False, True]
+    np.testing.assert_allclose(sweep["time_per_step_s"], [p.time_per_step_s for p in one])
+    assert rates.cold_pages(hw, np.array([1.9, 2.0, 3.0]), np.array([8, 8, 1]) * 2**20).tolist() == \
+        [False, True, False]
+    assert rates.cold_pages(profile(1e5, None), 5.0, 2**40) is False
+
+
+@pytest.mark.parametrize("alloc, key", [
+    ({"first_touch_cold_s_per_byte": -1e-9, "cold_bytes": 2**31}, "allocation.first_touch_cold_s_per_byte"),
+    ({"first_touch_cold_s_per_byte": 1e-9}, "allocation.cold_bytes"),
+])
+def test_bad_cold_fields_are_refused_naming_the_key(alloc, key):
+    with pytest.raises(PerfmodelError, match=key.replace(".", r"\.")):
+        with_cal({"allocation": {"first_touch_s_per_byte": 1e-9, **alloc}})
