@@ -40,7 +40,9 @@ def _operand(rows, cols, transposed, batch, dtype, device):
     return t.transpose(-1, -2) if transposed else t
 
 
-def gemm_callable(batch, m, n, k, trans_a, trans_b, dtype, device):
+def gemm_callable(batch, m, n, k, trans_a, trans_b, dtype, device, hot: bool = False):
+    """The timed GEMM: on a CPU the second operand and the output rotate through cold copies, unless
+    ``hot`` (one of each, reused: a weight applied at every time step of a recurrence stays in cache)."""
     import torch
     gpu, device = device != "cpu", place(device)
     if dtype == "fp8":
@@ -51,7 +53,7 @@ def gemm_callable(batch, m, n, k, trans_a, trans_b, dtype, device):
         one = torch.ones((), device=device)
         return lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
     a = _operand(m, k, trans_a, batch, dtype, device)
-    if gpu:
+    if gpu or hot:
         b = _operand(k, n, trans_b, batch, dtype, device)
         c = torch.empty((batch, m, n) if batch > 1 else (m, n), device=device, dtype=a.dtype)
         return lambda: (torch.bmm if batch > 1 else torch.mm)(a, b, out=c)
@@ -90,18 +92,19 @@ def layout_name(trans_a: bool, trans_b: bool) -> str:
     return f"{'T' if trans_a else 'N'}{'T' if trans_b else 'N'}"
 
 
-def _probe(ctx: Context, dtype, batch, m, n, k, ta, tb, offgrid: bool = False) -> Probe:
+def _probe(ctx: Context, dtype, batch, m, n, k, ta, tb, offgrid: bool = False, hot: bool = False) -> Probe:
     """One point; the library may reject the shape (ValueError, RuntimeError: fp8 needs multiples of 16).
     ``offgrid`` points are marked so: they measure the efficiency lost off the grid
-    (``perfmodel.cost.alignment``), not the grid itself."""
+    (``perfmodel.cost.alignment``), not the grid itself; ``hot`` points have their operands in cache
+    (``perfmodel.cost.rates.gemm_efficiency``, ``hot``)."""
     def point(t):
         return {"dtype": dtype, "m": m, "n": n, "k": k, "batch": batch, "trans_a": ta, "trans_b": tb,
                 "time_s": t["gemm"].seconds, "spread": round(t["gemm"].spread, 4),
-                **({"offgrid": True} if offgrid else {})}
+                **({"offgrid": True} if offgrid else {}), **({"hot": True} if hot else {})}
     return Probe("gemm", f"gemm {dtype} {batch}x{m}x{n}x{k} {layout_name(ta, tb)}"
-                 + (" off-grid" if offgrid else ""),
-                 lambda: {"gemm": gemm_callable(batch, m, n, k, ta, tb, dtype, ctx.device)}, point, dtype=dtype,
-                 rejects=(ValueError, RuntimeError))
+                 + (" off-grid" if offgrid else "") + (" hot" if hot else ""),
+                 lambda: {"gemm": gemm_callable(batch, m, n, k, ta, tb, dtype, ctx.device, hot)}, point,
+                 dtype=dtype, rejects=(ValueError, RuntimeError))
 
 
 def probes(ctx: Context) -> list[Probe]:
@@ -115,4 +118,8 @@ def probes(ctx: Context) -> list[Probe]:
             for batch, m, n, k in ctx.plan.gemm_offgrid_shapes():
                 for ta, tb in layouts:
                     out.append(_probe(ctx, dtype, batch, m, n, k, ta, tb, offgrid=True))
+        if dtype == "fp32" and ctx.kind == "cpu":   # x @ W^T and dY @ W with W in cache
+            for m, n, k in ctx.plan.gemm_hot_shapes():
+                for ta, tb in ((False, True), (False, False)):
+                    out.append(_probe(ctx, dtype, 1, m, n, k, ta, tb, hot=True))
     return out

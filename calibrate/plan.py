@@ -46,6 +46,9 @@ class CalibrationPlan:
     rnn_steps: tuple = (4, 12)          # two lengths: a fused layer has per-call as well as per-step costs
     rnn_max_flops: float = 4e10
     first_touch_bytes: int = 64 * 2**20  # buffer size for the page-fault (first-touch) cost
+    gemm_hot_m: tuple = ()              # GEMMs timed with both operands and the output hot (CPU)
+    gemm_hot_nk: tuple = (64, 256, 1024, 4096)
+    gemm_hot_max_bytes: int = 16 * 2**20  # at most this much weight (n x k), so it stays in cache
     cold_touch_bytes: int = 2 * 2**30    # the same after the pages sat freed (perfmodel.calibrate.allocation)
     cold_touch_repeats: int = 0          # 0: not measured (the full plans: 2)
     cold_touch_idle_s: float = 4.0
@@ -56,6 +59,11 @@ class CalibrationPlan:
     min_block_s: float = 2e-3
     sections: tuple = ("overhead", "gemm", "memory", "allocation", "rnn", "conv")
     dtypes: tuple | None = None         # None: every dtype the base profile and the device support
+
+    def gemm_hot_shapes(self) -> list[tuple]:
+        """(m, n, k) of the hot GEMMs: small m, a weight n x k of at most ``gemm_hot_max_bytes`` (fp32)."""
+        return [(m, n, k) for m in self.gemm_hot_m for n in self.gemm_hot_nk for k in self.gemm_hot_nk
+                if n * k * 4 <= self.gemm_hot_max_bytes]
 
     def gemm_shapes(self) -> list[tuple]:
         """Sorted unique (batch, m, n, k) under the FLOP cap."""
@@ -131,6 +139,7 @@ FULL = CalibrationPlan("full", warmup=1, repeats=4, min_block_s=1e-3, gemm_offgr
 #: filter class to GEMM rows M of 8,400 and 13,104 (2 and 3x the batch-2 point) under the cap.
 #: (The measurements: ``docs/accuracy.md``, "Calibration".)
 FULL_CPU = replace(FULL, name="full-cpu", max_gemm_flops=4e9, max_wide_flops=1e10, rnn_max_flops=4e10,
+                   gemm_hot_m=(1, 2, 4, 8, 16, 32, 64),
                    rnn_batch=(4, 8, 16, 32, 64), rnn_hidden=(64, 128, 256, 512, 1024), rnn_steps=(4, 16, 48),
                    rnn_cells=("lstm", "gru"), memory_bytes=tuple(4 * 2 ** i for i in range(6, 27)),
                    conv_models=(("speech", 64, {"batch": 2, "seq_len": 100}),

@@ -119,13 +119,24 @@ class _RateTables:
         return None
 
     def _group_points(self):
-        """``calibration.gemm`` split once into grid and off-grid points per (dtype, layout, batched)."""
+        """``calibration.gemm`` split once into grid, off-grid and hot points per (dtype, layout, batched)."""
         if self._gemm is None:
-            self._gemm, self._gemm_raw, self._offgrid_raw = {}, {}, {}
+            self._gemm, self._gemm_raw, self._offgrid_raw, self._hot_raw, self._hot = {}, {}, {}, {}, {}
             for p in self.cal.get("gemm", []):
                 key = (p.get("dtype", "fp32"), bool(p.get("trans_a", False)), bool(p.get("trans_b", False)),
                        p.get("batch", 1) > 1)
-                (self._offgrid_raw if p.get("offgrid") else self._gemm_raw).setdefault(key, []).append(p)
+                raw = self._hot_raw if p.get("hot") else self._offgrid_raw if p.get("offgrid") else self._gemm_raw
+                raw.setdefault(key, []).append(p)
+
+    def hot(self, dtype, trans_a, trans_b):
+        """(interpolator over (m, n, k), largest m, largest n x k) of the hot points of this layout, or None."""
+        self._group_points()
+        key = (dtype, trans_a, trans_b)
+        if key not in self._hot:
+            pts = self._hot_raw.get((*key, False), [])
+            self._hot[key] = (self._build_gemm(pts)[0], max(p["m"] for p in pts),
+                              max(p["n"] * p["k"] for p in pts)) if pts else None
+        return self._hot[key]
 
     def offgrid_factors(self, dtype, trans_a, trans_b):
         """The off-grid factor per alignment class of this dtype and layout
@@ -173,6 +184,19 @@ class _RateTables:
 
 
 rate_tables = ProfileCache(_RateTables)
+
+
+def hot_gemm_efficiency(hw, dtype, m, n, k, trans_b=False, trans_a=False):
+    """Efficiency of a GEMM whose operands are in cache (the hot points, interpolated), NaN where the
+    shape lies outside their range (m or n x k above the largest measured); None if unmeasured."""
+    t = rate_tables(hw)
+    found = t.hot(dtype, bool(trans_a), bool(trans_b)) if t is not None else None
+    if found is None:
+        return None
+    interp, m_max, nk_max = found
+    m, n, k = (np.asarray(x, dtype=float) for x in (m, n, k))
+    eff = np.where((m <= m_max) & (n * k <= nk_max), interp(m, n, k), np.nan)
+    return eff if eff.ndim else float(eff)
 
 
 def gemm_efficiency(hw, dtype, m, n, k, batch=1, trans_b=False, trans_a=False):

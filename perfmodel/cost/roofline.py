@@ -120,12 +120,26 @@ def per_kernel_overhead_s(hw: HardwareProfile, kind: str):
     return hw.launch_overhead_s if cal is None else cal
 
 
+def hot_weight_efficiency(op: Op, hw: HardwareProfile, m, n, k, trans_a, trans_b):
+    """On a CPU, a GEMM run several times in a step with the same weight (``repeat`` > 1: the time
+    steps of a recurrence) in its forward or data-gradient phase finds that weight in cache: the
+    hot-operand points' efficiency (``perfmodel.calibrate.gemm``, ``hot``) where they cover the
+    shape (NaN where they do not); None when the rule does not apply (the cold table does)."""
+    if hw.kind != "cpu" or op.phase not in ("fwd", "bwd_data") or op.attrs.get("weight") != "b" \
+            or np.ndim(op.repeat) or op.repeat <= 1 or op.dims.get("batch", 1) != 1:
+        return None
+    return rates.hot_gemm_efficiency(hw, op.dtype, m, n, k, trans_b, trans_a)
+
+
 def compute_time(op: Op, hw: HardwareProfile):
     """Analytic compute seconds of one execution of a (non-RNN) op."""
     d, flops = op.dims, op.flops
     if op.kind == OpKind.GEMM:
         m, n, k, trans_a, trans_b = gemm_layout(op)
         eff = gemm_efficiency(hw, op.dtype, m, n, k, d.get("batch", 1), trans_b, trans_a)
+        hot = hot_weight_efficiency(op, hw, m, n, k, trans_a, trans_b)
+        if hot is not None:   # in cache where the hot points cover the shape (NaN elsewhere)
+            eff = np.where(np.isnan(hot), eff, hot) if np.ndim(hot) else (eff if np.isnan(hot) else hot)
         return flops / (hw.peak_flops(op.dtype) * eff)
     if op.kind == OpKind.CONV2D:
         return conv_compute_s(op, hw)

@@ -10,7 +10,7 @@ in :mod:`perfmodel.cost.rates`, the conv and RNN residuals in
 Format (every section optional; times in seconds, sizes in bytes)::
 
     provenance   {device, kind: cpu|gpu, date, command, torch, source, ...}
-    gemm         [{dtype, m, n, k, batch, trans_a, trans_b, time_s, spread?, offgrid?}]
+    gemm         [{dtype, m, n, k, batch, trans_a, trans_b, time_s, spread?, offgrid?, hot?}]
     memory       [{op: copy|elementwise|reduction|batchnorm[_bwd]|maxpool[_bwd], bytes, time_s, spread?}]
     overhead_us  {default, dispatch, <op kind>, backward_call?, optimizer_call?: microseconds}
     allocation   {first_touch_s_per_byte, always_fresh_bytes?, first_touch_cold_s_per_byte?, cold_bytes?}  (CPU)
@@ -97,7 +97,7 @@ def _check_gemm(where, key, p):
     for n in _GEMM_INT:
         _pos_int(where, f"{key}.{n}", p[n])
     _pos_int(where, f"{key}.batch", p.get("batch", 1))
-    for n in ("trans_a", "trans_b", "offgrid"):
+    for n in ("trans_a", "trans_b", "offgrid", "hot"):
         if not isinstance(p.get(n, False), bool):
             _fail(where, f"{key}.{n}", f"must be true or false, got {p[n]!r}")
     _pos_num(where, f"{key}.time_s", p["time_s"])
