@@ -15,7 +15,7 @@ import statistics
 
 def _gemm_key(p):
     return (p.get("dtype", "fp32"), p.get("batch", 1), p["m"], p["n"], p["k"], bool(p.get("trans_a")),
-            bool(p.get("trans_b")))
+            bool(p.get("trans_b")), bool(p.get("hot")))
 
 
 def compare(a: dict, b: dict) -> dict:

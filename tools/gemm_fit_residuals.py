@@ -31,7 +31,7 @@ def main(argv=None) -> None:
     hw = hardware.load(args.profile)
     rows = []
     for p in hw.calibration.get("gemm", []):
-        if p.get("offgrid") or p.get("batch", 1) > 1 or p.get("dtype", "fp32") != "fp32":
+        if p.get("offgrid") or p.get("hot") or p.get("batch", 1) > 1 or p.get("dtype", "fp32") != "fp32":
             continue
         ta, tb = bool(p.get("trans_a")), bool(p.get("trans_b"))
         op = Op(OpKind.GEMM, "gemm", {"m": p["m"], "n": p["n"], "k": p["k"]}, "fp32",

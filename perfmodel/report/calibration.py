@@ -27,11 +27,13 @@ def gemm_rows(hw) -> list[dict]:
         flops = 2.0 * g["m"] * g["n"] * g["k"] * b
         peak = hw.peak_tflops.get(dt)
         achieved = flops / pure_time_s(hw, g["time_s"])
-        model = rates.gemm_efficiency(hw, dt, g["m"], g["n"], g["k"], b, bool(g.get("trans_b")),
-                                       bool(g.get("trans_a"))) if peak else None
+        price = rates.hot_gemm_efficiency if g.get("hot") else rates.gemm_efficiency
+        args = () if g.get("hot") else (b,)
+        model = price(hw, dt, g["m"], g["n"], g["k"], *args, bool(g.get("trans_b")),
+                      bool(g.get("trans_a"))) if peak else None
         out.append({"dtype": dt, "m": g["m"], "n": g["n"], "k": g["k"], "batch": b,
                     "trans_a": bool(g.get("trans_a", False)), "trans_b": bool(g.get("trans_b", False)),
-                    "time_s": g["time_s"], "achieved_TFLOPs": achieved / 1e12,
+                    "hot": bool(g.get("hot", False)), "time_s": g["time_s"], "achieved_TFLOPs": achieved / 1e12,
                     "efficiency": achieved / (peak * 1e12) if peak else None,
                     "model_efficiency": None if model is None else float(model)})
     return out
