@@ -53,7 +53,11 @@ def gemm_callable(batch, m, n, k, trans_a, trans_b, dtype, device, hot: bool = F
         one = torch.ones((), device=device)
         return lambda: torch._scaled_mm(a, b, scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
     a = _operand(m, k, trans_a, batch, dtype, device)
-    if gpu or hot:
+    if hot and not gpu:   # one view of each shared pool: hundreds of hot points hold no memory of their own
+        b, c = _cold_copies(k, n, trans_b, batch, dtype, device)[0], \
+            _cold_copies(m, n, False, batch, dtype, device, pool="out")[0]
+        return lambda: (torch.bmm if batch > 1 else torch.mm)(a, b, out=c)
+    if gpu:
         b = _operand(k, n, trans_b, batch, dtype, device)
         c = torch.empty((batch, m, n) if batch > 1 else (m, n), device=device, dtype=a.dtype)
         return lambda: (torch.bmm if batch > 1 else torch.mm)(a, b, out=c)
