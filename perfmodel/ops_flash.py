@@ -94,6 +94,18 @@ def _flash_cost(op):
     return gemm + softmax, read, written
 
 
+def flash_output_tensors(op: Op) -> list:
+    """Bytes of each tensor one execution allocates (what a CPU allocator hands out, unlike the tiled
+    traffic above, which rewrites the dQ accumulator per tile): forward O and the row statistics L;
+    backward dQ, dK and dV (dK, dV over the kv heads)."""
+    d = op.dims
+    t, hd, e, f = d["seq"], d["head_dim"], DTYPE_BYTES[op.dtype], FP32_BYTES
+    if op.phase == "fwd":
+        return [d["batch"] * d["heads"] * t * hd * e, d["batch"] * d["heads"] * t * f]
+    kv = d["batch"] * d["kv_heads"] * t * hd * e
+    return [d["batch"] * d["heads"] * t * hd * e, kv, kv]
+
+
 def flash_hbm_bytes(op: Op, l2_bytes, sm_count):
     """``(read, written)`` HBM bytes of one execution on a GPU with ``l2_bytes`` of L2 and ``sm_count``
     SMs: the tiled traffic above is what the kernel loads, but thread blocks of one (sequence, head)

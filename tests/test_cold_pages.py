@@ -73,3 +73,20 @@ def test_sweeps_price_each_configuration_as_predict_does():
 def test_bad_cold_fields_are_refused_naming_the_key(alloc, key):
     with pytest.raises(PerfmodelError, match=key.replace(".", r"\.")):
         with_cal({"allocation": {"first_touch_s_per_byte": 1e-9, **alloc}})
+
+
+def test_flash_attention_allocations_are_tested_tensor_by_tensor():
+    # batch 8, 2 heads (2 kv heads), seq 1024, head dim 64, fp32: forward O = 8*2*1024*64*4 B = 4 MiB and
+    # L = 8*2*1024*4 B = 64 KiB; backward dQ, dK, dV 4 MiB each.  Threshold 1 MiB: 4 and 12 MiB fresh (the
+    # backward's tiled traffic, which rewrites dQ per key tile, allocates nothing)
+    from perfmodel.cost.roofline import fresh_output_bytes
+    from perfmodel.ops import Op, OpKind
+    from perfmodel.ops_flash import flash_output_tensors
+    dims = {"batch": 8, "heads": 2, "kv_heads": 2, "seq": 1024, "head_dim": 64, "tile": 128}
+    fwd = Op(OpKind.ATTENTION, "attn", dims, "fp32", "fwd", attrs={"causal": True})
+    bwd = Op(OpKind.ATTENTION, "attn", dims, "fp32", "bwd_data", attrs={"causal": True})
+    assert flash_output_tensors(fwd) == [4 * 2**20, 64 * 2**10]
+    assert flash_output_tensors(bwd) == [4 * 2**20] * 3
+    hw = profile(1.0, None)
+    assert fresh_output_bytes(fwd, hw) == 4 * 2**20 and fresh_output_bytes(bwd, hw) == 12 * 2**20
+    assert bwd.out_bytes > 12 * 2**20      # what the threshold used to see as one allocation

@@ -39,7 +39,7 @@ import numpy as np
 
 from ..hardware import HardwareProfile
 from ..ops import Op, OpKind, conv_gemm_dims, rnn_components
-from ..ops_flash import flash_flops, flash_hbm_bytes
+from ..ops_flash import flash_flops, flash_hbm_bytes, flash_output_tensors
 from . import rates
 from .conv_algos import winograd_applies, winograd_parts
 from .waves import gemm_wave_efficiency
@@ -208,6 +208,9 @@ def fresh_output_bytes(op: Op, hw: HardwareProfile):
     ``allocation`` calibration; None otherwise).  In-place updates allocate nothing."""
     if op.kind == OpKind.OPTIMIZER or op.meta.get("backward_only"):
         return None
+    if op.kind == OpKind.ATTENTION:   # several tensors, each tested against the threshold on its own
+        parts = [rates.fresh_bytes(hw, b) for b in flash_output_tensors(op)]
+        return None if parts[0] is None else sum(parts)
     return rates.fresh_bytes(hw, op.out_bytes)
 
 
