@@ -108,6 +108,17 @@ class Prediction:
         }
 
 
+def step_fresh_bytes(ops, hw: HardwareProfile, counts=None):
+    """Bytes a step writes to freshly mapped pages (:func:`perfmodel.cost.roofline.fresh_output_bytes`
+    x repeat x count, summed; arrays over configurations broadcast; 0 without an allocation calibration)."""
+    total = 0.0
+    for i, op in enumerate(ops):
+        b = fresh_output_bytes(op, hw)
+        if b is not None:
+            total = total + b * op.repeat * (1 if counts is None else counts[i])
+    return total
+
+
 def predict(model: str, width: int, hw: HardwareProfile, dtype: str = "fp32", optimizer: str = "sgd",
             **knobs) -> Prediction:
     """Predict one configuration with a per-op breakdown."""
@@ -115,9 +126,7 @@ def predict(model: str, width: int, hw: HardwareProfile, dtype: str = "fp32", op
     graph = build_graph(model, int(width) if np.ndim(width) == 0 else width, dtype, **knobs)
     ops = graph.step_ops(optimizer)
     c = cost_ops(ops, hw)
-    fresh = 0.0
-    for op in ops:
-        fresh += float((fresh_output_bytes(op, hw) or 0.0) * op.repeat)
+    fresh = float(step_fresh_bytes(ops, hw))
     cold = rates.cold_pages(hw, c.total("time_s"), fresh)
     if cold:   # the step's freed pages go back to the host before their next use: priced again
         c = cost_ops(ops, rates.cold_profile(hw))
@@ -186,11 +195,7 @@ def predict_arrays(model: str, widths, hw: HardwareProfile, dtype: str = "fp32",
     ops, counts = zip(*unique_ops(graph.step_ops(optimizer)), strict=True)
     t = total_costs(list(ops), hw, list(counts), w.shape)
     if rates.has_cold_rate(hw):   # as predict: the configurations whose freed pages go back to the host
-        fresh = np.zeros(w.shape)
-        for op, n in zip(ops, counts, strict=True):
-            b = fresh_output_bytes(op, hw)
-            fresh = fresh + (0.0 if b is None else b * op.repeat * n)
-        cold = rates.cold_pages(hw, t["time_s"], fresh)
+        cold = rates.cold_pages(hw, t["time_s"], step_fresh_bytes(ops, hw, counts))
         if np.any(cold):
             t2 = total_costs(list(ops), rates.cold_profile(hw), list(counts), w.shape)
             t = {k: np.where(cold, t2[k], t[k]) for k in t}

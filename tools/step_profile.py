@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import time
 
 
 def _knobs(pairs):
@@ -46,6 +45,7 @@ def priced(profile: str, model: str, width: int, knobs: dict):
 def profiled(model: str, width: int, knobs: dict, steps: int):
     """(median wall seconds per step, key averages of the profiled steps)."""
     import torch
+    from perfmodel.calibrate.timing import measure
     from torch.profiler import ProfilerActivity, profile
 
     from perfmodel.torchmodels import build_module
@@ -59,17 +59,11 @@ def profiled(model: str, width: int, knobs: dict, steps: int):
         module.loss(inputs, targets).backward()
         opt.step()
 
-    for _ in range(2):
-        step()
-    walls = []
-    for _ in range(steps):
-        t0 = time.perf_counter()
-        step()
-        walls.append(time.perf_counter() - t0)
+    wall = measure(step, "cpu", warmup=2, repeats=steps, min_block_s=0.0).seconds   # median, wall clock
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             step()
-    return sorted(walls)[steps // 2], prof.key_averages()
+    return wall, prof.key_averages()
 
 
 def main(argv=None) -> None:

@@ -139,7 +139,7 @@ def compute_time(op: Op, hw: HardwareProfile):
         eff = gemm_efficiency(hw, op.dtype, m, n, k, d.get("batch", 1), trans_b, trans_a)
         hot = hot_weight_efficiency(op, hw, m, n, k, trans_a, trans_b)
         if hot is not None:   # in cache where the hot points cover the shape (NaN elsewhere)
-            eff = np.where(np.isnan(hot), eff, hot) if np.ndim(hot) else (eff if np.isnan(hot) else hot)
+            eff = np.where(np.isnan(hot), eff, hot)[()]
         return flops / (hw.peak_flops(op.dtype) * eff)
     if op.kind == OpKind.CONV2D:
         return conv_compute_s(op, hw)

@@ -27,10 +27,9 @@ def gemm_rows(hw) -> list[dict]:
         flops = 2.0 * g["m"] * g["n"] * g["k"] * b
         peak = hw.peak_tflops.get(dt)
         achieved = flops / pure_time_s(hw, g["time_s"])
-        price = rates.hot_gemm_efficiency if g.get("hot") else rates.gemm_efficiency
-        args = () if g.get("hot") else (b,)
-        model = price(hw, dt, g["m"], g["n"], g["k"], *args, bool(g.get("trans_b")),
-                      bool(g.get("trans_a"))) if peak else None
+        ta, tb = bool(g.get("trans_a")), bool(g.get("trans_b"))
+        model = None if not peak else rates.hot_gemm_efficiency(hw, dt, g["m"], g["n"], g["k"], tb, ta) \
+            if g.get("hot") else rates.gemm_efficiency(hw, dt, g["m"], g["n"], g["k"], b, tb, ta)
         out.append({"dtype": dt, "m": g["m"], "n": g["n"], "k": g["k"], "batch": b,
                     "trans_a": bool(g.get("trans_a", False)), "trans_b": bool(g.get("trans_b", False)),
                     "hot": bool(g.get("hot", False)), "time_s": g["time_s"], "achieved_TFLOPs": achieved / 1e12,
