@@ -29,6 +29,9 @@ class ModelGraph:
     split with it under tensor parallelism.  ``params`` is the exact trainable-parameter
     count (int, or an int array in vectorized sweeps); ``param_groups`` breaks it down by
     layer path (the nanoGPT-style ordered mapping checked against the torch module).
+    ``tied`` maps an op's path to the parameter group whose weight it reuses (GPT-2's LM head
+    reads ``wte``): split into pipeline stages, the op's stage keeps a copy of that weight whose
+    gradient is all-reduced with the original (:mod:`perfmodel.parallel.pipeline`).
     """
 
     model: str
@@ -37,6 +40,7 @@ class ModelGraph:
     param_groups: dict[str, Any]
     config: dict[str, Any] = field(default_factory=dict)
     backward_only: dict[str, list[Op]] = field(default_factory=dict)
+    tied: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.backward_only:

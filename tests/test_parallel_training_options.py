@@ -6,6 +6,7 @@ et al. 2021 sec. 2.2.2; Thakur et al. 2005 (ring and pairwise-exchange collectiv
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -62,6 +63,9 @@ def test_zero_communication_bytes():
     assert dp_comm_s(1, m=1, **args)[0] == pytest.approx(2 * one)
     assert dp_comm_s(2, m=3, **args)[0] == pytest.approx(4 * one)
     assert dp_comm_s(3, m=2, **args)[0] == pytest.approx(6 * one)
+    # DeepSpeed's BF16_Optimizer under its pipeline engine: the whole gradients all-reduced (2 x one),
+    # then the updated shards all-gathered (1 x one)
+    assert dp_comm_s(1, m=1, **args, zero1_allreduce=True)[0] == pytest.approx(3 * one)
     total, exposed = dp_comm_s(3, m=2, **{**args, "overlap": True, "fwd_s": 10.0, "bwd_s": 20.0})
     # prefetched: only the first unit's gather and the last unit's reduce-scatter stay out (compute > comm)
     assert exposed == pytest.approx(2 * (one / 10 + one / 10)) and exposed < total
@@ -72,6 +76,30 @@ def test_zero_shards_the_optimizer_step_and_memory():
     assert z1.optimizer_s == pytest.approx(base.optimizer_s / 4)           # dp = 4
     assert z3.memory_optimizer_bytes == pytest.approx(base.memory_optimizer_bytes * 12 / 8 / 4)
     assert z3.per_device_memory_bytes < z1.per_device_memory_bytes < base.per_device_memory_bytes
+
+
+def test_tied_head_on_another_stage_keeps_a_copy_and_all_reduces_its_gradient():
+    """GPT-2's LM head reuses wte (V x h = 8192 x 1024, split over tp = 2: 4,194,304 per device).  Over
+    pp = 2 the head's stage keeps a copy, and after backward the copies' gradients are all-reduced between
+    the two stages: a 2-rank ring, 2 x (2-1)/2 x S x beta + 2 alpha with S = 4,194,304 x 2 bytes (bf16);
+    with dp = 1 that is all the data-parallel communication.  Llama's untied head has no copy."""
+    from perfmodel.parallel.device import device_pass
+    from perfmodel.parallel.pipeline import partition
+    s = Scenario("transformer", H100, GPT, "bf16", "adam", ParallelOptions())
+    units = device_pass(s, np.array([1024]), 2, 2)
+    st = partition(units, 2)
+    copy = 8192 * 1024 / 2
+    assert st.tied_params[:, 0] == pytest.approx([copy, copy])
+    untied = partition(dataclasses.replace(units, tied=()), 2)      # the same units without the tie
+    assert st.params[1, 0] - untied.params[1, 0] == pytest.approx(copy)   # the head's stage holds the copy
+    assert st.params[0, 0] == untied.params[0, 0] and not untied.tied_params.any()
+    r = _predict(GPT, layout=Layout(1, 2, 2, 16)).step
+    link = coll.link(H100, False)                        # 2 stages x tp 2 = 4 devices: one node
+    assert r.dp_allreduce_s == pytest.approx(coll.allreduce_s(copy * 2, 2, link, "ring"))
+    assert r.dp_allreduce_s == pytest.approx(2 * link.alpha_s + copy * 2 * link.beta_s_per_byte)
+    llama = partition(device_pass(Scenario("transformer", H100, {**GPT, "block": "llama"}, "bf16", "adam",
+                                           ParallelOptions()), np.array([1024]), 2, 2), 2)
+    assert not llama.tied_params.any()
 
 
 # -- sequence parallelism ---------------------------------------------------------------------------
@@ -224,7 +252,7 @@ def test_scatter_gather_sends_one_tp_slice_across_nodes():
     hw = hardware.load("A100-SXM4-80GB")
     s = 2048 * 8192 * 2.0                      # one micro-batch's activation, bytes
     z = np.zeros((2, 1))
-    st = Stages(*([z] * 10), np.array([[s], [0.0]]), z, z)
+    st = Stages(*([z] * 10), np.array([[s], [0.0]]), z, z, z)
     inter, intra = coll.link(hw, True, "p2p"), coll.link(hw, False)
     whole = p2p_item_s(st, hw, 32, 8, 1, split=False)[0]
     split = p2p_item_s(st, hw, 32, 8, 1, split=True)[0]

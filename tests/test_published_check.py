@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -71,6 +72,38 @@ def test_mape_is_the_mean_absolute_error(two_rows):
     assert two_rows["mape_fraction"]["by_source"] == pytest.approx(errs)
     assert two_rows["mape_fraction"]["overall"] == pytest.approx((errs["korthikanti2022"] + errs["narayanan2021"]) / 2)
     assert two_rows["fits"] == {"ran": 2, "predicted_to_fit": 2, "not_fitting": []}
+
+
+def test_bloom_rows_use_their_clusters_network_and_deepspeeds_reduction():
+    """BLOOM 176B (tr11) ran on Jean Zay: an NCCL all-reduce of 4 GB fp32 over 4 of its A100 nodes took
+    1.53 s, busbw = 4e9 / 1.53 x 2 x 31/32 = 5.07 GB/s (bigscience experiments/bandwidth/
+    all_reduce_bench-a100-n4.txt), not the profile's 25 GB/s; DeepSpeed's BF16_Optimizer all-reduces the
+    whole gradients, then all-gathers the updated shards.  Per stage P = its parameters x 2 bytes over
+    dp = 8 nodes, not overlapped: (2 + 1) x 7/8 x P / 5.07 GB/s + 3 x 7 alpha, plus the tied embedding's
+    2-rank all-reduce (V h / tp x 2 bytes, V = 250880, h = 14336, tp = 4) on the first and last stage."""
+    from dataclasses import replace
+
+    from perfmodel import hardware
+    from perfmodel.parallel import collectives as coll
+    from perfmodel.parallel.device import device_pass
+    from perfmodel.parallel.pipeline import partition
+    from perfmodel.published.runs import load_rows, setup
+    row = next(r for r in load_rows() if r["id"] == "bloom176b-gbs16-rampup")
+    run = setup(row, hardware.available())
+    assert run.cluster == {"inter_node_busbw_GBps": 5.07} and run.options["zero1_allreduce"]
+    assert not run.options["overlap"] and run.options["zero"] == 1
+    hw = replace(hardware.load(A100), **run.cluster)
+    s = Scenario("transformer", hw, run.knobs, "bf16", "adam", ParallelOptions(**run.options))
+    st = partition(device_pass(s, [14336], 2, 4), 12, "full")
+    ln = coll.link(hw, True)
+    assert ln.beta_s_per_byte == pytest.approx(1 / 5.07e9)
+    dp_s = 3 * (7 / 8 * st.params[:, 0] * 2 * ln.beta_s_per_byte) + 3 * 7 * ln.alpha_s
+    copy = 250880 * 14336 / 4 * 2
+    tied = np.array([1.0] + [0.0] * 10 + [1.0]) * (copy * ln.beta_s_per_byte + 2 * ln.alpha_s)
+    r = check_published(ids={run.id})["results"][0]
+    pred = predict_parallel(s, 14336, Layout(8, 4, 12, 1), 16).step
+    assert r.time_per_step_s == pytest.approx(pred.time_per_step_s, rel=1e-12)
+    assert pred.dp_allreduce_s == pytest.approx((dp_s + tied).max(), rel=0.01)   # buckets add latency only
 
 
 def test_json_has_fractions_and_unit_named_keys():

@@ -24,6 +24,7 @@ class GraphBuilder:
         self.fwd: list[Op] = []
         self.backward_only: dict[str, list[Op]] = {}
         self.param_groups: dict[str, object] = {}
+        self.tied: dict[str, str] = {}
 
     # -- bookkeeping -------------------------------------------------------
     def params(self, path: str, count) -> None:
@@ -47,7 +48,7 @@ class GraphBuilder:
     def build(self, **config) -> ModelGraph:
         total = sum(self.param_groups.values())
         return ModelGraph(self.model, self.fwd, total, dict(self.param_groups), config,
-                          {k: list(v) for k, v in self.backward_only.items()})
+                          {k: list(v) for k, v in self.backward_only.items()}, dict(self.tied))
 
     # -- layers ------------------------------------------------------------
     def linear(self, path, tokens, d_in, d_out, bias=True, first_layer=False, repeat=1, saved=True):

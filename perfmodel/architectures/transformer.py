@@ -175,6 +175,7 @@ def build(width, batch=8, seq_len=1024, layers=12, heads=None, vocab=50257, bloc
     if gpt2:  # LM head tied to wte: its weight is already counted under "wte"
         g.op(OpKind.GEMM, "lm_head", {"m": tokens, "n": vocab, "k": width},
              attrs={"weight": "b", "trans_b": True, "bias": False})
+        g.tied["lm_head"] = "wte"
     else:
         g.linear("lm_head", tokens, width, vocab, bias=False)
     g.cross_entropy("loss", tokens, vocab)

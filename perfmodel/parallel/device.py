@@ -91,6 +91,7 @@ class UnitCosts:
     persistent: np.ndarray     # (L,) a persistent RNN kernel applies somewhere
     steps: int = 1
     cyclic: bool = False
+    tied: tuple = ()           # (unit of a reused weight, unit reusing it) pairs (``ModelGraph.tied``)
 
     @property
     def size(self) -> int:
@@ -196,9 +197,11 @@ def device_pass(scenario: Scenario, widths, micro_batch, tp) -> UnitCosts:
     persistent = np.zeros(widths.shape, bool)
     for f in fits.values():
         persistent |= np.broadcast_to(f, widths.shape)
+    tied = tuple((idx[unit_key(group)], idx[unit_key(path)]) for path, group in graph.tied.items()
+                 if unit_key(group) != unit_key(path))
     return UnitCosts(units, **acc, params_total=np.broadcast_to(graph.params, widths.shape),
                      valid=np.broadcast_to(ts.valid, widths.shape), persistent=persistent,
-                     steps=steps, cyclic=cyclic)
+                     steps=steps, cyclic=cyclic, tied=tied)
 
 
 def _output_bytes(op: Op, sharded, tp):

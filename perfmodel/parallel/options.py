@@ -37,6 +37,7 @@ class ParallelOptions:
     ep: int = 1                             # expert-parallel degree (carved out of the data-parallel group)
     overlap_p2p: bool = False               # pipeline sends overlap compute (False: blocking, :mod:`.pipeline`)
     scatter_gather: bool = True             # pipeline sends split over the tp group, gathered after (Megatron)
+    zero1_allreduce: bool = False           # ZeRO-1 all-reduces whole gradients (DeepSpeed BF16_Optimizer, :mod:`.zero`)
 
     def __post_init__(self):
         if isinstance(self.recompute, bool):   # the old on/off switch: True = full, False = none

@@ -45,6 +45,12 @@ When a time loop spans stages (the RHN's recurrence depth cut into stages)
 step t+1 of a micro-batch needs the last stage's step t: each timestep is a
 cycle through all S stages, filled only by other micro-batches (cyclic).
 
+A weight reused by a later op (GPT-2's LM head reads the token embedding) whose two users land on
+different stages is kept twice: the later stage holds a copy (parameters, gradients, optimizer state
+and update), and after backward the two copies' gradients are all-reduced between the two stages
+(Megatron-LM ``finalize_model_grads`` / ``_allreduce_word_embedding_grads``; DeepSpeed's
+``ReduceTiedGrads``), exposed: :func:`perfmodel.parallel.step.data_parallel`.
+
 Reported ``bubble_fraction`` = 1 - m·g·τ_max / T, the idle share of the
 busiest stage.  Activations held per stage: ``min(m, S)`` micro-batches
 in flight for 1F1B (Narayanan et al. 2021, sec. 2.2.1), ``m`` for GPipe.
@@ -87,6 +93,7 @@ class Stages:
     send_bytes: np.ndarray  # activation sent to the next stage (0 for the last)
     units: np.ndarray       # (S, L) number of units per stage
     flops: np.ndarray       # FLOPs of one micro-batch on one device of the stage
+    tied_params: np.ndarray  # a reused weight split from its user: its parameters on both stages holding it
 
 
 def slice_stages(st: Stages, n: int) -> Stages:
@@ -154,6 +161,14 @@ def partition(units: UnitCosts, stages: int, recompute="none") -> Stages:
            "send_bytes": np.zeros((stages, units.size))}
     if stages > 1:   # the last unit of each stage but the last hands its output on
         out["send_bytes"][:-1] = np.take_along_axis(units.out_bytes, end[:-1] - 1, 0)
+    out["tied_params"] = np.zeros((stages, units.size))
+    for owner, user in units.tied:
+        at_user = np.arange(stages)[:, None] == sid[user][None]
+        split = at_user.any(0) & (sid[owner] != sid[user])
+        copy = np.where(split, np.broadcast_to(units.params[owner], split.shape), 0.0)
+        out["params"] += at_user * copy        # the user's stage keeps a copy, updated like the original
+        out["opt_s"] += at_user * np.where(split, units.opt_s[owner], 0.0)
+        out["tied_params"] += (at_user | (np.arange(stages)[:, None] == sid[owner][None])) * copy
     return Stages(**out)
 
 

@@ -66,7 +66,7 @@ def _concat(a: UnitCosts, b: UnitCosts) -> UnitCosts:
         raise RuntimeError(f"layer units differ between passes: {a.names} vs {b.names}")
     arrays = {f: np.concatenate([getattr(a, f), getattr(b, f)], axis=-1)
               for f in a.__dataclass_fields__ if isinstance(getattr(a, f), np.ndarray)}
-    return UnitCosts(a.names, **arrays, steps=a.steps, cyclic=a.cyclic)
+    return UnitCosts(a.names, **arrays, steps=a.steps, cyclic=a.cyclic, tied=a.tied)
 
 
 def cost_configurations(scenario: Scenario, widths, micro_batches, tps):

@@ -5,8 +5,9 @@
               + max over stages (exposed data-parallel communication + optimizer step)
 
 The data-parallel communication is the gradient all-reduce, or under ZeRO its reduce-scatters and
-all-gathers (:mod:`.zero`); with ZeRO >= 1 each device updates 1/dp of the parameters (the
-optimizer step's time / dp).  Expert parameters (:mod:`.expert`) are reduced over dp / ep devices.
+all-gathers (:mod:`.zero`), plus, on the two stages that hold a reused weight (the tied LM head,
+:mod:`.pipeline`), the all-reduce of its two gradient copies; with ZeRO >= 1 each device updates
+1/dp of the parameters (the optimizer step's time / dp).  Expert parameters (:mod:`.expert`) are reduced over dp / ep devices.
 
 Memory per device (the fullest stage)::
 
@@ -154,10 +155,14 @@ def data_parallel(stages: Stages, scenario: Scenario, dp: int, tp, m: int, zero:
     for params, group in groups:
         ln = coll.link(hw, coll.spans_nodes(hw, group, tp * (ep if group < dp else 1)))
         t, e = dp_comm_s(zero, params * b, fwd_s, stages.bwd_s, stages.units, m, group, ln, opts.algorithm,
-                         opts.bucket_bytes, opts.overlap)
+                         opts.bucket_bytes, opts.overlap, opts.zero1_allreduce)
         part = parameter_memory(params, scenario.dtype, scenario.optimizer, zero=zero, dp=group)
         total, exposed = total + t, exposed + e
         mem = part if mem is None else _add(mem, part)
+    if stages.tied_params.any():   # a reused weight's two copies: their gradients, after backward, exposed
+        ln = coll.link(hw, coll.spans_nodes(hw, stages.params.shape[0], tp * dp))
+        t = coll.collective_s("allreduce", stages.tied_params * b, 2, ln, opts.algorithm)
+        total, exposed = total + t, exposed + t
     opt_s = stages.opt_s
     if zero >= 1:   # each device updates its shard: 1/dp of the dense, 1/(dp/ep) of the expert parameters
         shard = sum(p / grp for p, grp in groups) / np.where(stages.params > 0, stages.params, 1)

@@ -12,6 +12,8 @@ wrapped module and DeepSpeed and Megatron's distributed optimizer in layer-sized
     stage 1   reduce-scatter of the gradients (P), bucketed like stage 0; after the optimizer step on
               1/N_d of the parameters, all-gather of the updated parameters (P), bucketed over the
               next step's first forward pass (Megatron's --overlap-param-gather) when overlap is on
+              (DeepSpeed's BF16_Optimizer under its pipeline engine all-reduces the full gradients
+              instead, ``zero1_allreduce``: 2P before the all-gather, not P)
     stage 2   as stage 1, but the gradients are reduce-scattered after every micro-batch's backward
               (each micro-batch's buckets, the non-last ones also hidden behind the next forward)
     stage 3   per micro-batch (FSDP FULL_SHARD: Zhao et al. 2023, "PyTorch FSDP", VLDB 16(12), sec. 3.2):
@@ -42,12 +44,15 @@ def _bucketed(kind: str, nbytes, window_s, dp, ln, buckets, overlap):
 
 
 def dp_comm_s(zero: int, param_bytes, fwd_s, bwd_s, units, m: int, dp, ln: coll.Link, algorithm: str,
-              bucket_bytes: float, overlap: bool):
+              bucket_bytes: float, overlap: bool, zero1_allreduce: bool = False):
     """``(total_s, exposed_s)`` of one step's data-parallel communication per stage (arrays broadcast)."""
     if zero == 0:
         return gradient_allreduce_s(param_bytes, bwd_s, dp, ln, algorithm, bucket_bytes, overlap)
     if zero in (1, 2):
-        rs_t, rs_e = _bucketed("reducescatter", param_bytes, bwd_s, dp, ln, units, overlap)
+        if zero == 1 and zero1_allreduce:
+            rs_t, rs_e = gradient_allreduce_s(param_bytes, bwd_s, dp, ln, algorithm, bucket_bytes, overlap)
+        else:
+            rs_t, rs_e = _bucketed("reducescatter", param_bytes, bwd_s, dp, ln, units, overlap)
         ag_t, ag_e = _bucketed("allgather", param_bytes, fwd_s, dp, ln, units, overlap)
         if zero == 1:
             return rs_t + ag_t, rs_e + ag_e

@@ -118,6 +118,8 @@ def predict_run(run: RunSetup, hw=None) -> RunResult:
     if run.reason:
         return RunResult(run, reason=run.reason)
     hw = hardware_mod.load(run.hardware) if hw is None else hw
+    if run.cluster:   # the source's own network (runs.CLUSTERS)
+        hw = replace(hw, **run.cluster)
     base = Scenario("transformer", hw, run.knobs, run.dtype, "adam", ParallelOptions(**run.options))
     dp, units_cache, stage_cache, best, last_error = run.layout["dp"], {}, {}, None, None
     for tp, pp, mb, rc, v in _candidates(run, hw):

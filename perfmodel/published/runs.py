@@ -8,6 +8,8 @@ Per row (empty cell = the source does not state it; see SOURCES.md):
   vocabulary, sequence, block and attention; a missing attention kernel is the trainer's default of
   the time (:data:`TRAINER_DEFAULTS`), a missing dtype 16-bit mixed precision (fp16 and bf16 price
   the same on every profile the table uses);
+* cluster: where the source's network differs from the profile's, the measured figure replaces the
+  profile's (:data:`CLUSTERS`, with its source);
 * options: recompute, ZeRO stage, sequence parallelism, virtual stages as stated; the gradient
   all-reduce overlaps backward unless the trainer of the time did not (:data:`TRAINER_DEFAULTS`);
   all-reduces take the faster of ring and tree, as NCCL's default algorithm selection does;
@@ -45,7 +47,16 @@ TRAINER_DEFAULTS = {
     "bloom_tr11": {
         "attention": ("fused", "Megatron-DeepSpeed: fused scale-mask-softmax"),
         "overlap": (False, "BF16_Optimizer (its own ZeRO-1) reduces gradients after backward"),
-        "scatter_gather": (False, "DeepSpeed's PipelineEngine sends whole activations (no scatter/gather)")},
+        "scatter_gather": (False, "DeepSpeed's PipelineEngine sends whole activations (no scatter/gather)"),
+        "zero1_allreduce": (True, "DeepSpeed 0.6.5 pipe/engine.py _bf16_reduce_grads all-reduces the whole "
+                                  "gradients; BF16_Optimizer.step then all-gathers the updated bf16 shards")},
+}
+#: where a source's cluster differs from the profile the row names: profile fields replaced, and why
+CLUSTERS = {
+    "bloom_tr11": ({"inter_node_busbw_GBps": 5.07},
+                   "Jean Zay, 4 Omni-Path links per node (tr11 README 'Hardware'); NCCL all-reduce of 4 GB fp32 "
+                   "over 4 of its A100 nodes (32 ranks): 1.53 s, busbw 40.5 Gb/s = 5.07 GB/s "
+                   "(bigscience experiments/bandwidth/all_reduce_bench-a100-n4.txt, 2022-01-28)"),
 }
 #: FLOP conventions of measured TFLOP/s (and MFU): FLOPs per iteration of a row (:mod:`.check`)
 CONVENTIONS = {
@@ -75,7 +86,8 @@ class RunSetup:
     layout: dict = field(default_factory=dict)       # dp, tp, pp (tp/pp None: open), micro_batch (None: open)
     batch: int | None = None                         # global batch, sequences
     open_fields: tuple = ()                          # chosen by the prediction (module docstring)
-    assumed: dict = field(default_factory=dict)      # field -> why (trainer defaults)
+    assumed: dict = field(default_factory=dict)      # field -> why (trainer defaults, the cluster)
+    cluster: dict = field(default_factory=dict)      # profile fields the source's cluster replaces (CLUSTERS)
     measured_unit: str | None = None
     measured: float | None = None
     fits_measured: bool = True                       # False: the source reports out of memory
@@ -152,15 +164,19 @@ def setup(row: dict, hardware_names) -> RunSetup:
     if micro is None:
         open_fields.append("micro_batch")
     overlap, split = pick("overlap", "__none__"), pick("scatter_gather", "__none__")
+    cluster = {}
+    if src in CLUSTERS:
+        cluster, assumed["cluster"] = CLUSTERS[src]
     options = {"recompute": recompute or "none", "zero": _int(row["zero_stage"]) or 0, "algorithm": "auto",
+               "zero1_allreduce": bool(pick("zero1_allreduce", "__none__")),
                "sequence_parallel": row["sequence_parallel"].strip().lower() == "true",
                "virtual_stages": virtual or 1, "overlap": True if overlap is None else overlap,
                "scatter_gather": True if split is None else split}
     peak = {"A100-SXM4-80GB": 312.0, "A100-SXM4-40GB": 312.0, "H100-SXM5": 989.0}.get(row["hardware"])
     return RunSetup(**base, knobs=knobs, width=hidden, dtype=dtype, options=options,
                     layout={"dp": dp, "tp": tp, "pp": pp, "micro_batch": micro}, batch=_int(row["global_batch"]),
-                    open_fields=tuple(open_fields), assumed=assumed, convention=CONVENTIONS.get(src),
-                    peak_tflops=peak)
+                    open_fields=tuple(open_fields), assumed=assumed, cluster=dict(cluster),
+                    convention=CONVENTIONS.get(src), peak_tflops=peak)
 
 
 def _not_modelled(row: dict, src: str, unit, hardware_names) -> str | None:
