@@ -70,13 +70,14 @@ ALL_KINDS = tuple(v for k, v in vars(OpKind).items() if k.isupper())
 #: * RNN: ``cell`` (a key of :data:`RNN_CELLS`), ``input_mode`` ("linear" | "skip", cuDNN's
 #:   CUDNN_LINEAR_INPUT / CUDNN_SKIP_INPUT ["linear"]), ``first_layer`` [False]
 #: * OPTIMIZER: ``optimizer`` (a key of :data:`OPTIMIZER_STATE_TENSORS`)
-#: * ATTENTION: ``causal`` (key tiles above the diagonal skipped [False])
+#: * ATTENTION: ``causal`` (key tiles above the diagonal skipped [False]), ``kernel`` (``flash2`` |
+#:   ``triton``: the implementation, :data:`perfmodel.ops_flash.KERNEL_RELATIVE_RATE` ["flash2"])
 OP_ATTRS = {
     OpKind.GEMM: frozenset({"weight", "trans_a", "trans_b", "bias", "first_layer", "both_activations"}),
     OpKind.CONV2D: frozenset({"first_layer"}),
     OpKind.RNN: frozenset({"cell", "input_mode", "first_layer"}),
     OpKind.OPTIMIZER: frozenset({"optimizer"}),
-    OpKind.ATTENTION: frozenset({"causal"}),
+    OpKind.ATTENTION: frozenset({"causal", "kernel"}),
 }
 _ATTR_NAMES = frozenset().union(*OP_ATTRS.values())
 _NO_ATTRS: frozenset = frozenset()

@@ -7,7 +7,10 @@ registers the kind in :data:`perfmodel.ops.COST_TABLE` and :data:`perfmodel.ops.
 
 dims: ``batch`` (sequences), ``heads`` (query heads), ``kv_heads`` (grouped-query attention: K and
 V have ``kv_heads`` heads, each shared by ``heads / kv_heads`` query heads), ``seq`` (T),
-``head_dim`` (d), ``tile`` (Br = Bc: query and key rows per tile).  attrs: ``causal``.
+``head_dim`` (d), ``tile`` (Br = Bc: query and key rows per tile).  attrs: ``causal``, ``kernel``:
+``"flash2"`` (FlashAttention-2, the default) or ``"triton"`` (HazyResearch's earlier FlashAttention in
+Triton, ``flash_attn/flash_attn_triton.py``: the same tiles and bytes, run at
+:data:`KERNEL_RELATIVE_RATE` of FlashAttention-2's FLOP rate by :func:`perfmodel.cost.roofline.attention_compute_s`).
 
 Tiles visited, per (sequence, query head), with ``nb = ceil(T / tile)`` tiles and
 ``last = T - (nb - 1) * tile`` rows in the last one (:func:`tile_counts`):
@@ -74,6 +77,17 @@ def flash_flops(op: Op):
     if op.phase == "fwd":
         return 2 * FWD_GEMMS * scores * hd * bh, SOFTMAX_FLOPS_PER_SCORE * scores * bh
     return 2 * BWD_GEMMS * scores * hd * bh, (SOFTMAX_FLOPS_PER_SCORE * scores + 2 * d["seq"] * hd) * bh
+
+
+#: FLOP rate of an attention kernel relative to FlashAttention-2's, per phase: Dao 2023 sec. 4.1 measures
+#: FlashAttention-2 "around 1.3-1.5x faster than FlashAttention in Triton in the forward pass and around
+#: 2x faster in the backward pass" (A100 80GB SXM4, head dims 64 and 128, causal and not): 1 / 1.4, 1 / 2
+KERNEL_RELATIVE_RATE = {"flash2": {"fwd": 1.0, "bwd_data": 1.0}, "triton": {"fwd": 1 / 1.4, "bwd_data": 1 / 2}}
+
+
+def relative_rate(op: Op) -> float:
+    """:data:`KERNEL_RELATIVE_RATE` of ``op``'s kernel and phase."""
+    return KERNEL_RELATIVE_RATE[op.attrs.get("kernel", "flash2")][op.phase]
 
 
 @register_cost(OpKind.ATTENTION)

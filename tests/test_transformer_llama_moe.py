@@ -194,6 +194,27 @@ def test_flash_bytes_by_hand():
     assert flash_flops(op) == (4 * (128 * 128 + 256 * 128) * 64, 5 * (128 * 128 + 256 * 128))
 
 
+def test_flash_triton_is_flash_at_the_triton_kernels_rate():
+    """attention=flash_triton has FlashAttention-2's ops, FLOPs, bytes and memory; its compute runs at
+    1/1.4 of the rate forward and 1/2 backward (Dao 2023 sec. 4.1: FlashAttention-2 is 1.3-1.5x faster
+    than FlashAttention in Triton forward, about 2x backward).  H100: the GEMM FLOPs of one phase at
+    989.4 TFLOP/s x attention_max 0.34, times 1.4 or 2."""
+    from perfmodel import hardware
+    from perfmodel.cost.roofline import attention_compute_s
+    hw = hardware.load("H100-SXM5")
+    knobs = {"block": "llama", "heads": 8, "batch": 2, "seq_len": 1024, "layers": 1, "vocab": 64}
+    ops = {a: [o for o in build_graph("transformer", 1024, attention=a, dtype="bf16", **knobs).step_ops()
+               if o.kind == OpKind.ATTENTION] for a in ("flash", "flash_triton")}
+    assert [(o.phase, o.flops, o.bytes) for o in ops["flash"]] == [(o.phase, o.flops, o.bytes)
+                                                                   for o in ops["flash_triton"]]
+    for fa2, tri in zip(ops["flash"], ops["flash_triton"], strict=True):
+        base = flash_flops(fa2)[0] / (989.4e12 * 0.34)
+        assert attention_compute_s(fa2, hw) == pytest.approx(base)
+        assert attention_compute_s(tri, hw) == pytest.approx(base * (1.4 if tri.phase == "fwd" else 2))
+    tri = build_graph("transformer", 1024, attention="flash_triton", **knobs)
+    assert tri.activation_bytes() == build_graph("transformer", 1024, attention="flash", **knobs).activation_bytes()
+
+
 # --------------------------------------------------------------------------
 # Activation memory: no T x T term for flash, one for fused, two for naive
 # --------------------------------------------------------------------------

@@ -18,6 +18,10 @@
     no T x T tensor in memory (activations: O and the log-sum-exp), causal tiles above the
     diagonal skipped, scores recomputed in backward.  Q, K and V are read in the projection's
     ``[batch, T, heads, d]`` layout and O written in it: no head split or merge copies.
+``attention="flash_triton"``
+    the same tiles, bytes and memory with HazyResearch's earlier FlashAttention in Triton
+    (``flash_attn/flash_attn_triton.py``; llm-foundry's ``attn_impl: triton`` is a copy of it), at its
+    measured rate relative to FlashAttention-2 (:data:`perfmodel.ops_flash.KERNEL_RELATIVE_RATE`).
 
 Saved for backward, as autograd keeps them: the head-split copies (q, k, v) and the merged context
 (the projection's input), not the qkv projection's output nor the context before the merge copy
@@ -40,7 +44,9 @@ from ..errors import PerfmodelError
 from ..ops import OpKind
 from .layers import GraphBuilder
 
-ATTENTIONS = ("naive", "fused", "flash")
+ATTENTIONS = ("naive", "fused", "flash", "flash_triton")
+#: the tiled kernels (one ``OpKind.ATTENTION`` op) and the kernel attribute each sets (:mod:`perfmodel.ops_flash`)
+FLASH_KERNELS = {"flash": "flash2", "flash_triton": "triton"}
 #: the attention core of the naive and fused paths (the ops between the head split and the head merge):
 #: what selective recomputation reruns in backward instead of keeping (Korthikanti et al. 2022, sec. 5)
 CORE_OPS = ("scores", "scale_mask", "softmax", "scale_mask_softmax", "attn_dropout", "context")
@@ -65,13 +71,14 @@ def self_attention(g: GraphBuilder, p: str, batch, seq, width, heads, kv_heads, 
     grouped = kv_given or rope   # q, k, v split apart (GQA or rotary) rather than one view of qkv
     # kept only where the kernel reads q, k, v as views of it (flash); else the head-split copy holds them
     g.linear(f"{p}/qkv", tokens, width, (heads + 2 * kv_heads) * d if grouped else 3 * width, bias=bias,
-             saved=kind == "flash")
+             saved=kind in FLASH_KERNELS)
     if rope:
         g.pointwise(f"{p}/rope_q", tokens * heads * d, flops_per_elem=ROPE_FLOPS_PER_ELEM)
         g.pointwise(f"{p}/rope_k", tokens * kv_heads * d, flops_per_elem=ROPE_FLOPS_PER_ELEM)
-    if kind == "flash":
+    if kind in FLASH_KERNELS:
         g.op(OpKind.ATTENTION, f"{p}/flash", {"batch": batch, "heads": heads, "kv_heads": kv_heads, "seq": t,
-                                              "head_dim": d, "tile": FLASH_TILE}, attrs={"causal": True})
+                                              "head_dim": d, "tile": FLASH_TILE},
+             attrs={"causal": True, "kernel": FLASH_KERNELS[kind]})
     else:
         scores_tensor(g, p, batch, t, d, heads, tokens, kind, kernels=3 if grouped else 1, dropout=dropout)
     g.linear(f"{p}/proj", tokens, width, width, bias=bias, saved=False)   # consumed by the residual add

@@ -20,7 +20,7 @@ default ``8/3 * width`` rounded up to a multiple of 256), grouped-query attentio
 ``kv_heads`` K/V heads (default: ``heads``), and an **untied** LM head (``lm_head``:
 ``Linear(width, vocab, bias=False)``, counted apart from ``wte``).
 
-``attention``: ``naive`` | ``fused`` | ``flash`` (:mod:`.attention`; default naive for gpt2,
+``attention``: ``naive`` | ``fused`` | ``flash`` | ``flash_triton`` (:mod:`.attention`; default naive for gpt2,
 flash for llama).  ``experts=E`` (with ``top_k``, ``capacity``) makes every MLP a mixture of E
 experts of the block's MLP (:mod:`.moe`).
 
@@ -193,7 +193,8 @@ SPEC = ArchSpec(
      "vocab": Knob(50257, "token vocabulary (default: GPT-2 BPE)"),
      "block": Knob("gpt2", "gpt2: LayerNorm, GELU MLP, biases, learned positions, tied head; llama: RMSNorm, "
                            "SwiGLU, rotary, no biases, untied head", choices=BLOCKS),
-     "attention": Knob(None, "naive | fused (Megatron scale-mask-softmax) | flash (FlashAttention-2); "
+     "attention": Knob(None, "naive | fused (Megatron scale-mask-softmax) | flash (FlashAttention-2) | flash_triton "
+                             "(FlashAttention in Triton); "
                              "default naive for gpt2, flash for llama", choices=ATTENTIONS),
      "kv_heads": Knob(None, "K/V heads, grouped-query attention (default: heads; must divide heads)"),
      "ffn": Knob(None, "MLP hidden size (default: 4*width for gpt2, 8/3*width rounded up to 256 for llama)"),

@@ -22,7 +22,8 @@ has them (:mod:`perfmodel.cost.rates`), otherwise the datasheet fractions.
   the vector units at ``peak_flops["fp32"] * efficiency.elementwise_max``.
 * Memory: the calibrated curve, else ``memory_bandwidth * efficiency.memory_max``.
 * A fused RNN layer: the sum of its GEMMs and cell kernels (:func:`perfmodel.ops.rnn_components`).
-* FlashAttention-2 (:mod:`perfmodel.ops_flash`): its GEMM FLOPs at ``efficiency.attention_max``
+* FlashAttention-2 (:mod:`perfmodel.ops_flash`; an earlier kernel at its relative rate): its GEMM
+  FLOPs at ``efficiency.attention_max``
   (the kernel's measured matmul rate, softmax included) where the profile has it, else at the GEMM
   efficiency plus its softmax FLOPs on the vector units; memory is its HBM traffic, the tiled
   re-reads served from L2 where the heads in flight fit there (:func:`perfmodel.ops_flash.flash_hbm_bytes`).
@@ -39,7 +40,7 @@ import numpy as np
 
 from ..hardware import HardwareProfile
 from ..ops import Op, OpKind, conv_gemm_dims, rnn_components
-from ..ops_flash import flash_flops, flash_hbm_bytes, flash_output_tensors
+from ..ops_flash import flash_flops, flash_hbm_bytes, flash_output_tensors, relative_rate
 from . import rates
 from .conv_algos import winograd_applies, winograd_parts
 from .waves import gemm_wave_efficiency
@@ -155,10 +156,12 @@ def attention_compute_s(op: Op, hw: HardwareProfile):
     on the vector units."""
     d = op.dims
     gemm, softmax = flash_flops(op)
+    slower = 1 / relative_rate(op)   # an earlier kernel than FlashAttention-2 (ops_flash.KERNEL_RELATIVE_RATE)
     if "attention_max" in hw.efficiency:
-        return gemm / (hw.peak_flops(op.dtype) * hw.efficiency["attention_max"])
+        return slower * gemm / (hw.peak_flops(op.dtype) * hw.efficiency["attention_max"])
     eff = gemm_efficiency(hw, op.dtype, d["seq"], d["seq"], d["head_dim"], d["batch"] * d["heads"])
-    return gemm / (hw.peak_flops(op.dtype) * eff) + softmax / (hw.peak_flops("fp32") * hw.efficiency["elementwise_max"])
+    return slower * (gemm / (hw.peak_flops(op.dtype) * eff)
+                     + softmax / (hw.peak_flops("fp32") * hw.efficiency["elementwise_max"]))
 
 
 def conv_compute_s(op: Op, hw: HardwareProfile):

@@ -22,6 +22,7 @@ from .llama import apply_rotary, rotary_table
 class CausalSelfAttention(nn.Module):
     def __init__(self, width, heads, seq_len, kv_heads=None, kind="naive", bias=True, rope=False, dropout=0.0):
         super().__init__()
+        kind = "flash" if kind == "flash_triton" else kind   # on torch: the same SDPA call
         self.heads, self.d_head, self.kind, self.dropout = heads, width // heads, kind, dropout
         self.kv_heads = heads if kv_heads is None else kv_heads
         self.grouped = kv_heads is not None or rope   # q, k, v split apart instead of one view of qkv
