@@ -102,6 +102,31 @@ def test_tied_head_on_another_stage_keeps_a_copy_and_all_reduces_its_gradient():
     assert not llama.tied_params.any()
 
 
+def test_full_recompute_checkpoints_the_hidden_state_not_the_dropout_mask():
+    """Korthikanti et al. 2022 sec. 5: full recomputation keeps each layer's input, 2 s b h bytes in 16 bits.
+    With hidden dropout the residual kernel also writes a 1-byte mask (1.5 outputs, sec. 4.1), which it
+    keeps for its own backward but does not hand on: s = 512, b = 2, h = 1024 -> 2,097,152 bytes per block."""
+    from perfmodel.parallel.device import device_pass
+    s = Scenario("transformer", H100, {**GPT, "dropout": 0.1}, "bf16", "adam", ParallelOptions())
+    units = device_pass(s, np.array([1024]), 2, 1)
+    for i in range(4):
+        assert units.out_bytes[units.names.index(f"blocks/{i}"), 0] == 512 * 2 * 1024 * 2
+
+
+def test_zero3_gathers_two_units_under_fsdp_and_two_modules_under_deepspeed():
+    """ZeRO-3 holds the parameters it computes with and those it prefetches, gathered in full: FSDP wraps
+    each transformer block (12 h^2 + 13 h: qkv, proj, fc, proj weights and biases, two LayerNorms),
+    DeepSpeed fetches one module at a time (the largest here: the token embedding, V x h = 8192 x 1024,
+    above the MLP's fc, h x 4h + 4h).  h = 1024, bf16: the difference is 2 x (block - V h) x 2 bytes."""
+    block, wte = 12 * 1024 ** 2 + 13 * 1024, 8192 * 1024
+    assert wte > 1024 * 4096 + 4096
+    unit, module = (_predict(GPT, layout=Layout(8, 1, 1, 1), zero=3, zero3_gather=g).step for g in ("unit", "module"))
+    assert unit.memory_weights_bytes - module.memory_weights_bytes == pytest.approx(2 * (block - wte) * 2)
+    assert unit.time_per_step_s == module.time_per_step_s
+    with pytest.raises(Exception, match="gather granularity 'layer' is not allowed; allowed: unit, module"):
+        ParallelOptions(zero3_gather="layer").check()
+
+
 # -- sequence parallelism ---------------------------------------------------------------------------
 
 def test_sequence_parallel_replaces_each_allreduce_by_reduce_scatter_and_all_gather():
@@ -252,7 +277,7 @@ def test_scatter_gather_sends_one_tp_slice_across_nodes():
     hw = hardware.load("A100-SXM4-80GB")
     s = 2048 * 8192 * 2.0                      # one micro-batch's activation, bytes
     z = np.zeros((2, 1))
-    st = Stages(*([z] * 10), np.array([[s], [0.0]]), z, z, z)
+    st = Stages(*([z] * 10), np.array([[s], [0.0]]), z, z, z, z)
     inter, intra = coll.link(hw, True, "p2p"), coll.link(hw, False)
     whole = p2p_item_s(st, hw, 32, 8, 1, split=False)[0]
     split = p2p_item_s(st, hw, 32, 8, 1, split=True)[0]

@@ -83,6 +83,7 @@ class UnitCosts:
     ep_fwd_s: np.ndarray       # expert-parallel all-to-alls (:mod:`.expert`)
     ep_bwd_s: np.ndarray
     expert_params: np.ndarray  # the part of ``params`` in expert groups (sharded over ep)
+    max_group_params: np.ndarray  # the unit's largest parameter group (one layer's weights: a module)
     core_fwd_s: np.ndarray     # forward of the attention core (what selective recomputation reruns)
     core_fwd_flops: np.ndarray
     core_act_bytes: np.ndarray  # ... and the activations it keeps
@@ -149,7 +150,8 @@ def device_pass(scenario: Scenario, widths, micro_batch, tp) -> UnitCosts:
     shape = (len(units), widths.size)
     acc = {k: np.zeros(shape) for k in ("fwd_s", "bwd_s", "tp_fwd_s", "tp_bwd_s", "opt_s", "act_bytes",
                                         "out_bytes", "params", "flops", "fwd_flops", "ep_fwd_s", "ep_bwd_s",
-                                        "expert_params", "core_fwd_s", "core_fwd_flops", "core_act_bytes")}
+                                        "expert_params", "max_group_params", "core_fwd_s", "core_fwd_flops",
+                                        "core_act_bytes")}
     all_ops = [op for item in ts.items for op in item.ops]
     times, flops = [], []
     for c in op_costs(all_ops, hw):
@@ -184,7 +186,9 @@ def device_pass(scenario: Scenario, widths, micro_batch, tp) -> UnitCosts:
     groups_per_unit: dict = {}
     for g, count in graph.param_groups.items():
         u = idx[unit_key(g)]
-        acc["params"][u] += ceil_div(np.asarray(count), ts.param_divisor(g, tpa))
+        group = ceil_div(np.asarray(count), ts.param_divisor(g, tpa))
+        acc["params"][u] += group
+        acc["max_group_params"][u] = np.maximum(acc["max_group_params"][u], group)
         if is_expert_group(g):
             acc["expert_params"][u] += ceil_div(np.asarray(count), ts.param_divisor(g, tpa))
         groups_per_unit[u] = groups_per_unit.get(u, 0) + 1
@@ -205,10 +209,13 @@ def device_pass(scenario: Scenario, widths, micro_batch, tp) -> UnitCosts:
 
 
 def _output_bytes(op: Op, sharded, tp):
-    """Bytes of the activation a unit hands to the next one (a fused RNN: its hidden sequence)."""
+    """Bytes of the activation a unit hands to the next one (a fused RNN: its hidden sequence; a
+    pointwise op: its first output, not the dropout mask it also writes and keeps for itself)."""
+    d = op.dims
     if op.kind == OpKind.RNN:
-        d = op.dims
         full = d["steps"] * d["batch"] * d["hidden"] * DTYPE_BYTES[op.dtype]
+    elif "n_out" in d:
+        full = d["numel"] * np.minimum(d["n_out"], 1) * DTYPE_BYTES[op.dtype] * op.repeat
     else:
         full = op.out_bytes * op.repeat
     return np.where(sharded, ceil_div(full, tp), full)

@@ -21,6 +21,9 @@ from .layout import SCHEDULES
 RECOMPUTE_MODES = ("none", "selective", "full")
 #: ZeRO stages (Rajbhandari et al. 2020, sec. 5): 1 optimizer state, 2 + gradients, 3 + parameters sharded
 ZERO_STAGES = (0, 1, 2, 3)
+#: what ZeRO-3 gathers at a time: a layer unit (FSDP wraps each transformer block: Zhao et al. 2023 sec. 3.2)
+#: or one module's parameters (DeepSpeed's stage 3 fetches each submodule's parameters as it runs)
+ZERO3_GATHER = ("unit", "module")
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,7 @@ class ParallelOptions:
     overlap_p2p: bool = False               # pipeline sends overlap compute (False: blocking, :mod:`.pipeline`)
     scatter_gather: bool = True             # pipeline sends split over the tp group, gathered after (Megatron)
     zero1_allreduce: bool = False           # ZeRO-1 all-reduces whole gradients (DeepSpeed BF16_Optimizer, :mod:`.zero`)
+    zero3_gather: str = "unit"              # ZeRO-3 gathers a layer unit (FSDP wrap) | "module" (DeepSpeed)
 
     def __post_init__(self):
         if isinstance(self.recompute, bool):   # the old on/off switch: True = full, False = none
@@ -52,6 +56,9 @@ class ParallelOptions:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise PerfmodelError(f"--{name.replace('_', '-')} {v!r} is not allowed; it must be an integer >= 1")
+        if self.zero3_gather not in ZERO3_GATHER:
+            raise PerfmodelError(f"ZeRO-3 gather granularity {self.zero3_gather!r} is not allowed; allowed: "
+                                 f"{', '.join(ZERO3_GATHER)}")
         if self.schedule not in SCHEDULES:
             raise PerfmodelError(f"unknown schedule {self.schedule!r}; allowed: {', '.join(SCHEDULES)}")
         if self.algorithm not in coll.ALGORITHMS:

@@ -94,6 +94,7 @@ class Stages:
     units: np.ndarray       # (S, L) number of units per stage
     flops: np.ndarray       # FLOPs of one micro-batch on one device of the stage
     tied_params: np.ndarray  # a reused weight split from its user: its parameters on both stages holding it
+    max_group_params: np.ndarray  # the stage's largest parameter group (ZeRO-3 gathering per module)
 
 
 def slice_stages(st: Stages, n: int) -> Stages:
@@ -155,7 +156,8 @@ def partition(units: UnitCosts, stages: int, recompute="none") -> Stages:
     out = {"compute_s": per_stage(weights - tp - ep), "bwd_s": per_stage(units.bwd_s + rerun_compute),
            "tp_s": per_stage(tp), "ep_s": per_stage(ep), "opt_s": per_stage(units.opt_s),
            "params": per_stage(units.params), "expert_params": per_stage(units.expert_params),
-           "max_unit_params": stage_max(units.params), "units": counts.astype(float),
+           "max_unit_params": stage_max(units.params), "max_group_params": stage_max(units.max_group_params),
+           "units": counts.astype(float),
            "flops": per_stage(units.flops + rerun_flops), "act_bytes": per_stage(act),
            "act_peak_bytes": np.zeros((stages, units.size)) if peak is None else stage_max(peak),
            "send_bytes": np.zeros((stages, units.size))}

@@ -13,7 +13,8 @@ Memory per device (the fullest stage)::
 
     weights + gradients + optimizer state of the stage's parameters after the tensor and expert
     split, sharded per ZeRO stage (perfmodel.cost.memory) [+ ZeRO-3: two units' gathered weights,
-    the one computing and the one prefetched] + activations of one micro-batch x micro-batches in flight
+    the one computing and the one prefetched; two modules' (parameter groups') with
+    ``zero3_gather="module"``] + activations of one micro-batch x micro-batches in flight
 
 :func:`evaluate` works on arrays (the layout search) and returns a :class:`StepEstimate`;
 :func:`predict_parallel` is the one-configuration view behind ``perfmodel predict --dp/--tp/--pp``.
@@ -167,8 +168,9 @@ def data_parallel(stages: Stages, scenario: Scenario, dp: int, tp, m: int, zero:
     if zero >= 1:   # each device updates its shard: 1/dp of the dense, 1/(dp/ep) of the expert parameters
         shard = sum(p / grp for p, grp in groups) / np.where(stages.params > 0, stages.params, 1)
         opt_s = stages.opt_s * shard
-    if zero == 3:   # the unit computing and the one prefetched, gathered in full
-        mem = _add(mem, MemoryFootprint(2 * stages.max_unit_params * b, 0, 0, 0))
+    if zero == 3:   # the unit (or module) computing and the one prefetched, gathered in full
+        gathered = stages.max_unit_params if opts.zero3_gather == "unit" else stages.max_group_params
+        mem = _add(mem, MemoryFootprint(2 * gathered * b, 0, 0, 0))
     return total, exposed, opt_s, mem
 
 

@@ -36,7 +36,10 @@ MEASURED = (("measured_iteration_s", "iteration_s"), ("measured_tokens_per_s_per
 _MEGATRON_DROPOUT = (0.1, "Megatron-LM's GPT default --hidden-dropout / --attention-dropout 0.1")
 TRAINER_DEFAULTS = {
     "narayanan2021": {"overlap": (False, "Megatron-LM's local DDP of 2021 all-reduces gradients after backward"),
-                      "dropout": _MEGATRON_DROPOUT},
+                      "dropout": _MEGATRON_DROPOUT,
+                      "zero3_gather": ("module", "Table 2's ZeRO-3 is DeepSpeed's (sec. 5.2), which gathers each "
+                                                 "submodule's parameters as it runs (partitioned_param_coordinator"
+                                                 ".fetch_sub_module), not whole layers")},
     "korthikanti2022": {
         "attention": ("fused", "Megatron-LM 2022: fused scale-mask-softmax (--masked-softmax-fusion, the default)"),
         "overlap": (False, "sec. 6.3: the gradient all-reduce is not overlapped"),
@@ -167,8 +170,10 @@ def setup(row: dict, hardware_names) -> RunSetup:
     cluster = {}
     if src in CLUSTERS:
         cluster, assumed["cluster"] = CLUSTERS[src]
-    options = {"recompute": recompute or "none", "zero": _int(row["zero_stage"]) or 0, "algorithm": "auto",
-               "zero1_allreduce": bool(pick("zero1_allreduce", "__none__")),
+    zero = _int(row["zero_stage"]) or 0
+    options = {"recompute": recompute or "none", "zero": zero, "algorithm": "auto",
+               "zero1_allreduce": bool(pick("zero1_allreduce", "__none__")) if zero == 1 else False,
+               "zero3_gather": (pick("zero3_gather", "__none__") or "unit") if zero == 3 else "unit",
                "sequence_parallel": row["sequence_parallel"].strip().lower() == "true",
                "virtual_stages": virtual or 1, "overlap": True if overlap is None else overlap,
                "scatter_gather": True if split is None else split}
