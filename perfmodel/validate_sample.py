@@ -8,6 +8,8 @@ A draw picks, with ``random.Random(seed)`` and in a fixed order,
 * ``seq_len`` log-uniform in ``SEQ_LEN`` = [16, 150] for the models that have one,
 * the model's other knobs in the ranges of ``KNOBS[model]`` (a ``(lo, hi)`` tuple: a log-uniform
   integer; a list: one of its values, uniformly),
+* except the knobs given as fixed (``--set``, ``--batch``, ``--seq-len``: ``Ranges.fixed``), which every
+  draw takes as given (``--set block=llama --set attention=flash`` samples Llama blocks only),
 
 where an integer log-uniform in [lo, hi] is ``round(exp(U(ln(lo - 1/2), ln(hi + 1/2))))``: the
 integer ``v`` has probability ``ln((v + 1/2) / (v - 1/2)) / ln((hi + 1/2) / (lo - 1/2))``.  A draw is kept when
@@ -52,16 +54,17 @@ class Ranges:
     batch: tuple = BATCH
     seq_len: tuple = SEQ_LEN
     knobs: dict | None = None      # None: KNOBS[model]
+    fixed: dict | None = None      # knobs every draw takes as given (``--set``, ``--batch``, ``--seq-len``)
 
     def for_model(self, model: str) -> dict:
-        """``{knob: (lo, hi) or choices}`` in drawing order, ``width`` first."""
+        """``{knob: (lo, hi) or choices}`` in drawing order, ``width`` first; fixed knobs are not drawn."""
         from .architectures import get_spec
         spec = get_spec(model)
         out = {"width": self.width, "batch": self.batch}
         if "seq_len" in spec.knobs:
             out["seq_len"] = self.seq_len
         out.update(KNOBS.get(model, {}) if self.knobs is None else self.knobs)
-        return out
+        return {k: r for k, r in out.items() if k not in (self.fixed or {})}
 
 
 def log_uniform_int(rng: random.Random, lo: int, hi: int) -> int:
@@ -90,11 +93,15 @@ def draw_configs(model: str, n: int, hw: HardwareProfile, seed: int = 0, max_ste
         raise PerfmodelError(f"--sample {n!r} is not allowed; it must be >= 1")
     if not max_step_s > 0:
         raise PerfmodelError(f"--max-step-s {max_step_s!r} is not allowed; it must be > 0")
+    if ranges.fixed:   # a bad fixed knob is one error now, not 50 x n failed draws
+        from .architectures import get_spec
+        get_spec(model).resolve(ranges.fixed)
     rng, space = random.Random(seed), ranges.for_model(model)
     out, draws = [], 0
     while len(out) < n and draws < MAX_DRAWS_PER_CONFIG * n:
         draws += 1
         width, knobs = draw_one(rng, model, space)
+        knobs.update(ranges.fixed or {})
         try:
             p = predict(model, width, hw, dtype, optimizer, **knobs)
         except PerfmodelError:
@@ -116,7 +123,7 @@ def validate_sample(model: str, n: int, hw: HardwareProfile, seed: int = 0, max_
     configs, draws = draw_configs(model, n, hw, seed, max_step_s, ranges, dtype, optimizer)
     v = validate_configs(model, configs, hw, dtype=dtype, optimizer=optimizer, **run)
     info = {"n": n, "seed": seed, "max_step_s": max_step_s, "draws": draws,
-            "ranges": {k: list(r) for k, r in ranges.for_model(model).items()}}
+            "ranges": {k: list(r) for k, r in ranges.for_model(model).items()}, "fixed": dict(ranges.fixed or {})}
     return v, info
 
 

@@ -50,6 +50,19 @@ def test_draw_is_seeded_and_respects_the_ranges(model, cpu_hw):
         assert predict(model, width, cpu_hw, **k).time_per_step_s <= vs.MAX_STEP_S
 
 
+def test_fixed_knobs_are_in_every_draw_and_not_drawn(cpu_hw):
+    """--set block=llama --set attention=flash --batch 4 under --sample: every configuration has them, the
+    width, sequence, layers and vocabulary are still drawn, and the drawn space no longer lists them."""
+    fixed = {"block": "llama", "attention": "flash", "batch": 4}
+    ranges = vs.Ranges(fixed=fixed)
+    assert set(ranges.for_model("transformer")) == {"width", "seq_len", "layers", "vocab"}
+    configs, _ = vs.draw_configs("transformer", 4, cpu_hw, seed=3, ranges=ranges)
+    assert all(k["block"] == "llama" and k["attention"] == "flash" and k["batch"] == 4 for _, k in configs)
+    assert len({(w, k["seq_len"], k["layers"], k["vocab"]) for w, k in configs}) == 4
+    with pytest.raises(PerfmodelError, match="block"):
+        vs.draw_configs("transformer", 2, cpu_hw, ranges=vs.Ranges(fixed={"block": "bert"}))
+
+
 def test_too_tight_a_bound_is_one_error(cpu_hw):
     with pytest.raises(PerfmodelError, match=r"only 0 of 100 draws of 'resnet' are predicted at most 1e-09 s"):
         vs.draw_configs("resnet", 2, cpu_hw, max_step_s=1e-9)
@@ -118,7 +131,7 @@ def test_cli_sample_json_and_table(one_torch_thread):
 @pytest.mark.parametrize("extra, message", [
     (["--widths", "8", "--sample", "2"], "error: give one of --widths LIST or --sample N\n"),
     ([], "error: give one of --widths LIST or --sample N\n"),
-    (["--sample", "2", "--batch", "4"], "error: --sample draws the knobs itself; batch is not allowed with it\n"),
+    (["--sample", "2", "--set", "depth=0"], "error: depth='0' for model 'mlp' must be an integer >= 1\n"),
 ])
 def test_cli_sample_bad_input_is_one_line(extra, message):
     res = CliRunner().invoke(main, ["validate", "--model", "mlp", "--hardware", "cpu-generic", *extra])

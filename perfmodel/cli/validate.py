@@ -25,7 +25,7 @@ def _pct(fraction) -> str:
 @click.option("--widths", type=IntList(), default=None, help="e.g. 64,128,256 or 64..1024 (doubling)")
 @click.option("--sample", type=click.IntRange(min=1), default=None,
               help="instead of --widths: N random configurations (width, batch, sequence, knobs) predicted "
-                   "to take at most --max-step-s per step")
+                   "to take at most --max-step-s per step; --batch, --seq-len and --set hold those knobs fixed")
 @click.option("--seed", type=int, default=0, show_default=True, help="seed of the --sample draw")
 @click.option("--max-step-s", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True,
               help="--sample keeps configurations predicted at most this long per step")
@@ -66,8 +66,8 @@ def validate(model, widths, sample, seed, max_step_s, batch, seq_len, sets, hw_n
     if (widths is None) == (sample is None):
         raise PerfmodelError("give one of --widths LIST or --sample N")
     knobs = collect_knobs(batch, seq_len, sets)
-    if sample is not None and knobs:
-        raise PerfmodelError(f"--sample draws the knobs itself; {', '.join(sorted(knobs))} is not allowed with it")
+    if sample is not None and "width" in knobs:
+        raise PerfmodelError("--set width is not allowed with --sample: the width is always drawn")
     hw = hardware.load(hw_name or _default_hardware(device))
     if record:
         from ..hardware.record import check_recordable
@@ -80,7 +80,9 @@ def validate(model, widths, sample, seed, max_step_s, batch, seq_len, sets, hw_n
            "speed_probe": speed_probe}
     if sample is not None:
         from ..validate_sample import validate_sample
-        v, info = validate_sample(model, sample, hw, seed, max_step_s, dtype=dtype, optimizer=optimizer, **run)
+        from ..validate_sample import Ranges
+        v, info = validate_sample(model, sample, hw, seed, max_step_s, Ranges(fixed=knobs), dtype=dtype,
+                                  optimizer=optimizer, **run)
         _record(record, hw, v, model)
         return _print_sample(v, info, as_json)
     v = run_validate(model, widths, hw, dtype=dtype, optimizer=optimizer, **run, **knobs)
