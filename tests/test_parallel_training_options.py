@@ -222,6 +222,8 @@ BASE = ["predict", "--model", "transformer", "--width", "1024", "--hardware", "H
     (["--dp", "4", "--ep", "2"], "--ep 2 is not allowed for a dense model"),
     (["--zero", "3", "--pp", "2"], "--zero 3 with --pp 2 is not modelled"),
     (["--zero", "4"], "--zero 4 is not allowed; allowed: 0, 1, 2, 3"),
+    (["--dp", "4", "--zero3-gather", "module"], "--zero3-gather module is not allowed with --zero 0"),
+    (["--zero3-gather", "layer"], "Invalid value for '--zero3-gather': 'layer' is not one of 'unit', 'module'"),
     (["--pp", "2", "--virtual-stages", "3"], "--virtual-stages 3 is not allowed: it must divide the layers"),
     (["--recompute", "sometimes"], "unknown --recompute mode 'sometimes'; allowed: none, selective, full"),
 ])

@@ -138,6 +138,9 @@ def parallel_options(f):
         click.option("--zero", type=int, default=0, show_default=True, metavar="0|1|2|3",
                      help="ZeRO stage over the data-parallel group: 1 optimizer state, 2 + gradients, "
                           "3 + parameters sharded (FSDP full shard)"),
+        click.option("--zero3-gather", type=click.Choice(["unit", "module"]), default="unit", show_default=True,
+                     help="what ZeRO-3 gathers at a time: a layer unit (FSDP's per-block wrap) or one module's "
+                          "parameters (DeepSpeed stage 3)"),
         click.option("--sequence-parallel/--no-sequence-parallel", default=False, show_default=True,
                      help="Megatron sequence parallelism: norms and residuals split across the tp group"),
         click.option("--virtual-stages", type=int, default=1, show_default=True,
@@ -157,13 +160,18 @@ def parallel_options(f):
 
 
 def build_options(persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib, zero=0,
-                  sequence_parallel=False, virtual_stages=1, ep=1):
-    """The :class:`perfmodel.parallel.options.ParallelOptions` of :func:`parallel_options`' values."""
+                  sequence_parallel=False, virtual_stages=1, ep=1, zero3_gather="unit", searched=False):
+    """The :class:`perfmodel.parallel.options.ParallelOptions` of :func:`parallel_options`' values
+    (``searched``: plan's --search-options picks the ZeRO stage itself)."""
+    from ..errors import PerfmodelError
     from ..parallel.kernel_parallel import KernelOptions
     from ..parallel.options import ParallelOptions
+    if zero3_gather != "unit" and zero != 3 and not searched:
+        raise PerfmodelError(f"--zero3-gather {zero3_gather} is not allowed with --zero {zero}: it says what "
+                             "ZeRO stage 3 gathers; give --zero 3 (or plan --search-options)")
     return ParallelOptions(schedule, allreduce, bucket_mib * 2**20, overlap, recompute,
                            KernelOptions(streams=streams, persistent_rnn=persistent_rnn), zero, sequence_parallel,
-                           virtual_stages, ep)
+                           virtual_stages, ep, zero3_gather=zero3_gather)
 
 
 def collect_knobs(batch, seq_len, sets) -> dict:

@@ -50,7 +50,7 @@ def _run_args(model, hw_name, devices, batches, max_batch, dtype, optimizer, bat
     space = SearchSpace(devices, tuple(batches) if batches else None, max_batch,
                         options=OptionSearch() if search_options else None)
     hw, law = hardware.load(hw_name), load_law(law_path)
-    return Scenario(model, hw, knobs, dtype, optimizer, build_options(*popts)), space, law
+    return Scenario(model, hw, knobs, dtype, optimizer, build_options(*popts, searched=search_options)), space, law
 
 
 @click.command()
@@ -61,12 +61,12 @@ def _run_args(model, hw_name, devices, batches, max_batch, dtype, optimizer, bat
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def plan(model, widths, dataset_size, law_path, hw_name, devices, batches, max_batch, dtype, optimizer, batch,
          seq_len, sets, persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib, zero,
-         sequence_parallel, virtual_stages, ep, search_options, as_json):
+         zero3_gather, sequence_parallel, virtual_stages, ep, search_options, as_json):
     """Fastest parallel layout and total training time for each width; then the fastest width."""
     from ..parallel.search import plan as run_plan
     scenario, space, law = _run_args(model, hw_name, devices, batches, max_batch, dtype, optimizer, batch, seq_len,
                                      sets, law_path, (persistent_rnn, streams, recompute, schedule, allreduce, overlap,
-                                                      bucket_mib, zero, sequence_parallel, virtual_stages, ep),
+                                                      bucket_mib, zero, sequence_parallel, virtual_stages, ep, zero3_gather),
                                      search_options)
     p = run_plan(scenario, widths, space, dataset_size, law)
     if (p.uncertainty or {}).get("warning"):
@@ -86,12 +86,12 @@ def plan(model, widths, dataset_size, law_path, hw_name, devices, batches, max_b
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def whatif(model, widths, dataset_size, law_path, hw_name, devices, batches, max_batch, dtype, optimizer, batch,
            seq_len, sets, persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib, zero,
-           sequence_parallel, virtual_stages, ep, resources, max_factor, as_json):
+           zero3_gather, sequence_parallel, virtual_stages, ep, resources, max_factor, as_json):
     """How much faster compute, memory or interconnect must get for larger widths to train faster."""
     from ..parallel.whatif import break_even
     scenario, space, law = _run_args(model, hw_name, devices, batches, max_batch, dtype, optimizer, batch, seq_len,
                                      sets, law_path, (persistent_rnn, streams, recompute, schedule, allreduce, overlap,
-                                                      bucket_mib, zero, sequence_parallel, virtual_stages, ep))
+                                                      bucket_mib, zero, sequence_parallel, virtual_stages, ep, zero3_gather))
     r = break_even(scenario, widths, space, dataset_size, law, resources, max_factor)
     if (r.get("uncertainty") or {}).get("warning"):
         click.echo(r["uncertainty"]["warning"], err=True)

@@ -37,7 +37,7 @@ from .options import (
 @output_format
 def predict(model, width, batch, seq_len, sets, hw_name, dtype, optimizer, dataset_size, law_path, devices, dp, tp,
             pp, micro_batches, persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib,
-            zero, sequence_parallel, virtual_stages, ep, as_json, as_csv):
+            zero, zero3_gather, sequence_parallel, virtual_stages, ep, as_json, as_csv):
     """Predict time per training step, with a per-layer and per-phase breakdown.
 
     With --dp/--tp/--pp/--devices or --dataset-size + --steps-law it also predicts the parallel
@@ -57,7 +57,7 @@ def predict(model, width, batch, seq_len, sets, hw_name, dtype, optimizer, datas
         from ..scenario import Scenario
         from ..total import load_law, predict_total
         opts = build_options(persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib, zero,
-                             sequence_parallel, virtual_stages, ep)
+                             sequence_parallel, virtual_stages, ep, zero3_gather)
         global_batch = knobs.pop("batch", None)
         extra = predict_total(Scenario(model, hw, knobs, dtype, optimizer, opts), width,
                               resolve_layout(devices, dp, tp, pp, micro_batches), dataset_size,
