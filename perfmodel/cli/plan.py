@@ -66,7 +66,8 @@ def plan(model, widths, dataset_size, law_path, hw_name, devices, batches, max_b
     from ..parallel.search import plan as run_plan
     scenario, space, law = _run_args(model, hw_name, devices, batches, max_batch, dtype, optimizer, batch, seq_len,
                                      sets, law_path, (persistent_rnn, streams, recompute, schedule, allreduce, overlap,
-                                                      bucket_mib, zero, sequence_parallel, virtual_stages, ep, zero3_gather),
+                                                      bucket_mib, zero, sequence_parallel, virtual_stages, ep,
+                                                      zero3_gather),
                                      search_options)
     p = run_plan(scenario, widths, space, dataset_size, law)
     if (p.uncertainty or {}).get("warning"):
@@ -91,7 +92,8 @@ def whatif(model, widths, dataset_size, law_path, hw_name, devices, batches, max
     from ..parallel.whatif import break_even
     scenario, space, law = _run_args(model, hw_name, devices, batches, max_batch, dtype, optimizer, batch, seq_len,
                                      sets, law_path, (persistent_rnn, streams, recompute, schedule, allreduce, overlap,
-                                                      bucket_mib, zero, sequence_parallel, virtual_stages, ep, zero3_gather))
+                                                      bucket_mib, zero, sequence_parallel, virtual_stages, ep,
+                                                      zero3_gather))
     r = break_even(scenario, widths, space, dataset_size, law, resources, max_factor)
     if (r.get("uncertainty") or {}).get("warning"):
         click.echo(r["uncertainty"]["warning"], err=True)

@@ -79,8 +79,7 @@ def validate(model, widths, sample, seed, max_step_s, batch, seq_len, sets, hw_n
            "progress": not as_json, "stat": stat, "rounds": rounds, "fresh_process": fresh_process,
            "speed_probe": speed_probe}
     if sample is not None:
-        from ..validate_sample import validate_sample
-        from ..validate_sample import Ranges
+        from ..validate_sample import Ranges, validate_sample
         v, info = validate_sample(model, sample, hw, seed, max_step_s, Ranges(fixed=knobs), dtype=dtype,
                                   optimizer=optimizer, **run)
         _record(record, hw, v, model)

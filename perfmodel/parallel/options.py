@@ -40,7 +40,7 @@ class ParallelOptions:
     ep: int = 1                             # expert-parallel degree (carved out of the data-parallel group)
     overlap_p2p: bool = False               # pipeline sends overlap compute (False: blocking, :mod:`.pipeline`)
     scatter_gather: bool = True             # pipeline sends split over the tp group, gathered after (Megatron)
-    zero1_allreduce: bool = False           # ZeRO-1 all-reduces whole gradients (DeepSpeed BF16_Optimizer, :mod:`.zero`)
+    zero1_allreduce: bool = False           # ZeRO-1 all-reduces whole gradients (DeepSpeed BF16_Optimizer: .zero)
     zero3_gather: str = "unit"              # ZeRO-3 gathers a layer unit (FSDP wrap) | "module" (DeepSpeed)
 
     def __post_init__(self):

@@ -7,7 +7,8 @@
 The data-parallel communication is the gradient all-reduce, or under ZeRO its reduce-scatters and
 all-gathers (:mod:`.zero`), plus, on the two stages that hold a reused weight (the tied LM head,
 :mod:`.pipeline`), the all-reduce of its two gradient copies; with ZeRO >= 1 each device updates
-1/dp of the parameters (the optimizer step's time / dp).  Expert parameters (:mod:`.expert`) are reduced over dp / ep devices.
+1/dp of the parameters (the optimizer step's time / dp).  Expert parameters (:mod:`.expert`) are
+reduced over dp / ep devices.
 
 Memory per device (the fullest stage)::
 
