@@ -165,12 +165,12 @@ def partition(units: UnitCosts, stages: int, recompute="none") -> Stages:
         out["send_bytes"][:-1] = np.take_along_axis(units.out_bytes, end[:-1] - 1, 0)
     out["tied_params"] = np.zeros((stages, units.size))
     for owner, user in units.tied:
-        at_user = np.arange(stages)[:, None] == sid[user][None]
-        split = at_user.any(0) & (sid[owner] != sid[user])
-        copy = np.where(split, np.broadcast_to(units.params[owner], split.shape), 0.0)
+        at_user, at_owner = (np.arange(stages)[:, None] == sid[u][None] for u in (user, owner))
+        split = sid[owner] != sid[user]
+        copy = np.where(split, units.params[owner], 0.0)
         out["params"] += at_user * copy        # the user's stage keeps a copy, updated like the original
         out["opt_s"] += at_user * np.where(split, units.opt_s[owner], 0.0)
-        out["tied_params"] += (at_user | (np.arange(stages)[:, None] == sid[owner][None])) * copy
+        out["tied_params"] += (at_user | at_owner) * copy
     return Stages(**out)
 
 
