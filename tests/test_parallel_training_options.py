@@ -113,6 +113,25 @@ def test_full_recompute_checkpoints_the_hidden_state_not_the_dropout_mask():
         assert units.out_bytes[units.names.index(f"blocks/{i}"), 0] == 512 * 2 * 1024 * 2
 
 
+def test_checkpointing_every_second_block_reruns_those_and_keeps_the_rest():
+    """torchtitan's "selective layer" AC (ac_freq 2) checkpoints blocks 0 and 2 of 4: backward reruns their
+    forward (compute and FLOPs added), they keep only their output, the peak is one of them recomputed,
+    and the other blocks (and the embedding, head, loss) keep all their activations."""
+    from perfmodel.parallel.device import device_pass
+    from perfmodel.parallel.pipeline import partition
+    units = device_pass(Scenario("transformer", H100, GPT, "bf16", "adam", ParallelOptions()), np.array([1024]), 2, 1)
+    none, half = partition(units, 1, "none"), partition(units, 1, "full", every=2)
+    ck = [units.names.index(f"blocks/{i}") for i in (0, 2)]
+    assert half.bwd_s[0, 0] - none.bwd_s[0, 0] == pytest.approx(sum(units.fwd_s[i, 0] for i in ck))
+    assert half.flops[0, 0] - none.flops[0, 0] == pytest.approx(sum(units.fwd_flops[i, 0] for i in ck))
+    kept = sum(units.act_bytes[i, 0] - units.out_bytes[i, 0] for i in ck)
+    assert half.act_bytes[0, 0] == pytest.approx(none.act_bytes[0, 0] - kept)
+    assert half.act_peak_bytes[0, 0] == pytest.approx(max(units.act_bytes[i, 0] for i in ck))
+    assert partition(units, 1, "full", every=1).act_bytes[0, 0] == pytest.approx(units.out_bytes[:, 0].sum())
+    with pytest.raises(Exception, match="--recompute-every 0 is not allowed"):
+        ParallelOptions(recompute_every=0).check()
+
+
 def test_zero3_gathers_two_units_under_fsdp_and_two_modules_under_deepspeed():
     """ZeRO-3 holds the parameters it computes with and those it prefetches, gathered in full: FSDP wraps
     each transformer block (12 h^2 + 13 h: qkv, proj, fc, proj weights and biases, two LayerNorms),

@@ -42,6 +42,7 @@ class ParallelOptions:
     scatter_gather: bool = True             # pipeline sends split over the tp group, gathered after (Megatron)
     zero1_allreduce: bool = False           # ZeRO-1 all-reduces whole gradients (DeepSpeed BF16_Optimizer: .zero)
     zero3_gather: str = "unit"              # ZeRO-3 gathers a layer unit (FSDP wrap) | "module" (DeepSpeed)
+    recompute_every: int = 1                # with full recompute: only every k-th block (torchtitan ac_freq)
 
     def __post_init__(self):
         if isinstance(self.recompute, bool):   # the old on/off switch: True = full, False = none
@@ -52,7 +53,7 @@ class ParallelOptions:
             raise PerfmodelError(f"unknown --recompute mode {self.recompute!r}; allowed: {', '.join(RECOMPUTE_MODES)}")
         if self.zero not in ZERO_STAGES:
             raise PerfmodelError(f"--zero {self.zero!r} is not allowed; allowed: {', '.join(map(str, ZERO_STAGES))}")
-        for name in ("virtual_stages", "ep"):
+        for name in ("virtual_stages", "ep", "recompute_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise PerfmodelError(f"--{name.replace('_', '-')} {v!r} is not allowed; it must be an integer >= 1")

@@ -57,7 +57,9 @@ in flight for 1F1B (Narayanan et al. 2021, sec. 2.2.1), ``m`` for GPipe.
 With full recomputation (activation checkpointing; Chen et al. 2016) a stage
 keeps each unit's output per micro-batch in flight plus, once, one unit's
 full activations, and backward repeats the forward pass (its collectives
-included).  Selective recomputation (Korthikanti et al. 2022, sec. 5) drops
+included); checkpointing only every k-th block (``recompute_every``, torchtitan's
+"selective layer" AC) does that for those blocks and keeps the others' activations.
+Selective recomputation (Korthikanti et al. 2022, sec. 5) drops
 only the attention core's activations (:data:`perfmodel.architectures.attention.CORE_OPS`),
 holds one unit's core once, and backward reruns the core's forward ops.
 """
@@ -122,22 +124,21 @@ def stage_of_units(weights: np.ndarray, stages: int) -> np.ndarray:
     return (u >= cuts[None]).sum(axis=1)
 
 
-def partition(units: UnitCosts, stages: int, recompute="none") -> Stages:
-    """Stages of ``units``; ``recompute``: none | selective | full (a bool: full or none)."""
+def partition(units: UnitCosts, stages: int, recompute="none", every: int = 1) -> Stages:
+    """Stages of ``units``; ``recompute``: none | selective | full (a bool: full or none); ``every`` > 1
+    with full: only every ``every``-th transformer block is checkpointed (module docstring)."""
     mode = ("full" if recompute else "none") if isinstance(recompute, bool) else recompute
-    full, selective = mode == "full", mode == "selective"
-    ep = units.ep_fwd_s + units.ep_bwd_s + (units.ep_fwd_s if full else 0)
+    selective = mode == "selective"
+    full = checkpointed(units.names, every) if mode == "full" else np.zeros((len(units.names), 1), bool)
+    ep = units.ep_fwd_s + units.ep_bwd_s + units.ep_fwd_s * full
     fwd = units.fwd_s + units.tp_fwd_s + units.ep_fwd_s
-    rerun = fwd if full else (units.core_fwd_s if selective else 0)
+    rerun = np.where(full, fwd, units.core_fwd_s if selective else 0)
     bwd = units.bwd_s + units.tp_bwd_s + units.ep_bwd_s + rerun
     weights = fwd + bwd
     sid = stage_of_units(weights, stages)
-    out = {k: np.zeros((stages, units.size)) for k in ("compute_s", "bwd_s", "tp_s", "ep_s", "opt_s", "params",
-                                                       "expert_params", "max_unit_params", "act_bytes",
-                                                       "act_peak_bytes", "send_bytes", "units", "flops")}
-    tp = units.tp_fwd_s + units.tp_bwd_s + (units.tp_fwd_s if full else 0)
-    rerun_compute = units.fwd_s if full else (units.core_fwd_s if selective else 0)
-    rerun_flops = units.fwd_flops if full else (units.core_fwd_flops if selective else 0)
+    tp = units.tp_fwd_s + units.tp_bwd_s + units.tp_fwd_s * full
+    rerun_compute = np.where(full, units.fwd_s, units.core_fwd_s if selective else 0)
+    rerun_flops = np.where(full, units.fwd_flops, units.core_fwd_flops if selective else 0)
     # stages are contiguous runs of units: a stage's sum is the difference of running sums at its ends
     counts = np.stack([(sid == s).sum(0) for s in range(stages)])            # (S, L) units per stage
     end = np.cumsum(counts, 0)
@@ -151,8 +152,8 @@ def partition(units: UnitCosts, stages: int, recompute="none") -> Stages:
     def stage_max(x):
         return np.stack([np.where(sid == s, x, 0).max(0) for s in range(stages)])
 
-    act, peak = (units.out_bytes, units.act_bytes) if full else \
-        (units.act_bytes - units.core_act_bytes, units.core_act_bytes) if selective else (units.act_bytes, None)
+    act, peak = (units.act_bytes - units.core_act_bytes, units.core_act_bytes) if selective else \
+        (np.where(full, units.out_bytes, units.act_bytes), np.where(full, units.act_bytes, 0) if full.any() else None)
     out = {"compute_s": per_stage(weights - tp - ep), "bwd_s": per_stage(units.bwd_s + rerun_compute),
            "tp_s": per_stage(tp), "ep_s": per_stage(ep), "opt_s": per_stage(units.opt_s),
            "params": per_stage(units.params), "expert_params": per_stage(units.expert_params),
@@ -172,6 +173,16 @@ def partition(units: UnitCosts, stages: int, recompute="none") -> Stages:
         out["opt_s"] += at_user * np.where(split, units.opt_s[owner], 0.0)
         out["tied_params"] += (at_user | at_owner) * copy
     return Stages(**out)
+
+
+def checkpointed(names, every: int = 1) -> np.ndarray:
+    """(U, 1) whether each unit reruns its forward in backward under full recomputation: all of them, or
+    with ``every`` > 1 the transformer blocks ``blocks/i`` with i % every == 0 (torchtitan's "selective
+    layer" activation checkpointing, ``ac_freq``: its ``parallelize_llama.py`` wraps those blocks only)."""
+    if every == 1:
+        return np.ones((len(names), 1), bool)
+    idx = [int(n.split("/")[1]) if n.startswith("blocks/") else None for n in names]
+    return np.array([[i is not None and i % every == 0] for i in idx])
 
 
 def _beat(tau_max, sends, blocking: bool):

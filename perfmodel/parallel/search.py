@@ -237,7 +237,7 @@ def plan(scenario: Scenario, widths, space: SearchSpace, dataset_size, law) -> P
         units, tp_g, mb_g, w_g = cost_configurations(sc, widths, mbs, tps)
         max_pp = min(n_dev, len(units.names), space.max_pp or n_dev)
         for pp in [x for x in degrees(n_dev) if x <= max_pp]:
-            stages_all = {r: partition(units, pp, r) for r in modes(search, sc, units)}
+            stages_all = {r: partition(units, pp, r, sc.options.recompute_every) for r in modes(search, sc, units)}
             for dp in degrees(n_dev // pp):
                 n_tp = int(np.searchsorted(tps, n_dev // (dp * pp), side="right"))   # tp-major prefix
                 n = n_tp * mbs.size * n_w

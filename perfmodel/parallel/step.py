@@ -273,7 +273,7 @@ def predict_parallel(scenario: Scenario, width: int, layout: Layout, batch: int 
         raise PerfmodelError(f"tp={layout.tp} is not allowed for {s.model} at width {width}: a split dimension "
                              f"(hidden units, heads or channels) is smaller than or not divisible by {layout.tp}")
     check_stages(units, layout.pp)
-    stages = partition(units, layout.pp, s.options.recompute)
+    stages = partition(units, layout.pp, s.options.recompute, s.options.recompute_every)
     r = evaluate(stages, s, layout.dp, layout.tp, layout.micro_batches, units.steps, units.cyclic)
     unit_s = {n: float(units.fwd_s[i, 0] + units.bwd_s[i, 0]) for i, n in enumerate(units.names)}
     sid = [int(x) for x in stages.units[:, 0]]

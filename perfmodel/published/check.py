@@ -139,7 +139,7 @@ def predict_run(run: RunSetup, hw=None) -> RunResult:
             last_error = f"tp={tp}, pp={pp} cannot split the model"
             continue
         if (tp, mb, pp, rc) not in stage_cache:
-            stage_cache[(tp, mb, pp, rc)] = partition(units, pp, rc)
+            stage_cache[(tp, mb, pp, rc)] = partition(units, pp, rc, s.options.recompute_every)
         r = evaluate(stage_cache[(tp, mb, pp, rc)], s, dp, tp, layout.micro_batches, units.steps, units.cyclic).at(0)
         key = (not r.fits_in_memory, r.time_per_step_s)
         if best is None or key < best[0]:

@@ -154,9 +154,12 @@ def setup(row: dict, hardware_names) -> RunSetup:
     if dtype is None:
         dtype, assumed["dtype"] = "bf16", "16-bit mixed precision (fp16 and bf16 price the same here)"
     open_fields = []
-    recompute = row["recompute"] or None
+    recompute, every = row["recompute"] or None, 1
     if recompute is None:
         open_fields.append("recompute")
+    if _every_2nd_layer(row):   # torchtitan's every-2nd-block checkpointing: full recompute on those blocks
+        recompute, every = "full", 2
+        assumed["recompute_every"] = "torchtitan selective_ac_option '2': blocks 0, 2, 4, ... checkpointed"
     tp, pp, dp = _int(row["tp"]), _int(row["pp"]), _int(row["dp"])
     if tp is None or pp is None:
         open_fields.append("tp x pp")
@@ -173,6 +176,7 @@ def setup(row: dict, hardware_names) -> RunSetup:
     zero = _int(row["zero_stage"]) or 0
     options = {"recompute": recompute or "none", "zero": zero, "algorithm": "auto",
                "zero1_allreduce": bool(pick("zero1_allreduce", "__none__")) if zero == 1 else False,
+               "recompute_every": every,
                "zero3_gather": (pick("zero3_gather", "__none__") or "unit") if zero == 3 else "unit",
                "sequence_parallel": row["sequence_parallel"].strip().lower() == "true",
                "virtual_stages": virtual or 1, "overlap": True if overlap is None else overlap,
@@ -182,6 +186,11 @@ def setup(row: dict, hardware_names) -> RunSetup:
                     layout={"dp": dp, "tp": tp, "pp": pp, "micro_batch": micro}, batch=_int(row["global_batch"]),
                     open_fields=tuple(open_fields), assumed=assumed, cluster=dict(cluster),
                     convention=CONVENTIONS.get(src), peak_tflops=peak)
+
+
+def _every_2nd_layer(row: dict) -> bool:
+    """torchtitan's "selective layer" AC: selective_ac_option '2', a full checkpoint of every 2nd block."""
+    return row["trainer"] == "torchtitan" and row["recompute"] == "selective" and "'selective layer'" in row["notes"]
 
 
 def _not_modelled(row: dict, src: str, unit, hardware_names) -> str | None:
@@ -200,8 +209,8 @@ def _not_modelled(row: dict, src: str, unit, hardware_names) -> str | None:
     for phrase, what in UNMODELLED_NOTES:
         if phrase in row["notes"]:
             return what
-    if row["trainer"] == "torchtitan" and row["recompute"] == "selective":
-        return "torchtitan's selective AC (every 2nd layer, or every 2nd matmul) is neither selective nor full"
+    if row["trainer"] == "torchtitan" and row["recompute"] == "selective" and not _every_2nd_layer(row):
+        return "torchtitan's op-level selective AC (every 2nd matmul saved) is neither selective nor full"
     dims = [_int(row[c]) for c in ("tp", "pp", "dp")]
     if None not in dims and dims[0] * dims[1] * dims[2] != _int(row["gpus"]):
         return f"tp x pp x dp = {dims[0] * dims[1] * dims[2]} is not the {row['gpus']} GPUs"
