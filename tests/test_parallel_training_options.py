@@ -243,6 +243,8 @@ BASE = ["predict", "--model", "transformer", "--width", "1024", "--hardware", "H
     (["--zero", "4"], "--zero 4 is not allowed; allowed: 0, 1, 2, 3"),
     (["--dp", "4", "--zero3-gather", "module"], "--zero3-gather module is not allowed with --zero 0"),
     (["--zero3-gather", "layer"], "Invalid value for '--zero3-gather': 'layer' is not one of 'unit', 'module'"),
+    (["--recompute-every", "2"], "--recompute-every 2 is not allowed with --recompute none"),
+    (["--recompute", "full", "--recompute-every", "0"], "--recompute-every 0 is not allowed; it must be an integer"),
     (["--pp", "2", "--virtual-stages", "3"], "--virtual-stages 3 is not allowed: it must divide the layers"),
     (["--recompute", "sometimes"], "unknown --recompute mode 'sometimes'; allowed: none, selective, full"),
 ])

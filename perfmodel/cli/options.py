@@ -135,6 +135,9 @@ def parallel_options(f):
                      "core only (Korthikanti et al. 2022); full = per layer unit (--recompute alone: full)"),
         click.option("--no-recompute", is_flag=True, expose_value=False, callback=_no_recompute,
                      help="alias of --recompute none"),
+        click.option("--recompute-every", type=int, default=1, show_default=True, metavar="K",
+                     help="with --recompute full: checkpoint only every K-th transformer block (torchtitan's "
+                          "selective layer AC, ac_freq)"),
         click.option("--zero", type=int, default=0, show_default=True, metavar="0|1|2|3",
                      help="ZeRO stage over the data-parallel group: 1 optimizer state, 2 + gradients, "
                           "3 + parameters sharded (FSDP full shard)"),
@@ -160,7 +163,8 @@ def parallel_options(f):
 
 
 def build_options(persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib, zero=0,
-                  sequence_parallel=False, virtual_stages=1, ep=1, zero3_gather="unit", searched=False):
+                  sequence_parallel=False, virtual_stages=1, ep=1, zero3_gather="unit", recompute_every=1,
+                  searched=False):
     """The :class:`perfmodel.parallel.options.ParallelOptions` of :func:`parallel_options`' values
     (``searched``: plan's --search-options picks the ZeRO stage itself)."""
     from ..errors import PerfmodelError
@@ -169,9 +173,12 @@ def build_options(persistent_rnn, streams, recompute, schedule, allreduce, overl
     if zero3_gather != "unit" and zero != 3 and not searched:
         raise PerfmodelError(f"--zero3-gather {zero3_gather} is not allowed with --zero {zero}: it says what "
                              "ZeRO stage 3 gathers; give --zero 3 (or plan --search-options)")
+    if recompute_every != 1 and recompute != "full" and not searched:
+        raise PerfmodelError(f"--recompute-every {recompute_every} is not allowed with --recompute {recompute}: it "
+                             "says which blocks full recomputation checkpoints; give --recompute full")
     return ParallelOptions(schedule, allreduce, bucket_mib * 2**20, overlap, recompute,
                            KernelOptions(streams=streams, persistent_rnn=persistent_rnn), zero, sequence_parallel,
-                           virtual_stages, ep, zero3_gather=zero3_gather)
+                           virtual_stages, ep, zero3_gather=zero3_gather, recompute_every=recompute_every)
 
 
 def collect_knobs(batch, seq_len, sets) -> dict:

@@ -61,13 +61,13 @@ def _run_args(model, hw_name, devices, batches, max_batch, dtype, optimizer, bat
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def plan(model, widths, dataset_size, law_path, hw_name, devices, batches, max_batch, dtype, optimizer, batch,
          seq_len, sets, persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib, zero,
-         zero3_gather, sequence_parallel, virtual_stages, ep, search_options, as_json):
+         zero3_gather, recompute_every, sequence_parallel, virtual_stages, ep, search_options, as_json):
     """Fastest parallel layout and total training time for each width; then the fastest width."""
     from ..parallel.search import plan as run_plan
     scenario, space, law = _run_args(model, hw_name, devices, batches, max_batch, dtype, optimizer, batch, seq_len,
                                      sets, law_path, (persistent_rnn, streams, recompute, schedule, allreduce, overlap,
                                                       bucket_mib, zero, sequence_parallel, virtual_stages, ep,
-                                                      zero3_gather),
+                                                      zero3_gather, recompute_every),
                                      search_options)
     p = run_plan(scenario, widths, space, dataset_size, law)
     if (p.uncertainty or {}).get("warning"):
@@ -87,13 +87,13 @@ def plan(model, widths, dataset_size, law_path, hw_name, devices, batches, max_b
 @click.option("--json", "as_json", is_flag=True, help="print JSON")
 def whatif(model, widths, dataset_size, law_path, hw_name, devices, batches, max_batch, dtype, optimizer, batch,
            seq_len, sets, persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib, zero,
-           zero3_gather, sequence_parallel, virtual_stages, ep, resources, max_factor, as_json):
+           zero3_gather, recompute_every, sequence_parallel, virtual_stages, ep, resources, max_factor, as_json):
     """How much faster compute, memory or interconnect must get for larger widths to train faster."""
     from ..parallel.whatif import break_even
     scenario, space, law = _run_args(model, hw_name, devices, batches, max_batch, dtype, optimizer, batch, seq_len,
                                      sets, law_path, (persistent_rnn, streams, recompute, schedule, allreduce, overlap,
                                                       bucket_mib, zero, sequence_parallel, virtual_stages, ep,
-                                                      zero3_gather))
+                                                      zero3_gather, recompute_every))
     r = break_even(scenario, widths, space, dataset_size, law, resources, max_factor)
     if (r.get("uncertainty") or {}).get("warning"):
         click.echo(r["uncertainty"]["warning"], err=True)

@@ -37,7 +37,7 @@ from .options import (
 @output_format
 def predict(model, width, batch, seq_len, sets, hw_name, dtype, optimizer, dataset_size, law_path, devices, dp, tp,
             pp, micro_batches, persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib,
-            zero, zero3_gather, sequence_parallel, virtual_stages, ep, as_json, as_csv):
+            zero, zero3_gather, recompute_every, sequence_parallel, virtual_stages, ep, as_json, as_csv):
     """Predict time per training step, with a per-layer and per-phase breakdown.
 
     With --dp/--tp/--pp/--devices or --dataset-size + --steps-law it also predicts the parallel
@@ -51,13 +51,13 @@ def predict(model, width, batch, seq_len, sets, hw_name, dtype, optimizer, datas
     extra = None
     layout_given = any(v is not None for v in (dataset_size, law_path, devices, dp)) or \
         max(tp, pp, micro_batches, virtual_stages, ep) > 1 or persistent_rnn or streams or recompute != "none" \
-        or zero != 0 or sequence_parallel
+        or zero != 0 or sequence_parallel or zero3_gather != "unit" or recompute_every != 1
     if layout_given:
         from ..parallel.layout import resolve_layout
         from ..scenario import Scenario
         from ..total import load_law, predict_total
         opts = build_options(persistent_rnn, streams, recompute, schedule, allreduce, overlap, bucket_mib, zero,
-                             sequence_parallel, virtual_stages, ep, zero3_gather)
+                             sequence_parallel, virtual_stages, ep, zero3_gather, recompute_every)
         global_batch = knobs.pop("batch", None)
         extra = predict_total(Scenario(model, hw, knobs, dtype, optimizer, opts), width,
                               resolve_layout(devices, dp, tp, pp, micro_batches), dataset_size,
