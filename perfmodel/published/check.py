@@ -87,7 +87,8 @@ class RunResult:
         if self.reason:
             return {**out, "not_modelled": self.reason}
         u = r.measured_unit
-        return {**out, "unit": u, f"predicted_{u}": self.predicted, f"measured_{u}": r.measured,
+        measured = {} if u is None else {f"predicted_{u}": self.predicted, f"measured_{u}": r.measured}
+        return {**out, "unit": u or "memory_only", **measured,
                 "error_fraction": self.error, "fits_predicted": self.fits, "fits_measured": r.fits_measured,
                 "time_per_step_s": self.time_per_step_s, "per_device_memory_bytes": self.memory_bytes,
                 "memory_capacity_bytes": self.capacity_bytes, "chosen": self.chosen, "assumed": r.assumed}
@@ -147,10 +148,13 @@ def predict_run(run: RunSetup, hw=None) -> RunResult:
     if best is None:
         return RunResult(run, reason=last_error or "no layout the row allows")
     _, r, chosen = best
+    chosen = {k: chosen[k] for k in chosen if _is_open(k, run)}
+    if run.measured is None:   # out of memory in the source: memory only
+        return RunResult(run, None, None, bool(r.fits_in_memory), r.time_per_step_s, r.per_device_memory_bytes,
+                         hw.memory_capacity_bytes, chosen)
     pred = to_unit(run, r.time_per_step_s)
     return RunResult(run, pred, (pred - run.measured) / run.measured, bool(r.fits_in_memory), r.time_per_step_s,
-                     r.per_device_memory_bytes, hw.memory_capacity_bytes,
-                     {k: chosen[k] for k in chosen if _is_open(k, run)})
+                     r.per_device_memory_bytes, hw.memory_capacity_bytes, chosen)
 
 
 def _is_open(name: str, run: RunSetup) -> bool:
@@ -162,7 +166,8 @@ def check_published(rows: list[dict] | None = None, ids=None) -> dict:
     names = set(hardware_mod.available())
     rows = load_rows() if rows is None else rows
     results = [predict_run(setup(r, names)) for r in rows if ids is None or r["id"] in ids]
-    done = [x for x in results if x.reason is None]
+    done = [x for x in results if x.reason is None and x.error is not None]
+    oom = [x for x in results if x.reason is None and not x.run.fits_measured]
     by_source: dict = {}
     for x in done:
         by_source.setdefault(x.run.source, []).append(abs(x.error))
@@ -172,7 +177,9 @@ def check_published(rows: list[dict] | None = None, ids=None) -> dict:
                               "by_source": {k: float(np.mean(v)) for k, v in sorted(by_source.items())}},
             "rows_by_source": {k: len(v) for k, v in sorted(by_source.items())},
             "fits": {"ran": len(ran), "predicted_to_fit": sum(bool(x.fits) for x in ran),
-                     "not_fitting": [x.run.id for x in ran if not x.fits]},
+                     "not_fitting": [x.run.id for x in ran if not x.fits],
+                     "out_of_memory_in_source": len(oom), "predicted_not_to_fit": sum(not x.fits for x in oom),
+                     "fitting_but_oom": [x.run.id for x in oom if x.fits]},
             "not_modelled": [x.run.id for x in results if x.reason]}
 
 
@@ -192,6 +199,10 @@ def report_text(report: dict) -> str:
             continue
         fits = ("yes" if x.fits else "NO") + ("" if r.fits_measured else " (OOM in source)")
         chosen = " ".join(f"{k}={v}" for k, v in x.chosen.items())
+        if x.error is None:   # out of memory in the source: memory only
+            lines.append(f"{r.id:52s} {'memory only':21s} {x.memory_bytes / 2**30:8.1f} GiB of "
+                         f"{x.capacity_bytes / 2**30:.0f}          {fits}")
+            continue
         if r.assumed:   # trainer defaults the row does not state (runs.TRAINER_DEFAULTS)
             chosen += ("; " if chosen else "") + "assumed " + ", ".join(r.assumed)
         lines.append(f"{r.id:52s} {r.measured_unit:21s} {x.predicted:10.4g} {r.measured:10.4g} "
@@ -207,4 +218,8 @@ def report_text(report: dict) -> str:
     f = report["fits"]
     lines.append(f"runs that ran in reality predicted to fit: {f['predicted_to_fit']} of {f['ran']}"
                  + (f" (not: {', '.join(f['not_fitting'])})" if f["not_fitting"] else ""))
+    if f["out_of_memory_in_source"]:
+        lines.append(f"runs out of memory in reality predicted not to fit: {f['predicted_not_to_fit']} of "
+                     f"{f['out_of_memory_in_source']}"
+                     + (f" (fit: {', '.join(f['fitting_but_oom'])})" if f["fitting_but_oom"] else ""))
     return "\n".join(lines)

@@ -20,7 +20,8 @@ Per row (empty cell = the source does not state it; see SOURCES.md):
   tp x pp split of a stated model-parallel size.  The prediction takes the fastest choice that fits
   (the runs were tuned for speed), :func:`perfmodel.published.check.predict_run`.
 * measured: iteration seconds, else tokens/s per GPU, else TFLOP/s per GPU, else MFU -- the first
-  the row gives, the least convention-dependent first.
+  the row gives, the least convention-dependent first; a row the source reports out of memory has
+  none and is checked for memory only (predicted not to fit, or not).
 """
 from __future__ import annotations
 
@@ -214,8 +215,8 @@ def _not_modelled(row: dict, src: str, unit, hardware_names) -> str | None:
     dims = [_int(row[c]) for c in ("tp", "pp", "dp")]
     if None not in dims and dims[0] * dims[1] * dims[2] != _int(row["gpus"]):
         return f"tp x pp x dp = {dims[0] * dims[1] * dims[2]} is not the {row['gpus']} GPUs"
-    if unit is None:
-        return "no measured throughput" if row["fits"] != "false" else "out of memory in the source, no throughput"
+    if unit is None and row["fits"] != "false":
+        return "no measured throughput"
     if unit in ("tflops_per_gpu", "mfu") and src not in CONVENTIONS:
         return "measured TFLOP/s or MFU with a FLOP convention the source does not state"
     return None
