@@ -81,7 +81,8 @@ def test_bloom_rows_use_their_clusters_network_and_deepspeeds_reduction():
     all_reduce_bench-a100-n4.txt), not the profile's 25 GB/s; DeepSpeed's BF16_Optimizer all-reduces the
     whole gradients, then all-gathers the updated shards.  Per stage P = its parameters x 2 bytes over
     dp = 8 nodes, not overlapped: (2 + 1) x 7/8 x P / 5.07 GB/s + 3 x 7 alpha, plus the tied embedding's
-    2-rank all-reduce (V h / tp x 2 bytes, V = 250880, h = 14336, tp = 4) on the first and last stage."""
+    2-rank all-reduce of its fp32 gradient (DeepSpeed's weight._hp_grad: V h / tp x 4 bytes, V = 250880,
+    h = 14336, tp = 4) on the first and last stage."""
     from dataclasses import replace
 
     from perfmodel import hardware
@@ -92,14 +93,14 @@ def test_bloom_rows_use_their_clusters_network_and_deepspeeds_reduction():
     row = next(r for r in load_rows() if r["id"] == "bloom176b-gbs16-rampup")
     run = setup(row, hardware.available())
     assert run.cluster == {"inter_node_busbw_GBps": 5.07} and run.options["zero1_allreduce"]
-    assert not run.options["overlap"] and run.options["zero"] == 1
+    assert not run.options["overlap"] and run.options["zero"] == 1 and run.options["tied_grad_fp32"]
     hw = replace(hardware.load(A100), **run.cluster)
     s = Scenario("transformer", hw, run.knobs, "bf16", "adam", ParallelOptions(**run.options))
     st = partition(device_pass(s, [14336], 2, 4), 12, "full")
     ln = coll.link(hw, True)
     assert ln.beta_s_per_byte == pytest.approx(1 / 5.07e9)
     dp_s = 3 * (7 / 8 * st.params[:, 0] * 2 * ln.beta_s_per_byte) + 3 * 7 * ln.alpha_s
-    copy = 250880 * 14336 / 4 * 2
+    copy = 250880 * 14336 / 4 * 4
     tied = np.array([1.0] + [0.0] * 10 + [1.0]) * (copy * ln.beta_s_per_byte + 2 * ln.alpha_s)
     r = check_published(ids={run.id})["results"][0]
     pred = predict_parallel(s, 14336, Layout(8, 4, 12, 1), 16).step

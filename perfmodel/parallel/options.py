@@ -43,6 +43,7 @@ class ParallelOptions:
     zero1_allreduce: bool = False           # ZeRO-1 all-reduces whole gradients (DeepSpeed BF16_Optimizer: .zero)
     zero3_gather: str = "unit"              # ZeRO-3 gathers a layer unit (FSDP wrap) | "module" (DeepSpeed)
     recompute_every: int = 1                # with full recompute: only every k-th block (torchtitan ac_freq)
+    tied_grad_fp32: bool = False            # a tied weight's gradient copies all-reduced in fp32 (DeepSpeed bf16)
 
     def __post_init__(self):
         if isinstance(self.recompute, bool):   # the old on/off switch: True = full, False = none

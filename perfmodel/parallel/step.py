@@ -163,7 +163,8 @@ def data_parallel(stages: Stages, scenario: Scenario, dp: int, tp, m: int, zero:
         mem = part if mem is None else _add(mem, part)
     if stages.tied_params.any():   # a reused weight's two copies: their gradients, after backward, exposed
         ln = coll.link(hw, coll.spans_nodes(hw, stages.params.shape[0], tp * dp))
-        t = coll.collective_s("allreduce", stages.tied_params * b, 2, ln, opts.algorithm)
+        t = coll.collective_s("allreduce", stages.tied_params * (4 if opts.tied_grad_fp32 else b), 2, ln,
+                              opts.algorithm)
         total, exposed = total + t, exposed + t
     opt_s = stages.opt_s
     if zero >= 1:   # each device updates its shard: 1/dp of the dense, 1/(dp/ep) of the expert parameters

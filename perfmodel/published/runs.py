@@ -53,7 +53,9 @@ TRAINER_DEFAULTS = {
         "overlap": (False, "BF16_Optimizer (its own ZeRO-1) reduces gradients after backward"),
         "scatter_gather": (False, "DeepSpeed's PipelineEngine sends whole activations (no scatter/gather)"),
         "zero1_allreduce": (True, "DeepSpeed 0.6.5 pipe/engine.py _bf16_reduce_grads all-reduces the whole "
-                                  "gradients; BF16_Optimizer.step then all-gathers the updated bf16 shards")},
+                                  "gradients; BF16_Optimizer.step then all-gathers the updated bf16 shards"),
+        "tied_grad_fp32": (True, "DeepSpeed 0.6.5 pipe/engine.py _exec_reduce_tied_grads all-reduces the tied "
+                                 "embedding's weight._hp_grad, its fp32 gradient, under bf16")},
 }
 #: where a source's cluster differs from the profile the row names: profile fields replaced, and why
 CLUSTERS = {
@@ -177,7 +179,7 @@ def setup(row: dict, hardware_names) -> RunSetup:
     zero = _int(row["zero_stage"]) or 0
     options = {"recompute": recompute or "none", "zero": zero, "algorithm": "auto",
                "zero1_allreduce": bool(pick("zero1_allreduce", "__none__")) if zero == 1 else False,
-               "recompute_every": every,
+               "recompute_every": every, "tied_grad_fp32": bool(pick("tied_grad_fp32", "__none__")),
                "zero3_gather": (pick("zero3_gather", "__none__") or "unit") if zero == 3 else "unit",
                "sequence_parallel": row["sequence_parallel"].strip().lower() == "true",
                "virtual_stages": virtual or 1, "overlap": True if overlap is None else overlap,
