@@ -6,7 +6,10 @@ mmap threshold gets fresh pages from the kernel, and every page is faulted in
 frees but never exceeds ``DEFAULT_MMAP_THRESHOLD_MAX`` -- 32 MiB on 64-bit
 glibc (``malloc/malloc.c``) -- so an output of 32 MiB or more is faulted in on
 every training step.  Measured here: writing a freshly allocated buffer minus
-writing a reused one, per byte (``first_touch_s_per_byte``).
+writing a reused one, per byte (``first_touch_s_per_byte``).  The fresh buffer is an anonymous
+``mmap`` (:func:`fresh_buffer`), what glibc hands out above the threshold, so the probe sees fresh
+pages whatever the allocator's heap holds: ``torch.empty`` of the same size was once served from a
+heap that earlier probes had grown and measured 0.004 ns/B (docs/accuracy.md, "Machine state").
 
 Pages that sat freed for a while can cost more.  A virtual machine with free page reporting
 (virtio-balloon, Linux ``mm/page_reporting.c``: free blocks of 2 MiB and up are reported to the
@@ -64,16 +67,29 @@ def cold_bytes(plan) -> int:
     return int(min(plan.cold_touch_bytes, ram // 8)) // 4 * 4
 
 
+def fresh_write(nbytes: int, value: float = 1.0) -> None:
+    """Write ``nbytes`` of float32 to a new anonymous mapping, then unmap it: every page is faulted in
+    (mapped and zeroed by the kernel) on its first write, as an output at or above glibc's mmap
+    threshold is."""
+    import mmap
+
+    import torch
+    buf = mmap.mmap(-1, nbytes)
+    t = torch.frombuffer(buf, dtype=torch.float32)
+    t.fill_(value)
+    del t                                    # the tensor holds the buffer: release it before unmapping
+    buf.close()
+
+
 def time_cold_touch(nbytes: int, repeats: int, idle_s: float, clock: str) -> list[float]:
     """Seconds to write ``nbytes`` fresh, each try ``idle_s`` after an equal buffer was freed."""
-    import torch
     tick = time.process_time if clock == "cpu" else time.perf_counter
-    numel, out = nbytes // 4, []
-    torch.empty(numel).fill_(0.0)            # faulted in once, then freed: the pages the tries reuse
+    out = []
+    fresh_write(nbytes, 0.0)                 # faulted in once, then freed: the pages the tries reuse
     for _ in range(repeats):
         time.sleep(idle_s)
         t0 = tick()
-        torch.empty(numel).fill_(1.0)
+        fresh_write(nbytes)
         out.append(tick() - t0)
     return out
 
@@ -86,7 +102,7 @@ def _callables(numel: int, cold: dict, ctx: Context) -> dict:
                                                          ctx.plan.cold_touch_idle_s, ctx.clock), n_cold
     reused = torch.empty(numel)
     reused.fill_(0.0)
-    return {"reused": lambda: reused.fill_(1.0), "fresh": lambda: torch.empty(numel).fill_(1.0)}
+    return {"reused": lambda: reused.fill_(1.0), "fresh": lambda: fresh_write(numel * 4)}
 
 
 def _combine(t: dict, numel: int, cold: dict) -> dict:

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from perfmodel.calibrate.allocation import cold_bytes, cold_touch_from, time_cold_touch
+from perfmodel.calibrate.allocation import cold_bytes, cold_touch_from, fresh_write, time_cold_touch
 from perfmodel.calibrate.plan import FULL_CPU, QUICK
 
 from perfmodel.cost import rates
@@ -27,6 +27,24 @@ def test_cold_rate_is_the_idle_buffer_less_a_reused_write():
     out = cold_touch_from([2.0, 2.4, 2.2], 0.05e-9, 2**31)
     assert out == {"first_touch_cold_s_per_byte": pytest.approx(2.2 / 2**31 - 0.05e-9), "cold_bytes": 2**31}
     assert cold_touch_from([0.1], 1e-9, 2**31)["first_touch_cold_s_per_byte"] == 0.0   # never negative
+
+
+def test_the_fresh_buffer_faults_in_every_page_whatever_the_heap_holds():
+    """The probe's fresh write goes to a new anonymous mapping: 4 MiB = 1,024 pages of 4 KiB, each faulted
+    in on its first write (getrusage's minor faults), even right after a heap of the same size was freed,
+    which ``torch.empty`` could have reused without a fault."""
+    resource = pytest.importorskip("resource")
+    import torch
+    heap = [torch.ones(2**18) for _ in range(4)]            # 4 x 1 MiB through the allocator, then freed
+    del heap
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    fresh_write(4 * 2**20)
+    try:   # transparent huge pages "always": 2 MiB pages, 2 faults
+        huge = "[always]" in open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    except OSError:
+        huge = False
+    pages = 4 * 2**20 // (2**21 if huge else resource.getpagesize())
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before >= pages
 
 
 def test_only_the_full_plans_measure_it_and_never_beyond_an_eighth_of_memory():
